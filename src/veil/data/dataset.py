@@ -1,0 +1,60 @@
+"""In-memory image classification datasets: uint8 arrays plus class names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images as uint8 (N, H, W, 3) and labels as int64 (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
+            raise ValueError(f"images must be uint8 (N, H, W, 3), got {self.images.dtype} "
+                             f"{self.images.shape}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, n: int | None, seed: int = 0) -> Split:
+        """A class-balanced-in-expectation random subset of n images (all if n is None)."""
+        if n is None or n >= len(self):
+            return self
+        idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        return Split(self.images[idx], self.labels[idx])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    classes: tuple[str, ...]
+    train: Split
+    test: Split
+    source_sha256: str = ""
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.train.images.shape[1:3])
+
+    def require_image_size(self, size: tuple[int, int] = (32, 32)) -> None:
+        for split_name, split in (("train", self.train), ("test", self.test)):
+            if tuple(split.images.shape[1:3]) != tuple(size):
+                raise ValueError(f"{self.name}: {split_name} images are "
+                                 f"{split.images.shape[1]}x{split.images.shape[2]}, "
+                                 f"the model needs {size[0]}x{size[1]} RGB")
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None,
+               seed: int = 0) -> Dataset:
+        return Dataset(self.name, self.classes, self.train.subset(n_train, seed),
+                       self.test.subset(n_test, seed), self.source_sha256)

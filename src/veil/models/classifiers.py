@@ -1,0 +1,245 @@
+"""CIFAR-10 classifiers of the zoo.
+
+The four paper classifiers follow the common CIFAR adaptations of VGG19 (with BatchNorm), ResNet18,
+ResNet50 and GoogLeNet (3x3 stem, no initial down-sampling), whose sizes match the paper's overhead
+columns. `resnet9` and `resnet9_narrow` are small, fast classifiers in the style of the fast CIFAR-10
+training recipes (the Myrtle ResNet-9), for CPU-scale experiments and the embedded default.
+Every classifier takes images in [0, 1]; its normalisation travels with it as buffers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    """A backbone that sees normalised images; callers pass images in [0, 1]."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.normalize = Normalize()
+        self.backbone = backbone
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.normalize(x))
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
+
+
+# --- VGG19 with BatchNorm -------------------------------------------------------------------
+VGG19_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+
+
+def vgg19_backbone(num_classes: int) -> nn.Module:
+    layers: list[nn.Module] = []
+    cin = 3
+    for v in VGG19_LAYOUT:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+            cin = v
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, num_classes))
+
+
+# --- ResNet ----------------------------------------------------------------------------------
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        cout = width * self.expansion
+        self.body = nn.Sequential(
+            *conv_bn_relu(cin, width, 3, stride),
+            nn.Conv2d(width, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.shortcut = _shortcut(cin, cout, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class BottleneckBlock(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        cout = width * self.expansion
+        self.body = nn.Sequential(
+            *conv_bn_relu(cin, width, 1),
+            *conv_bn_relu(width, width, 3, stride),
+            nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.shortcut = _shortcut(cin, cout, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
+def resnet_backbone(block: type, depths: list[int], num_classes: int) -> nn.Module:
+    layers: list[nn.Module] = conv_bn_relu(3, 64)
+    cin = 64
+    for stage, (width, depth) in enumerate(zip((64, 128, 256, 512), depths)):
+        for i in range(depth):
+            stride = 2 if stage > 0 and i == 0 else 1
+            layers.append(block(cin, width, stride))
+            cin = width * block.expansion
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(cin, num_classes))
+
+
+# --- GoogLeNet -------------------------------------------------------------------------------
+class Inception(nn.Module):
+    def __init__(self, cin: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, pool: int) -> None:
+        super().__init__()
+        self.b1 = nn.Sequential(*conv_bn_relu(cin, c1, 1))
+        self.b3 = nn.Sequential(*conv_bn_relu(cin, c3r, 1), *conv_bn_relu(c3r, c3))
+        # The "5x5" branch as two stacked 3x3 convs, as in the usual CIFAR GoogLeNet.
+        self.b5 = nn.Sequential(*conv_bn_relu(cin, c5r, 1), *conv_bn_relu(c5r, c5),
+                                *conv_bn_relu(c5, c5))
+        self.bp = nn.Sequential(nn.MaxPool2d(3, 1, 1), *conv_bn_relu(cin, pool, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.bp(x)], 1)
+
+
+def _conv_relu_biased(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def googlenet_backbone(num_classes: int) -> nn.Module:
+    return nn.Sequential(
+        *_conv_relu_biased(3, 192),
+        Inception(192, 64, 96, 128, 16, 32, 32),
+        Inception(256, 128, 128, 192, 32, 96, 64),
+        nn.MaxPool2d(3, 2, 1),
+        Inception(480, 192, 96, 208, 16, 48, 64),
+        Inception(512, 160, 112, 224, 24, 64, 64),
+        Inception(512, 128, 128, 256, 24, 64, 64),
+        Inception(512, 112, 144, 288, 32, 64, 64),
+        Inception(528, 256, 160, 320, 32, 128, 128),
+        nn.MaxPool2d(3, 2, 1),
+        Inception(832, 256, 160, 320, 32, 128, 128),
+        Inception(832, 384, 192, 384, 48, 128, 128),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1024, num_classes),
+    )
+
+
+# --- ResNet-9 (fast CIFAR recipe) ------------------------------------------------------------
+class Residual(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*conv_bn_relu(channels, channels),
+                                  *conv_bn_relu(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def resnet9_backbone(num_classes: int, width: int = 64) -> nn.Module:
+    w1, w2, w3, w4 = width, 2 * width, 4 * width, 8 * width
+    return nn.Sequential(
+        *conv_bn_relu(3, w1),
+        *conv_bn_relu(w1, w2), nn.MaxPool2d(2), Residual(w2),
+        *conv_bn_relu(w2, w3), nn.MaxPool2d(2),
+        *conv_bn_relu(w3, w4), nn.MaxPool2d(2), Residual(w4),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(w4, num_classes, bias=False),
+        _Scale(0.125),
+    )
+
+
+class _Scale(nn.Module):
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+# --- FastNet: an airbench-style small CIFAR-10 network ---------------------------------------
+class FastBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2),
+            nn.BatchNorm2d(cout), nn.GELU(),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU(),
+        )
+
+
+def fastnet_backbone(num_classes: int, widths: tuple[int, int, int]) -> nn.Module:
+    """2x2 stem conv, three conv-pool-conv blocks, global max pool (after airbench's layout)."""
+    w1, w2, w3 = widths
+    return nn.Sequential(
+        nn.Conv2d(3, 24, 2, padding=0), nn.GELU(),
+        FastBlock(24, w1), FastBlock(w1, w2), FastBlock(w2, w3),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(w3, num_classes, bias=False),
+        _Scale(1 / 9),
+    )
+
+
+def vgg19(num_classes: int = 10) -> Classifier:
+    return Classifier(vgg19_backbone(num_classes), num_classes)
+
+
+def resnet18(num_classes: int = 10) -> Classifier:
+    return Classifier(resnet_backbone(BasicBlock, [2, 2, 2, 2], num_classes), num_classes)
+
+
+def resnet50(num_classes: int = 10) -> Classifier:
+    return Classifier(resnet_backbone(BottleneckBlock, [3, 4, 6, 3], num_classes), num_classes)
+
+
+def googlenet(num_classes: int = 10) -> Classifier:
+    return Classifier(googlenet_backbone(num_classes), num_classes)
+
+
+def resnet9(num_classes: int = 10, width: int = 64) -> Classifier:
+    return Classifier(resnet9_backbone(num_classes, width), num_classes)
+
+
+def resnet9_narrow(num_classes: int = 10) -> Classifier:
+    return resnet9(num_classes, width=32)
+
+
+def resnet9_tiny(num_classes: int = 10) -> Classifier:
+    return resnet9(num_classes, width=8)
+
+
+def fastnet(num_classes: int = 10) -> Classifier:
+    """The CPU-scale default classifier: ~0.6M parameters."""
+    return Classifier(fastnet_backbone(num_classes, (48, 160, 160)), num_classes)
+
+
+def fastnet_wide(num_classes: int = 10) -> Classifier:
+    return Classifier(fastnet_backbone(num_classes, (64, 256, 256)), num_classes)
+
+
+def fastnet_tiny(num_classes: int = 10) -> Classifier:
+    """For tests: a few thousand parameters."""
+    return Classifier(fastnet_backbone(num_classes, (8, 16, 16)), num_classes)

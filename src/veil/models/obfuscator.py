@@ -1,0 +1,93 @@
+"""The paper's obfuscator / deobfuscator (Table 4 and Appendix A).
+
+Layout (3x32x32 input):
+
+    conv3x3 3->32                                  32x32
+    bottleneck 32->32,  stride 2 (in depthwise)    16x16
+    bottleneck 32->64,  stride 2                    8x8
+    bottleneck 64->128, stride 2                    4x4
+    up-bottleneck 128->64  (upsample after it)      8x8
+    up-bottleneck 64->32   (upsample after expand) 16x16
+    up-bottleneck 32->3    (upsample after expand) 32x32
+
+Every bottleneck is 1x1 conv (expand x6) -> 3x3 depthwise -> 1x1 conv (project); every conv is
+bias-free and followed by BatchNorm and LeakyReLU. This gives exactly the paper's 324,518
+parameters. The paper leaves the strides and where the 2x nearest-neighbour upsampling sits open;
+the choice above is MobileNetV2's (stride in the depthwise conv) for the encoder, and for the
+decoder the placement that gives the paper's ~2.6e7 multiply-accumulates (26.08M measured).
+The last layer's LeakyReLU is replaced by a sigmoid so that the output is an image in [0, 1]
+(what is transmitted), adding no parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+EXPANSION = 6
+NEGATIVE_SLOPE = 0.2
+
+
+def conv_bn_act(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act:
+        layers.append(nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True))
+    return nn.Sequential(*layers)
+
+
+class Bottleneck(nn.Module):
+    """MobileNetV2-style bottleneck; optional 2x nearest upsampling after the expansion or output."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, upsample: str | None = None,
+                 last: bool = False) -> None:
+        super().__init__()
+        if upsample not in (None, "mid", "out"):
+            raise ValueError(f"upsample must be None, 'mid' or 'out', got {upsample!r}")
+        hidden = cin * EXPANSION
+        self.expand = conv_bn_act(cin, hidden)
+        self.upsample_mid = nn.Upsample(scale_factor=2) if upsample == "mid" else nn.Identity()
+        self.depthwise = conv_bn_act(hidden, hidden, 3, stride, groups=hidden)
+        self.project = conv_bn_act(hidden, cout, act=not last)
+        self.upsample_out = nn.Upsample(scale_factor=2) if upsample == "out" else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.upsample_mid(self.expand(x))
+        return self.upsample_out(self.project(self.depthwise(x)))
+
+
+class Obfuscator(nn.Module):
+    """Image-to-image network of the paper; also used, untouched, as the deobfuscator."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn_act(3, 32, 3)
+        self.encoder = nn.Sequential(
+            Bottleneck(32, 32, stride=2),
+            Bottleneck(32, 64, stride=2),
+            Bottleneck(64, 128, stride=2),
+        )
+        self.decoder = nn.Sequential(
+            Bottleneck(128, 64, upsample="out"),
+            Bottleneck(64, 32, upsample="mid"),
+            Bottleneck(32, 3, upsample="mid", last=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] % 8 or x.shape[-2] % 8:
+            raise ValueError(
+                f"expected images of shape (N, 3, H, W) with H and W multiples of 8, "
+                f"got {tuple(x.shape)}"
+            )
+        return torch.sigmoid(self.decoder(self.encoder(self.stem(x))))
+
+
+def obfuscator() -> Obfuscator:
+    return Obfuscator()
+
+
+def deobfuscator() -> Obfuscator:
+    return Obfuscator()

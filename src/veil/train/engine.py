@@ -1,0 +1,101 @@
+"""Shared pieces of the training loops: devices, precision, distributed setup, progress, eval."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterable, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but CUDA is not available")
+    return device
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):
+        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def quiet_default() -> bool:
+    return bool(os.environ.get("VEIL_QUIET")) or not sys.stderr.isatty()
+
+
+def progress(iterable: Iterable, total: int, desc: str, quiet: bool) -> Iterator:
+    return iter(tqdm(iterable, total=total, desc=desc, leave=False, disable=quiet,
+                     unit="batch", dynamic_ncols=True))
+
+
+class Distributed:
+    """torchrun-launched data parallelism (DDP); a no-op for a single process."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.enabled = self.world_size > 1
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        if not self.enabled:
+            return model
+        return nn.parallel.DistributedDataParallel(model)
+
+    def shard(self, x: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a global batch."""
+        return x[self.rank::self.world_size] if self.enabled else x
+
+    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            dist.all_reduce(t)
+        return t
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader: Iterable, device_type: str = "cpu",
+             precision: str = "fp32", transform=None) -> float:
+    """Top-1 accuracy of model over loader; `transform` is applied to images first."""
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        with autocast(torch.device(device_type), precision):
+            if transform is not None:
+                x = transform(x)
+            logits = model(x)
+        correct += (logits.argmax(1) == y).sum().item()
+        total += len(y)
+    return correct / max(total, 1)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)

@@ -1,0 +1,91 @@
+"""A run folder per training run: resolved config, JSON-lines metrics, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
+    """Create (or, with resume, reuse) a run folder; fails clearly if it is not writable."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise RunDirError(f"output folder {path} is not writable: {e.strerror or e}") from e
+    if not resume and (path / "last.pt").exists():
+        raise RunDirError(f"{path} already holds a run (last.pt); pass --resume to continue it "
+                          f"or choose another --out")
+    return path
+
+
+def write_config(path: Path, config: Any) -> None:
+    data = asdict(config) if is_dataclass(config) else dict(config)
+    (path / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class MetricsLog:
+    """Appends one JSON object per line; truncates entries beyond `keep_epochs` on resume."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def truncate_after(self, epoch: int) -> None:
+        if not self.path.exists():
+            return
+        rows = [r for r in self.read() if r.get("epoch", 0) <= epoch]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def environment() -> dict[str, Any]:
+    """What produced a number: hardware, software versions."""
+    info = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
