@@ -75,9 +75,14 @@ def _source_key(path: Path) -> str:
     return h.hexdigest()
 
 
+def cache_file(cache: Path, key: str) -> Path:
+    """Where the decoded arrays of the source with this key are cached."""
+    return Path(cache) / "datasets" / f"{key[:24]}-v{CACHE_VERSION}.npz"
+
+
 def _cached(path: Path, cache: Path, reader: Callable[[Path], Dataset]) -> Dataset:
     key = _source_key(path)
-    file = cache / "datasets" / f"{key[:24]}-v{CACHE_VERSION}.npz"
+    file = cache_file(cache, key)
     if file.exists():
         with np.load(file, allow_pickle=False) as z:
             return Dataset(str(z["name"]), tuple(str(c) for c in z["classes"]),
@@ -130,11 +135,10 @@ def _build(name: str, members: dict[str, dict[str, list[str]]],
            read: Callable[[str], bytes], where: str) -> Dataset:
     """members: split -> class -> member names; read: member name -> bytes."""
     for split in ("train", "test"):
-        if split not in members:
-            raise DataError(f"{where}: no '{split}/' folder (expected <root>/train/<class>/ "
-                            f"and <root>/test/<class>/)")
-        if not any(members[split].values()):
-            raise DataError(f"{where}: the {split} split is empty")
+        if not members.get(split):  # _group only lists folders that hold images
+            raise DataError(f"{where}: the {split} split is empty or missing: no images in "
+                            f"{split}/<class>/ (expected <root>/train/<class>/*.png and "
+                            f"<root>/test/<class>/*.png)")
     train_classes, test_classes = sorted(members["train"]), sorted(members["test"])
     if train_classes != test_classes:
         raise DataError(f"{where}: class folders differ between train and test: "
@@ -149,20 +153,17 @@ def _build(name: str, members: dict[str, dict[str, list[str]]],
             labels += [label] * len(files)
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             images = list(pool.map(lambda n: _decode(n, read(n)), names, chunksize=256))
-        shapes = {im.shape for im in images}
-        if len(shapes) != 1:
-            odd = next(n for n, im in zip(names, images) if im.shape != images[0].shape)
-            raise DataError(f"{where}: images differ in size, e.g. {odd} is "
-                            f"{_shape(odd, images, names)} but {names[0]} is "
-                            f"{images[0].shape[1]}x{images[0].shape[0]}")
+        odd = next((i for i, im in enumerate(images) if im.shape != images[0].shape), None)
+        if odd is not None:
+            raise DataError(f"{where}: images differ in size, e.g. {names[odd]} is "
+                            f"{_size(images[odd])} but {names[0]} is {_size(images[0])}")
         return Split(np.stack(images), np.asarray(labels, np.int64))
 
     return Dataset(name, tuple(train_classes), split_arrays("train"), split_arrays("test"))
 
 
-def _shape(name: str, images: list[np.ndarray], names: list[str]) -> str:
-    im = images[names.index(name)]
-    return f"{im.shape[1]}x{im.shape[0]}"
+def _size(image: np.ndarray) -> str:
+    return f"{image.shape[1]}x{image.shape[0]}"
 
 
 def _natural_key(name: str) -> tuple:

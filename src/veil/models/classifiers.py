@@ -2,8 +2,8 @@
 
 The four paper classifiers follow the common CIFAR adaptations of VGG19 (with BatchNorm), ResNet18,
 ResNet50 and GoogLeNet (3x3 stem, no initial down-sampling), whose sizes match the paper's overhead
-columns. `resnet9` and `resnet9_narrow` are small, fast classifiers in the style of the fast CIFAR-10
-training recipes (the Myrtle ResNet-9), for CPU-scale experiments and the embedded default.
+columns. `resnet9` and `resnet9_narrow` are small, fast classifiers in the style of the fast
+CIFAR-10 training recipes (the Myrtle ResNet-9), for CPU-scale experiments and the embedded default.
 Every classifier takes images in [0, 1]; its normalisation travels with it as buffers.
 """
 
@@ -104,7 +104,7 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
 def resnet_backbone(block: type, depths: list[int], num_classes: int) -> nn.Module:
     layers: list[nn.Module] = conv_bn_relu(3, 64)
     cin = 64
-    for stage, (width, depth) in enumerate(zip((64, 128, 256, 512), depths)):
+    for stage, (width, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
         for i in range(depth):
             stride = 2 if stage > 0 and i == 0 else 1
             layers.append(block(cin, width, stride))
@@ -232,7 +232,7 @@ def resnet9_tiny(num_classes: int = 10) -> Classifier:
 
 
 def fastnet(num_classes: int = 10) -> Classifier:
-    """The CPU-scale default classifier: ~0.6M parameters."""
+    """The CPU-scale default classifier: ~0.8M parameters."""
     return Classifier(fastnet_backbone(num_classes, (48, 160, 160)), num_classes)
 
 

@@ -40,7 +40,7 @@ def conv_bn_act(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: i
 
 
 class Bottleneck(nn.Module):
-    """MobileNetV2-style bottleneck; optional 2x nearest upsampling after the expansion or output."""
+    """MobileNetV2-style bottleneck; optional 2x nearest upsampling after expansion or output."""
 
     def __init__(self, cin: int, cout: int, stride: int = 1, upsample: str | None = None,
                  last: bool = False) -> None:

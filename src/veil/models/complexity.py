@@ -1,0 +1,155 @@
+"""Parameters and multiply-accumulates of veil's networks, and the obfuscator's overhead.
+
+MACs are counted with `torch.utils.flop_counter.FlopCounterMode` for one 3x32x32 image
+(MACs = FLOPs / 2); it counts convolutions and matrix products, not BatchNorm, activations,
+pooling or upsampling. The overhead of the obfuscator over a classifier is obfuscator / classifier
+in percent, as in the paper's Table 1.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .registry import PAPER_CLASSIFIERS, create_model, list_models, model_kind
+
+INPUT_SHAPE = (3, 32, 32)
+OBFUSCATOR = "obfuscator"
+# The paper's Table 1: obfuscator overhead in % of the classifier's (FLOPs, parameters).
+PAPER_OVERHEAD: dict[str, tuple[float, float]] = {
+    "vgg19": (6.7, 1.6),
+    "resnet18": (4.8, 2.9),
+    "resnet50": (2.1, 1.4),
+    "googlenet": (1.7, 5.3),
+}
+PAPER_OBFUSCATOR_PARAMS = 324_518
+PAPER_OBFUSCATOR_MACS = 2.6e7
+COUNTING_NOTE = ("per 3x32x32 image; MACs = FLOPs / 2 from torch.utils.flop_counter."
+                 "FlopCounterMode (convolutions and matrix products only)")
+
+
+@dataclass(frozen=True)
+class Complexity:
+    name: str
+    kind: str
+    params: int
+    macs: int
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> int:
+    """Multiply-accumulates of one forward pass on a single image, in eval mode."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+@functools.cache
+def model_complexity(name: str) -> Complexity:
+    """Complexity of a registry model; it is built on the meta device, so nothing is allocated."""
+    with torch.device("meta"):
+        model = create_model(name)
+    return Complexity(name, model_kind(name), count_params(model), count_macs(model))
+
+
+def overhead_rows(obfuscator: Complexity, classifiers: list[Complexity]) -> list[dict[str, Any]]:
+    """The obfuscator's overhead over each classifier, with the paper's value where it has one."""
+    rows = []
+    for c in classifiers:
+        row: dict[str, Any] = {
+            "classifier": c.name,
+            "params": c.params,
+            "macs": c.macs,
+            "flops_overhead_pct": round(100 * obfuscator.macs / c.macs, 2),
+            "params_overhead_pct": round(100 * obfuscator.params / c.params, 2),
+        }
+        if c.name in PAPER_OVERHEAD:
+            paper_flops, paper_params = PAPER_OVERHEAD[c.name]
+            row.update(
+                paper_flops_overhead_pct=paper_flops,
+                paper_params_overhead_pct=paper_params,
+                flops_diff_pp=round(row["flops_overhead_pct"] - paper_flops, 2),
+                params_diff_pp=round(row["params_overhead_pct"] - paper_params, 2),
+            )
+        rows.append(row)
+    return rows
+
+
+def models_report(names: list[str] | None = None) -> dict[str, Any]:
+    """Every registry model's size plus the obfuscator overhead over the paper's classifiers."""
+    # obfuscators first, then classifiers, each by name
+    names = sorted(names or list_models(), key=lambda n: (model_kind(n) != "obfuscator", n))
+    models = [model_complexity(n) for n in names]
+    obf = model_complexity(OBFUSCATOR)
+    return {
+        "input_shape": list(INPUT_SHAPE),
+        "counting": COUNTING_NOTE,
+        "models": [asdict(m) for m in models],
+        "obfuscator": {"params": obf.params, "macs": obf.macs,
+                       "paper_params": PAPER_OBFUSCATOR_PARAMS,
+                       "paper_macs": PAPER_OBFUSCATOR_MACS},
+        "overhead": overhead_rows(obf, [model_complexity(n) for n in PAPER_CLASSIFIERS]),
+    }
+
+
+def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
+    """A Markdown table; the first `text_columns` columns are left-aligned, the rest right."""
+    align = ["---" if i < text_columns else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def overhead_markdown(report: dict[str, Any]) -> list[str]:
+    header = ["classifier", "params", "MACs", "FLOPs overhead %", "paper", "diff (pp)",
+              "params overhead %", "paper", "diff (pp)"]
+    rows = [[r["classifier"], f"{r['params']:,}", f"{r['macs']:,}",
+             f"{r['flops_overhead_pct']:.2f}", f"{r['paper_flops_overhead_pct']:.1f}",
+             f"{r['flops_diff_pp']:+.2f}", f"{r['params_overhead_pct']:.2f}",
+             f"{r['paper_params_overhead_pct']:.1f}", f"{r['params_diff_pp']:+.2f}"]
+            for r in report["overhead"]]
+    return _table(header, rows)
+
+
+def models_markdown(report: dict[str, Any]) -> list[str]:
+    rows = [[m["name"], m["kind"], f"{m['params']:,}", f"{m['macs']:,}"]
+            for m in report["models"]]
+    return _table(["model", "kind", "params", "MACs"], rows, text_columns=2)
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    obf = report["obfuscator"]
+    lines = [
+        "# Model complexity",
+        "",
+        f"Counted {report['counting']}.",
+        "",
+        "## Obfuscator overhead (Table 1)",
+        "",
+        f"Obfuscator: {obf['params']:,} parameters (paper: {obf['paper_params']:,}), "
+        f"{obf['macs']:,} MACs (paper: about {obf['paper_macs']:.1e}).".replace("e+0", "e"),
+        "",
+        "Overhead = obfuscator / classifier in %; diff = ours - the paper's, in percentage points.",
+        "",
+        *overhead_markdown(report),
+        "",
+        "## All registry models",
+        "",
+        *models_markdown(report),
+        "",
+    ]
+    return "\n".join(lines)

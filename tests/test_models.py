@@ -1,0 +1,160 @@
+"""The paper's obfuscator, the classifier zoo, the registry, freezing and the complexity counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from veil.models import (
+    PAPER_CLASSIFIERS,
+    FrozenClassifier,
+    Obfuscator,
+    create_model,
+    list_models,
+    model_kind,
+)
+from veil.models.complexity import (
+    PAPER_OVERHEAD,
+    count_macs,
+    count_params,
+    model_complexity,
+    models_report,
+)
+
+PAPER_PARAMS = 324_518
+PAPER_MACS = 2.6e7
+
+
+def test_obfuscator_has_the_papers_parameter_count():
+    assert count_params(Obfuscator()) == PAPER_PARAMS
+
+
+def test_obfuscator_macs_close_to_the_paper():
+    macs = count_macs(Obfuscator())
+    assert macs == 26_081_280
+    assert abs(macs - PAPER_MACS) / PAPER_MACS < 0.05
+
+
+def test_count_macs_of_a_linear_layer_and_keeps_training_mode():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    assert count_macs(model) == 3 * 32 * 32 * 10
+    assert model.training
+
+
+def test_obfuscator_output_is_an_image_in_unit_range():
+    torch.manual_seed(0)
+    model = Obfuscator().eval()
+    with torch.no_grad():
+        y = model(torch.rand(2, 3, 32, 32))
+    assert y.shape == (2, 3, 32, 32)
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_deobfuscator_has_the_obfuscators_architecture():
+    obf, deobf = create_model("obfuscator"), create_model("deobfuscator")
+    assert type(obf) is type(deobf)
+    assert {k: v.shape for k, v in obf.state_dict().items()} == \
+        {k: v.shape for k, v in deobf.state_dict().items()}
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (2, 1, 32, 32), (2, 3, 30, 32)])
+def test_obfuscator_rejects_bad_shapes(shape):
+    with pytest.raises(ValueError, match=r"expected images of shape \(N, 3, H, W\)"):
+        Obfuscator()(torch.zeros(shape))
+
+
+def test_every_obfuscator_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    model = Obfuscator()
+    model(torch.rand(2, 3, 32, 32)).mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not missing
+
+
+def test_initialisation_is_deterministic_under_manual_seed():
+    torch.manual_seed(123)
+    a = Obfuscator().state_dict()
+    torch.manual_seed(123)
+    b = Obfuscator().state_dict()
+    torch.manual_seed(124)
+    c = Obfuscator().state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_overhead_matches_the_paper_within_0_3_pp():
+    rows = {r["classifier"]: r for r in models_report()["overhead"]}
+    assert set(rows) == set(PAPER_CLASSIFIERS) == set(PAPER_OVERHEAD)
+    for name, (paper_flops, paper_params) in PAPER_OVERHEAD.items():
+        row = rows[name]
+        assert row["paper_flops_overhead_pct"] == paper_flops
+        assert abs(row["flops_overhead_pct"] - paper_flops) <= 0.3, name
+        assert abs(row["params_overhead_pct"] - paper_params) <= 0.3, name
+        assert abs(row["flops_diff_pp"]) <= 0.3 and abs(row["params_diff_pp"]) <= 0.3
+
+
+def test_meta_device_counts_match_real_models():
+    real = create_model("fastnet_tiny")
+    meta = model_complexity("fastnet_tiny")
+    assert (meta.params, meta.macs) == (count_params(real), count_macs(real))
+    assert meta.kind == "classifier"
+
+
+@pytest.mark.parametrize("name", list_models("classifier"))
+def test_classifier_output_shape(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(2, 3, 32, 32))
+    assert logits.shape == (2, 10)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", ["fastnet_tiny", "resnet9_tiny"])
+def test_num_classes(name):
+    with torch.no_grad():
+        assert create_model(name, num_classes=7).eval()(torch.rand(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_normalisation_buffers_travel_in_the_state_dict():
+    state = create_model("fastnet_tiny").state_dict()
+    assert state["normalize.mean"].shape == (1, 3, 1, 1)
+    assert state["normalize.std"].shape == (1, 3, 1, 1)
+    assert "normalize.mean" not in dict(create_model("fastnet_tiny").named_parameters())
+
+
+def test_registry_lists_models_by_kind():
+    classifiers = list_models("classifier")
+    assert set(PAPER_CLASSIFIERS) <= set(classifiers)
+    assert list_models("obfuscator") == ["deobfuscator", "obfuscator"]
+    assert sorted(classifiers + list_models("obfuscator")) == list_models()
+    assert model_kind("vgg19") == "classifier"
+    with pytest.raises(ValueError, match="kind must be"):
+        list_models("decoder")
+
+
+def test_unknown_model_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown model 'vgg16'") as err:
+        create_model("vgg16")
+    assert all(name in str(err.value) for name in list_models())
+
+
+def test_frozen_classifier_stays_frozen_but_passes_gradients_to_its_input():
+    torch.manual_seed(0)
+    frozen = FrozenClassifier(create_model("fastnet_tiny"))
+    frozen.train()
+    assert not frozen.training and not any(m.training for m in frozen.modules())
+    assert not any(p.requires_grad for p in frozen.parameters())
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    frozen(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in frozen.parameters())
+
+
+def test_frozen_classifier_keeps_its_batchnorm_statistics():
+    frozen = FrozenClassifier(create_model("fastnet_tiny"))
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    frozen.train()
+    frozen(torch.rand(4, 3, 32, 32))
+    assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())
