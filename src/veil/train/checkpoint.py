@@ -1,4 +1,4 @@
-"""Checkpoints written atomically with their config, metrics and a sha256 that is checked on load."""
+"""Checkpoints written atomically with config, metrics and a sha256 that is checked on load."""
 
 from __future__ import annotations
 

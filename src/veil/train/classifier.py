@@ -17,8 +17,16 @@ from torch import nn
 from ..data import TensorLoader, load_dataset
 from ..models import create_model, model_kind
 from .checkpoint import load_checkpoint, save_checkpoint
-from .engine import (Distributed, accuracy, autocast, progress, quiet_default, resolve_device,
-                     seed_everything, unwrap)
+from .engine import (
+    Distributed,
+    accuracy,
+    autocast,
+    progress,
+    quiet_default,
+    resolve_device,
+    seed_everything,
+    unwrap,
+)
 from .runs import MetricsLog, config_from_dict, environment, prepare_run_dir, write_config
 
 # Per-model defaults that differ from ClassifierConfig's.

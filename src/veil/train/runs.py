@@ -69,7 +69,7 @@ class MetricsLog:
 def environment() -> dict[str, Any]:
     """What produced a number: hardware, software versions."""
     info = {
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_name(),
