@@ -1,0 +1,37 @@
+"""`veil export`: a trained obfuscator checkpoint -> ONNX + manifest for the edge."""
+
+from __future__ import annotations
+
+import argparse
+
+from .onnx_export import DEFAULT_OPSET, MAX_ABS_DIFF, MIN_UINT8_EQUAL
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="obfuscator checkpoint (model.pt of `veil train "
+                        "obfuscator`)")
+    parser.add_argument("--out", default="obfuscator.onnx",
+                        help="ONNX file to write; the manifest goes beside it as .json "
+                             "(default: %(default)s)")
+    parser.add_argument("--data", default="sample",
+                        help="images for the parity check (default: the bundled sample)")
+    parser.add_argument("--images", type=int, default=None,
+                        help="use at most this many parity images (default: all)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help="ONNX opset (default: %(default)s)")
+    parser.epilog = (f"The export fails unless onnxruntime matches PyTorch within "
+                     f"{MAX_ABS_DIFF:.0e} and on at least {MIN_UINT8_EQUAL:.1%} of 8-bit pixels.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .onnx_export import export_obfuscator
+
+    result = export_obfuscator(args.checkpoint, args.out, data=args.data,
+                               max_images=args.images, opset=args.opset)
+    parity = result.manifest["parity"]
+    print(f"wrote {result.onnx_path} ({result.manifest['onnx']['bytes'] / 1e6:.2f} MB, "
+          f"sha256 {result.manifest['onnx']['sha256'][:12]}...)")
+    print(f"wrote {result.manifest_path}")
+    print(f"parity on {parity['images']} images: max |diff| {parity['max_abs_diff']:.2e}, "
+          f"8-bit pixels equal {parity['uint8_equal_fraction']:.4%}")
+    return 0

@@ -1,0 +1,77 @@
+"""`veil serve`: a frozen classifier behind HTTP, with dynamic micro-batching.
+
+The server speaks plain HTTP. Put TLS in front of it (a reverse proxy such as Caddy or nginx)
+whenever traffic leaves the machine. A bearer token (VEIL_TOKEN or --token-file) is required
+when binding to anything but loopback, unless --no-auth is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+TOKEN_ENV = "VEIL_TOKEN"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n", 1)[1].strip()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--classifier", required=True, help="classifier checkpoint to serve")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: "
+                        "%(default)s); put TLS in front for anything but loopback")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    parser.add_argument("--max-batch", type=int, default=32,
+                        help="most images per forward pass (default: %(default)s)")
+    parser.add_argument("--max-wait-ms", type=float, default=2.0,
+                        help="longest a request waits for others to join its batch "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-images", type=int, default=64,
+                        help="most images per request (default: %(default)s)")
+    parser.add_argument("--max-body-bytes", type=int, default=1 << 20,
+                        help="largest request body (default: %(default)s)")
+    parser.add_argument("--token-file", type=Path, default=None,
+                        help=f"file holding the bearer token clients must send (or set "
+                             f"${TOKEN_ENV}); TLS in front is then a must")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="allow binding a non-loopback address without a token")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for inference (default: torch's choice)")
+    parser.add_argument("--log-level", default="info",
+                        choices=["critical", "error", "warning", "info", "debug"])
+
+
+def read_token(token_file: Path | None) -> str | None:
+    if token_file is not None:
+        token = token_file.read_text().strip()
+        if not token:
+            raise ValueError(f"{token_file}: the token file is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import is_loopback
+
+    token = read_token(args.token_file)
+    if token is None and not is_loopback(args.host) and not args.no_auth:
+        raise ValueError(f"binding {args.host} without a token: set ${TOKEN_ENV} or "
+                         f"--token-file (and put TLS in front), or pass --no-auth")
+    import torch
+
+    from .app import ServerConfig, create_app
+    from .inference import Predictor
+    from .runner import serve_forever
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                          max_images=args.max_images, max_body_bytes=args.max_body_bytes,
+                          token=token)
+    predictor = Predictor.from_checkpoint(args.classifier)
+    predictor.warm_up()
+    print(f"serving {predictor.info['model_name']} ({len(predictor.classes)} classes) on "
+          f"http://{args.host}:{args.port}  auth: {'bearer token' if token else 'off'}",
+          flush=True)
+    serve_forever(create_app(predictor, config), args.host, args.port, args.log_level)
+    return 0

@@ -1,0 +1,87 @@
+"""`veil classify`: obfuscate images on this device and classify them on a veil server.
+
+Only the 8-bit obfuscated PNG of each image leaves the device (under a neutral file name);
+--save-obfuscated keeps a copy of exactly those bytes. With an ONNX obfuscator this command
+needs only numpy, pillow, onnxruntime and httpx (`pip install veil[edge]`):
+`python -m veil.serve.client_cli IMAGE... --server URL` runs it without importing torch.
+Use an https:// server URL whenever the server is not on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n", 1)[1].strip()
+    parser.add_argument("images", nargs="+", type=Path, help="image files (any size/format "
+                        "Pillow reads; resized and centre-cropped to 32x32)")
+    parser.add_argument("--server", default=os.environ.get("VEIL_SERVER"),
+                        required="VEIL_SERVER" not in os.environ,
+                        help="server URL, e.g. https://veil.example.org (or $VEIL_SERVER)")
+    parser.add_argument("--obfuscator", default=os.environ.get("VEIL_OBFUSCATOR"),
+                        help="exported obfuscator (.onnx, torch-free) or an obfuscator "
+                             "checkpoint (.pt, needs torch); default $VEIL_OBFUSCATOR")
+    parser.add_argument("--token", default=None,
+                        help="bearer token (prefer $VEIL_TOKEN or --token-file: command lines "
+                             "are visible to other users)")
+    parser.add_argument("--token-file", type=Path, default=None, help="file holding the token")
+    parser.add_argument("--save-obfuscated", type=Path, default=None, metavar="DIR",
+                        help="write the PNG bytes sent for each image into DIR")
+    parser.add_argument("--top-k", type=int, default=1, help="labels per image (default: 1)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per request")
+    parser.add_argument("--threads", type=int, default=1, help="obfuscator threads")
+    parser.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def resolve_token(args: argparse.Namespace) -> str | None:
+    if args.token:
+        return args.token
+    if args.token_file is not None:
+        return args.token_file.read_text().strip() or None
+    return os.environ.get("VEIL_TOKEN") or None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..client import VeilClient
+
+    if not args.obfuscator:
+        raise ValueError("no obfuscator: pass --obfuscator obfuscator.onnx (from `veil export`) "
+                         "or set $VEIL_OBFUSCATOR; images are never sent unobfuscated")
+    with VeilClient(args.server, args.obfuscator, resolve_token(args), timeout=args.timeout,
+                    batch_size=args.batch_size, top_k=args.top_k,
+                    threads=args.threads) as client:
+        predictions = client.classify(args.images, save_obfuscated=args.save_obfuscated)
+    if args.json:
+        print(json.dumps([asdict(p) for p in predictions], indent=2))
+        return 0
+    for p in predictions:
+        others = ", ".join(f"{label} {prob:.1%}" for label, prob in p.top_k[1:])
+        print(f"{p.source}: {p.label} {p.confidence:.1%}" + (f"  ({others})" if others else ""))
+    total = sum(p.sent_bytes for p in predictions)
+    print(f"sent {len(predictions)} obfuscated PNG(s), {total} bytes"
+          + (f"; copies in {args.save_obfuscated}" if args.save_obfuscated else ""),
+          file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="veil classify")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"veil classify: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

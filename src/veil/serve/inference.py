@@ -1,0 +1,42 @@
+"""In-process inference of a frozen classifier on 8-bit images (what the server runs)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Predictor:
+    """uint8 (N, H, W, 3) images -> float32 (N, classes) probabilities."""
+
+    def __init__(self, model: nn.Module, classes: list[str], info: dict[str, Any] | None = None,
+                 image_size: tuple[int, int] = (32, 32)) -> None:
+        self.model = model.eval()
+        self.classes = list(classes)
+        self.info = dict(info or {})
+        self.image_size = tuple(image_size)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike) -> Predictor:
+        from ..train.checkpoint import sha256_of
+        from ..train.classifier import load_classifier
+
+        model, payload = load_classifier(path)
+        info = {"model_name": payload["model_name"], "sha256": sha256_of(path),
+                "path": str(Path(path)), "test_acc": (payload.get("metrics") or {}).get("test_acc")}
+        return cls(model, payload["classes"], info)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        with torch.inference_mode():
+            logits = self.model(x.float().div_(255))
+            return torch.softmax(logits.float(), 1).numpy()
+
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1, 8)) -> None:
+        for n in batch_sizes:
+            self(np.zeros((n, *self.image_size, 3), np.uint8))

@@ -1,0 +1,60 @@
+"""Strict decoding of the images a client sends: 8-bit RGB PNG of exactly the expected size.
+
+The PNG header is checked before any pixel is decoded, so an oversized or odd image costs
+nothing; every failure becomes an ApiError with an HTTP status and a message for the client.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_COLOR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
+OTHER_FORMATS = {b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP", b"RIFF": "RIFF/WebP",
+                 b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+class ApiError(Exception):
+    """An error answered to the client as JSON {"error": code, "detail": message}."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def decode_png(data: bytes, size: tuple[int, int], name: str = "image") -> np.ndarray:
+    """PNG bytes -> uint8 (H, W, 3), or an ApiError saying what is wrong with them."""
+    if not data:
+        raise ApiError(400, "empty_file", f"{name}: the file is empty")
+    if not data.startswith(PNG_SIGNATURE):
+        kind = next((k for magic, k in OTHER_FORMATS.items() if data.startswith(magic)), None)
+        what = f"a {kind} image" if kind else "not an image"
+        raise ApiError(415, "not_png", f"{name}: {what}; send the obfuscated image as PNG")
+    width, height, depth, color = _png_header(data, name)
+    if (height, width) != tuple(size):
+        raise ApiError(422, "wrong_size", f"{name}: image is {width}x{height}, the classifier "
+                                          f"expects {size[1]}x{size[0]}")
+    if color != 2 or depth != 8:
+        mode = PNG_COLOR_TYPES.get(color, f"color type {color}")
+        raise ApiError(422, "wrong_mode", f"{name}: PNG is {depth}-bit {mode}, expected 8-bit "
+                                          f"RGB (no alpha, no palette)")
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
+            im.load()
+            array = np.asarray(im)
+    except Exception as e:  # Pillow raises many types on hostile input
+        raise ApiError(400, "corrupt_image", f"{name}: truncated or corrupt PNG ({e})") from None
+    if array.shape != (height, width, 3) or array.dtype != np.uint8:
+        raise ApiError(422, "wrong_mode", f"{name}: decoded to {array.dtype} {array.shape}")
+    return array
+
+
+def _png_header(data: bytes, name: str) -> tuple[int, int, int, int]:
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise ApiError(400, "corrupt_image", f"{name}: truncated PNG (no image header)")
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    return width, height, data[24], data[25]

@@ -1,0 +1,209 @@
+"""The edge client: torch-free, image loading, what is sent and saved, `veil classify`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from offload_helpers import build_artifacts, png_bytes, sample_images
+from veil.cli import main
+from veil.client import (
+    ImageError,
+    OnnxObfuscator,
+    ServerError,
+    TorchObfuscator,
+    VeilClient,
+    encode_png,
+    fit_image,
+    load_image,
+)
+from veil.serve.app import ServerConfig, create_app
+from veil.serve.inference import Predictor
+from veil.serve.runner import BackgroundServer
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    return build_artifacts(tmp_path_factory.getbasetemp() / "offload")
+
+
+@pytest.fixture(scope="module")
+def received():
+    return []
+
+
+@pytest.fixture(scope="module")
+def server(artifacts, received):
+    predictor = Predictor.from_checkpoint(artifacts.classifier)
+    app = create_app(predictor, ServerConfig(max_images=4),
+                     on_receive=lambda raws, images: received.extend(raws))
+    with BackgroundServer(app) as url:
+        yield url
+
+
+# --- torch-free --------------------------------------------------------------------------------
+TORCH_FREE = """
+import sys
+import numpy as np
+import veil.client, veil.serve.client_cli
+obfuscator = veil.client.OnnxObfuscator(sys.argv[1])
+images = np.zeros((2, 40, 50, 3), np.uint8)
+out = obfuscator(np.stack([veil.client.load_image(im) for im in images]))
+assert out.shape == (2, 32, 32, 3) and out.dtype == np.uint8
+assert veil.client.encode_png(out[0]).startswith(b"\\x89PNG")
+veil.client.VeilClient("http://127.0.0.1:9", obfuscator).close()
+heavy = sorted(m for m in ("torch", "fastapi", "uvicorn") if m in sys.modules)
+assert not heavy, heavy
+print("ok")
+"""
+
+
+def test_edge_client_never_imports_torch(artifacts):
+    result = subprocess.run([sys.executable, "-c", TORCH_FREE, str(artifacts.onnx)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+# --- reading images ----------------------------------------------------------------------------
+@pytest.mark.parametrize("shape, mode, fmt", [
+    ((60, 100, 3), "RGB", "JPEG"),
+    ((100, 60, 3), "RGB", "PNG"),
+    ((45, 45), "L", "PNG"),
+    ((40, 50, 4), "RGBA", "PNG"),
+    ((40, 50), "P", "GIF"),
+    ((33, 70, 3), "RGB", "WEBP"),
+    ((3, 5, 3), "RGB", "BMP"),
+])
+def test_any_image_becomes_32x32_rgb(tmp_path, shape, mode, fmt):
+    array = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    path = tmp_path / f"image.{fmt.lower()}"
+    path.write_bytes(png_bytes(array, mode, format=fmt))
+    image = load_image(path)
+    assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+
+
+def test_16_bit_greyscale_is_scaled_to_8_bit(tmp_path):
+    path = tmp_path / "deep.png"
+    path.write_bytes(png_bytes(np.full((32, 32), 65535, np.uint16)))
+    assert (load_image(path) == 255).all()
+
+
+def test_32x32_input_is_untouched(tmp_path):
+    original = sample_images(1)[0]
+    path = tmp_path / "same.png"
+    path.write_bytes(png_bytes(original))
+    np.testing.assert_array_equal(load_image(path), original)
+    np.testing.assert_array_equal(load_image(original), original)
+
+
+def test_shorter_side_resized_then_centre_cropped():
+    from PIL import Image
+
+    wide = np.zeros((32, 96, 3), np.uint8)
+    wide[:, 32:64] = 255  # the middle third is white
+    out = np.asarray(fit_image(Image.fromarray(wide)))
+    assert out.shape == (32, 32, 3)
+    assert out[:, 2:-2].min() == 255
+
+
+def test_unreadable_inputs_give_clear_errors(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(ImageError, match="notes.png: not an image"):
+        load_image(text)
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(png_bytes(sample_images(1)[0], format="JPEG")[:300])
+    with pytest.raises(ImageError, match="cut.jpg: corrupt or truncated"):
+        load_image(truncated)
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="uint8"):
+        load_image(np.zeros((32, 32, 3), np.float32))
+
+
+# --- obfuscators -------------------------------------------------------------------------------
+def test_onnx_and_torch_obfuscators_agree_on_8_bit_output(artifacts):
+    images = sample_images(50)
+    onnx_out = OnnxObfuscator(artifacts.onnx)(images)
+    torch_out = TorchObfuscator(artifacts.obfuscator)(images)
+    assert (onnx_out == torch_out).mean() >= 0.999
+
+
+def test_a_modified_onnx_file_is_refused(artifacts, tmp_path):
+    copy = tmp_path / "obfuscator.onnx"
+    copy.write_bytes(artifacts.onnx.read_bytes() + b"\0")
+    (tmp_path / "obfuscator.json").write_text(artifacts.onnx.with_suffix(".json").read_text())
+    with pytest.raises(ValueError, match="sha256"):
+        OnnxObfuscator(copy)
+
+
+# --- the client against a server ---------------------------------------------------------------
+def test_save_obfuscated_writes_exactly_what_left_the_device(artifacts, server, received,
+                                                             tmp_path):
+    paths = []
+    for i, image in enumerate(sample_images(6)):
+        paths.append(tmp_path / "in" / f"photo{i}.png")
+        paths[-1].parent.mkdir(exist_ok=True)
+        paths[-1].write_bytes(png_bytes(image))
+    received.clear()
+    with VeilClient(server, artifacts.onnx) as client:
+        predictions = client.classify(paths, save_obfuscated=tmp_path / "sent")
+        assert client.batch_size == 4  # the server's limit
+    saved = [(tmp_path / "sent" / f"photo{i}.png").read_bytes() for i in range(6)]
+    assert saved == received
+    assert [p.source for p in predictions] == [str(p) for p in paths]
+    assert all(p.sent_bytes == len(s) for p, s in zip(predictions, saved, strict=True))
+    assert all(s != p.read_bytes() for s, p in zip(saved, paths, strict=True))
+
+
+def test_classify_arrays_matches_in_process(artifacts, server):
+    images = sample_images(10)
+    expected = Predictor.from_checkpoint(artifacts.classifier)(
+        OnnxObfuscator(artifacts.onnx)(images)).argmax(1)
+    with VeilClient(server, artifacts.onnx, top_k=3) as client:
+        predictions = client.classify(images)
+        single = client.classify(images[0])
+    assert [p.class_index for p in predictions] == expected.tolist()
+    assert len(predictions[0].top_k) == 3 and single[0].label == predictions[0].label
+
+
+def test_server_errors_and_unreachable_servers_are_reported(artifacts, server):
+    with VeilClient(server, artifacts.onnx, top_k=11) as client, \
+            pytest.raises(ServerError, match="422 \\(invalid_parameter\\)"):
+        client.classify(sample_images(1))
+    with VeilClient("http://127.0.0.1:9", artifacts.onnx) as client, \
+            pytest.raises(ConnectionError, match="cannot reach"):
+        client.classify(sample_images(1))
+
+
+def test_cli_classify(artifacts, server, tmp_path, capsys):
+    image = tmp_path / "cat.jpg"
+    image.write_bytes(png_bytes(sample_images(4)[3], format="JPEG"))
+    code = main(["classify", str(image), "--server", server, "--obfuscator", str(artifacts.onnx),
+                 "--save-obfuscated", str(tmp_path / "sent"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (result,) = json.loads(captured.out)
+    assert result["source"] == str(image) and 0 < result["confidence"] <= 1
+    assert (tmp_path / "sent" / "cat.png").stat().st_size == result["sent_bytes"]
+
+
+def test_cli_classify_needs_an_obfuscator(server, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VEIL_OBFUSCATOR", raising=False)
+    image = tmp_path / "x.png"
+    image.write_bytes(encode_png(sample_images(1)[0]))
+    assert main(["classify", str(image), "--server", server]) == 2
+    assert "never sent unobfuscated" in capsys.readouterr().err
+
+
+def test_cli_classify_reports_an_unreadable_image(artifacts, server, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    code = main(["classify", str(bad), "--server", server, "--obfuscator", str(artifacts.onnx)])
+    assert code == 2
+    assert "bad.png: not an image" in capsys.readouterr().err

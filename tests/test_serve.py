@@ -1,0 +1,373 @@
+"""`veil serve` over real loopback sockets: classification, validation, auth, batching, fuzzing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from offload_helpers import build_artifacts, png_bytes, sample_images
+from veil.cli import main
+from veil.client import OnnxObfuscator, encode_png
+from veil.serve.app import ServerConfig, create_app
+from veil.serve.inference import Predictor
+from veil.serve.runner import BackgroundServer
+
+MAX_IMAGES = 8
+MAX_BODY = 64 * 1024
+
+
+class Capture:
+    """What the server received, for the tests only (raw PNG bytes and decoded arrays)."""
+
+    def __init__(self) -> None:
+        self.raws: list[bytes] = []
+        self.arrays: list[np.ndarray] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, raws: list[bytes], images: np.ndarray) -> None:
+        with self.lock:
+            self.raws += raws
+            self.arrays += list(images)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.raws, self.arrays = [], []
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    return build_artifacts(tmp_path_factory.getbasetemp() / "offload")
+
+
+@pytest.fixture(scope="module")
+def predictor(artifacts):
+    return Predictor.from_checkpoint(artifacts.classifier)
+
+
+@pytest.fixture(scope="module")
+def obfuscated(artifacts):
+    """The bundled sample as the edge sends it: 8-bit obfuscated images."""
+    return OnnxObfuscator(artifacts.onnx)(sample_images())
+
+
+@pytest.fixture(scope="module")
+def capture():
+    return Capture()
+
+
+@pytest.fixture(scope="module")
+def server(predictor, capture):
+    config = ServerConfig(max_batch=16, max_wait_ms=20, max_images=MAX_IMAGES,
+                          max_body_bytes=MAX_BODY, body_timeout_s=1.0)
+    with BackgroundServer(create_app(predictor, config, on_receive=capture)) as url:
+        yield url
+
+
+@pytest.fixture()
+def http(server):
+    with httpx.Client(base_url=server, timeout=30) as client:
+        yield client
+
+
+def files(*payloads: bytes) -> list:
+    return [("files", (f"{i}.png", p, "image/png")) for i, p in enumerate(payloads)]
+
+
+def classify(http: httpx.Client, *payloads: bytes, **params) -> httpx.Response:
+    return http.post("/v1/classify", files=files(*payloads), params=params)
+
+
+def metric(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert match, f"{name} not in /metrics"
+    return float(match.group(1))
+
+
+# --- the happy path ----------------------------------------------------------------------------
+def test_healthz_and_openapi(http):
+    health = http.get("/healthz").json()
+    assert health["status"] == "ok" and health["classes"][3] == "cat"
+    assert health["image_size"] == [32, 32] and health["max_images"] == MAX_IMAGES
+    assert health["auth"] is False and len(health["classifier"]["sha256"]) == 64
+    spec = http.get("/openapi.json").json()
+    body = spec["paths"]["/v1/classify"]["post"]["requestBody"]
+    assert "multipart/form-data" in body["content"]
+
+
+def test_sample_over_http_matches_in_process(http, obfuscated, predictor, capture):
+    capture.clear()
+    labels = []
+    for start in range(0, len(obfuscated), MAX_IMAGES):
+        response = classify(http, *[encode_png(im) for im in obfuscated[start:start + 8]],
+                            top_k=3)
+        assert response.status_code == 200, response.text
+        labels += [p["class_index"] for p in response.json()["predictions"]]
+    expected = predictor(obfuscated).argmax(1)
+    assert labels == expected.tolist()
+    assert len(set(labels)) > 1
+    np.testing.assert_array_equal(np.stack(capture.arrays), obfuscated)
+
+
+def test_response_shape(http, obfuscated):
+    body = classify(http, encode_png(obfuscated[0]), top_k=4).json()
+    (p,) = body["predictions"]
+    assert len(p["top_k"]) == 4 and p["top_k"][0]["label"] == p["label"]
+    probs = [t["probability"] for t in p["top_k"]]
+    assert probs == sorted(probs, reverse=True) and 0 < p["confidence"] <= 1
+    assert body["classifier"]["model_name"] == "fastnet_tiny"
+
+
+def test_the_wire_carries_the_obfuscated_image_only(artifacts, server, capture):
+    from veil.client import VeilClient
+
+    capture.clear()
+    originals = sample_images(6)
+    with VeilClient(server, artifacts.onnx) as client:
+        client.classify(list(originals))
+    sent = np.stack(capture.arrays)
+    np.testing.assert_array_equal(sent, OnnxObfuscator(artifacts.onnx)(originals))
+    assert np.abs(sent.astype(int) - originals).mean() > 20
+    for raw, original in zip(capture.raws, originals, strict=True):
+        assert raw != encode_png(original)
+        assert original.tobytes() not in raw
+
+
+# --- bad inputs -> 4xx, then the server still serves -------------------------------------------
+def _rgb(size=(32, 32)):
+    return np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def _truncated_multipart() -> tuple[bytes, dict]:
+    boundary = "veilboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+            f"filename=\"0.png\"\r\nContent-Type: image/png\r\n\r\n").encode()
+    body += png_bytes(_rgb())[:100]
+    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+BAD_UPLOADS = {
+    "wrong_size": (files(png_bytes(_rgb((16, 16)))), 422, "wrong_size"),
+    "not_an_image": (files(b"hello, this is text"), 415, "not_png"),
+    "jpeg": (files(png_bytes(_rgb(), format="JPEG")), 415, "not_png"),
+    "greyscale": (files(png_bytes(_rgb()[..., 0])), 422, "wrong_mode"),
+    "rgba": (files(png_bytes(np.dstack([_rgb(), _rgb()[..., :1]]))), 422, "wrong_mode"),
+    "palette": (files(png_bytes(_rgb()[..., 0], "P")), 422, "wrong_mode"),
+    "16_bit": (files(png_bytes(_rgb()[..., 0].astype(np.uint16) * 257)), 422, "wrong_mode"),
+    "truncated_png": (files(png_bytes(_rgb())[:-200]), 400, "corrupt_image"),
+    "header_only": (files(png_bytes(_rgb())[:20]), 400, "corrupt_image"),
+    "empty_file": (files(b""), 400, "empty_file"),
+    "too_many_images": (files(*[png_bytes(_rgb())] * (MAX_IMAGES + 1)), 413, "too_many_images"),
+    "body_too_large": (files(b"\x89PNG" + bytes(MAX_BODY)), 413, "body_too_large"),
+    "text_field": ([("files", (None, "abc"))], 400, "not_a_file"),
+    "other_field": ([("photo", ("0.png", png_bytes(_rgb()), "image/png"))], 400,
+                    "unexpected_field"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
+def test_bad_upload_is_rejected_then_serving_continues(http, obfuscated, case):
+    upload, status, code = BAD_UPLOADS[case]
+    response = http.post("/v1/classify", files=upload)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == code and response.json()["detail"]
+    assert classify(http, encode_png(obfuscated[0])).status_code == 200
+
+
+@pytest.mark.parametrize("request_kwargs, status, code", [
+    ({"json": {"images": []}}, 415, "not_multipart"),
+    ({"content": _truncated_multipart()[0], "headers": _truncated_multipart()[1]}, 400, None),
+    ({"content": b"--x--\r\n", "headers": {"content-type": "multipart/form-data; boundary=x"}},
+     400, "no_images"),
+])
+def test_bad_body_is_rejected(http, obfuscated, request_kwargs, status, code):
+    response = http.post("/v1/classify", **request_kwargs)
+    assert response.status_code == status, response.text
+    assert code is None or response.json()["error"] == code
+    assert classify(http, encode_png(obfuscated[0])).status_code == 200
+
+
+@pytest.mark.parametrize("method, path, params, status", [
+    ("POST", "/v1/classify", {"top_k": 0}, 422),
+    ("POST", "/v1/classify", {"top_k": 11}, 422),
+    ("POST", "/v1/classify", {"top_k": "abc"}, 422),
+    ("GET", "/v1/classify", {}, 405),
+    ("GET", "/nowhere", {}, 404),
+])
+def test_bad_request_line(http, obfuscated, method, path, params, status):
+    kwargs = {"files": files(encode_png(obfuscated[0]))} if method == "POST" else {}
+    response = http.request(method, path, params=params, **kwargs)
+    assert response.status_code == status
+    assert set(response.json()) == {"error", "detail"}
+    assert classify(http, encode_png(obfuscated[0])).status_code == 200
+
+
+def _raw_request(url: str, declared: int, sent: bytes, close: bool) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"POST /v1/classify HTTP/1.1\r\nHost: {host}\r\nContent-Length: {declared}"
+                     f"\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n".encode() + sent)
+        if close:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+def test_truncated_upload_times_out_with_408(server, http, obfuscated):
+    reply = _raw_request(server, 5000, b"--x\r\n" + bytes(100), close=False)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert json.loads(body)["error"] == "body_timeout"
+    assert classify(http, encode_png(obfuscated[0])).status_code == 200
+
+
+def test_client_vanishing_mid_upload_leaves_the_server_serving(server, http, obfuscated):
+    _raw_request(server, 5000, b"--x\r\n" + bytes(100), close=True)
+    assert classify(http, encode_png(obfuscated[0])).status_code == 200
+    assert http.get("/healthz").status_code == 200
+
+
+# --- concurrency and metrics -------------------------------------------------------------------
+def test_32_concurrent_clients_are_batched(server, http, obfuscated, predictor):
+    expected = predictor(obfuscated).argmax(1)
+    barrier = threading.Barrier(32)
+
+    def one_client(k: int) -> list[tuple[int, int]]:
+        got = []
+        with httpx.Client(base_url=server, timeout=60) as client:
+            barrier.wait()
+            for i in (k, k + 32, k + 64):
+                r = classify(client, encode_png(obfuscated[i]))
+                assert r.status_code == 200, r.text
+                got.append((i, r.json()["predictions"][0]["class_index"]))
+        return got
+
+    with ThreadPoolExecutor(32) as pool:
+        results = [pair for pairs in pool.map(one_client, range(32)) for pair in pairs]
+    assert len(results) == 96
+    assert all(label == expected[i] for i, label in results)
+    text = http.get("/metrics").text
+    assert metric(text, "veil_batch_size_max") > 1
+    assert metric(text, 'veil_batch_size_bucket{le="1"}') < metric(text, "veil_batch_size_count")
+
+
+def test_metrics_count_requests_errors_and_latency(http, obfuscated):
+    before = http.get("/metrics").text
+    ok = 'veil_requests_total{method="POST",route="/v1/classify",status="200"}'
+    classify(http, encode_png(obfuscated[0]))
+    classify(http, b"not an image")
+    text = http.get("/metrics").text
+    assert metric(text, ok) == metric(before, ok) + 1
+    assert metric(text, 'veil_errors_total{code="not_png"}') >= 1
+    assert metric(text, "veil_request_latency_seconds_count") > 0
+    assert metric(text, "veil_inference_latency_seconds_count") > 0
+    assert "# TYPE veil_batch_size histogram" in text
+
+
+# --- auth --------------------------------------------------------------------------------------
+def test_bearer_token(predictor, obfuscated):
+    app = create_app(predictor, ServerConfig(token="s3cret-token"))
+    png = encode_png(obfuscated[0])
+    with BackgroundServer(app) as url, httpx.Client(base_url=url) as http:
+        missing = classify(http, png)
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        assert missing.json()["error"] == "unauthorized"
+        wrong = http.post("/v1/classify", files=files(png),
+                          headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = http.post("/v1/classify", files=files(png),
+                          headers={"Authorization": "Bearer s3cret-token"})
+        assert right.status_code == 200
+        assert http.get("/healthz").json()["auth"] is True
+        assert "HTTPBearer" in json.dumps(http.get("/openapi.json").json()["components"])
+
+
+def test_serve_refuses_a_public_address_without_a_token(artifacts, capsys, monkeypatch):
+    monkeypatch.delenv("VEIL_TOKEN", raising=False)
+    code = main(["serve", "--classifier", str(artifacts.classifier), "--host", "0.0.0.0"])
+    assert code == 2
+    assert "without a token" in capsys.readouterr().err
+
+
+def test_serve_help_says_to_put_tls_in_front(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "TLS in front" in capsys.readouterr().out
+
+
+# --- the real command, end to end --------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_veil_serve_and_veil_classify_commands(artifacts, tmp_path, capsys):
+    port = _free_port()
+    env = {**os.environ, "VEIL_TOKEN": "cli-token"}
+    proc = subprocess.Popen([sys.executable, "-m", "veil", "serve", "--classifier",
+                             str(artifacts.classifier), "--port", str(port), "--threads", "1",
+                             "--log-level", "warning"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, proc)
+        images = []
+        for i, im in enumerate(sample_images(3)):
+            images.append(tmp_path / f"img{i}.png")
+            images[-1].write_bytes(png_bytes(im))
+        code = main(["classify", *map(str, images), "--server", url, "--token", "cli-token",
+                     "--obfuscator", str(artifacts.onnx), "--top-k", "2"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert len(out.strip().splitlines()) == 3 and "img0.png: " in out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read().decode())
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError("veil serve did not come up")
+
+
+# --- fuzzing the OpenAPI document --------------------------------------------------------------
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_openapi_fuzzing_never_gives_a_5xx(server, mode):
+    schema = schemathesis.openapi.from_url(f"{server}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/v1/classify", "/healthz", "/metrics"}
+    strategy = st.one_of([op.as_strategy(mode) for op in operations])
+
+    @given(case=strategy)
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def never_a_server_error(case) -> None:
+        response = case.call(timeout=30)
+        assert response.status_code < 500, f"{case.method} {case.path}: {response.text}"
+
+    never_a_server_error()
