@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import fields
 
 from . import classifier as clf
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.pop("model", None)
         config = clf.make_config(args.model, **overrides)
         row = clf.train_classifier(config, resume=args.resume, quiet=quiet)
-        print(f"done: test accuracy {row['test_acc']:.2%}; checkpoint {config.out}/model.pt")
+        if os.environ.get("RANK", "0") == "0":
+            print(f"done: test accuracy {row['test_acc']:.2%}; checkpoint {config.out}/model.pt")
         return 0
     overrides = _overrides(args, obf.ObfuscatorConfig)
     overrides.pop("recipe", None)

@@ -1,0 +1,277 @@
+"""Training: real short runs on CPU, frozen classifier, disjoint optimisers, resume, DDP, 8 bits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from veil.cli import main
+from veil.data import load_dataset
+from veil.models import create_model
+from veil.train import classifier as clf
+from veil.train import obfuscator as obf
+from veil.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from veil.train.quantize import quantize_8bit, quantize_8bit_ste, to_uint8
+from veil.train.runs import RunDirError
+
+from .conftest import REPO
+
+
+def tiny_classifier_config(out: Path, **kw) -> clf.ClassifierConfig:
+    values = dict(data="sample", out=str(out), epochs=3, batch_size=32, lr=0.5, seed=0,
+                  warmup_fraction=0.3, label_smoothing=0.0)
+    values.update(kw)
+    return clf.make_config("fastnet_tiny", **values)
+
+
+@pytest.fixture(scope="module")
+def trained_classifier(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clf")
+    clf.train_classifier(tiny_classifier_config(out, epochs=6), quiet=True)
+    return out / "model.pt"
+
+
+def tiny_obfuscator_config(classifier: Path, out: Path, **kw) -> obf.ObfuscatorConfig:
+    values = dict(classifier=str(classifier), data="sample", out=str(out), epochs=2,
+                  batch_size=50, seed=0, test_subset=100)
+    values.update(kw)
+    return obf.make_config("fast", **values)
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+# --- classifier -----------------------------------------------------------------------------
+def test_classifier_training_loss_falls_and_run_folder_is_complete(trained_classifier):
+    run = trained_classifier.parent
+    rows = read_metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[-1]["loss"] < rows[0]["loss"] - 0.05
+    assert {"loss", "train_acc", "test_acc", "images_per_s", "wall_s"} <= set(rows[0])
+    for name in ("config.yaml", "last.pt", "last.pt.sha256", "model.pt", "model.pt.sha256"):
+        assert (run / name).exists(), name
+    payload = load_checkpoint(trained_classifier)
+    assert payload["kind"] == "classifier" and payload["model_name"] == "fastnet_tiny"
+    assert payload["metrics"]["epoch"] == 6 and len(payload["classes"]) == 10
+
+
+def test_classifier_resume_equals_uninterrupted_run(tmp_path):
+    straight = tiny_classifier_config(tmp_path / "a", epochs=2)
+    clf.train_classifier(straight, quiet=True)
+    broken = tiny_classifier_config(tmp_path / "b", epochs=2)
+    clf.train_classifier(broken, quiet=True, stop_after_epoch=1)
+    assert not (tmp_path / "b" / "model.pt").exists()
+    clf.train_classifier(broken, resume=True, quiet=True)
+    a = load_checkpoint(tmp_path / "a" / "model.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "model.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "b")] == [1, 2]
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "veil", "train", "classifier", "--model", "fastnet_tiny",
+           "--data", "sample", "--out", str(out), "--epochs", "30", "--batch-size", "32",
+           "--threads", "1", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "last.pt.sha256").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(out / "last.pt")["epoch"]
+    assert 1 <= killed_at < 30 and not (out / "model.pt").exists()
+    assert main(["train", "classifier", "--model", "fastnet_tiny", "--data", "sample", "--out",
+                 str(out), "--epochs", "30", "--batch-size", "32", "--resume", "--quiet"]) == 0
+    assert [r["epoch"] for r in read_metrics(out)] == list(range(1, 31))
+    assert not list(out.glob(".*.tmp")), "no half-written files left behind"
+
+
+def test_classifier_defaults_are_overridable():
+    config = clf.make_config("fastnet", epochs=3, lr=None)
+    assert config.epochs == 3 and config.lr == clf.MODEL_DEFAULTS["fastnet"]["lr"]
+    with pytest.raises(ValueError, match="not a classifier"):
+        clf.train_classifier(clf.make_config("obfuscator", out="/tmp/never"))
+
+
+def test_ddp_two_processes_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--standalone", "-m", "veil", "train", "classifier", "--model",
+           "fastnet_tiny", "--data", "sample", "--out", str(out), "--epochs", "1",
+           "--batch-size", "32", "--threads", "1", "--device", "cpu", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_metrics(out)
+    assert len(rows) == 1 and rows[0]["epoch"] == 1
+    # every image of the epoch was seen once across the two ranks
+    assert load_checkpoint(out / "model.pt")["kind"] == "classifier"
+
+
+# --- obfuscator -----------------------------------------------------------------------------
+def test_adversarial_step_freezes_classifier_and_optimisers_are_disjoint(trained_classifier):
+    classifier, _ = clf.load_classifier(trained_classifier)
+    before = {k: v.clone() for k, v in classifier.state_dict().items()}
+    config = tiny_obfuscator_config(trained_classifier, "unused")
+    torch.manual_seed(0)
+    o, d = create_model("obfuscator"), create_model("deobfuscator")
+    step = obf.AdversarialStep(o, d, classifier, config, torch.device("cpu"))
+    ids_o = {id(p) for g in step.opt_obfuscator.param_groups for p in g["params"]}
+    ids_d = {id(p) for g in step.opt_deobfuscator.param_groups for p in g["params"]}
+    assert ids_o.isdisjoint(ids_d)
+    assert ids_o == {id(p) for p in o.parameters()} and ids_d == {id(p) for p in d.parameters()}
+    x = torch.rand(16, 3, 32, 32)
+    y = torch.randint(0, 10, (16,))
+    step(x, y, lam=1.0)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in o.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
+    assert all(p.grad is None for p in classifier.parameters())
+    for k, v in classifier.state_dict().items():
+        assert torch.equal(v, before[k]), f"frozen classifier changed: {k}"
+
+
+def test_gradient_reversal_gives_each_network_its_own_objective():
+    """O gets d(L_c - lam L_r), D gets d(L_r): checked against two separate backward passes."""
+    torch.manual_seed(0)
+    o, d = create_model("obfuscator"), create_model("deobfuscator")
+    head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    x, y, lam = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,)), 0.7
+
+    def losses():
+        s = o(x)
+        return (torch.nn.functional.cross_entropy(head(s), y),
+                torch.nn.functional.mse_loss(d(obf.GradientReversal.apply(s, lam)), x),
+                torch.nn.functional.mse_loss(d(s), x))
+
+    lc, lr_grl, _ = losses()
+    grads = torch.autograd.grad(lc + lr_grl, list(o.parameters()) + list(d.parameters()))
+    lc, _, lr = losses()
+    want_o = torch.autograd.grad(lc - lam * lr, list(o.parameters()), retain_graph=True)
+    want_d = torch.autograd.grad(lr, list(d.parameters()))
+    for g, w in zip(grads, list(want_o) + list(want_d), strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+
+
+def test_obfuscator_training_improves_and_resumes(trained_classifier, tmp_path):
+    straight = tiny_obfuscator_config(trained_classifier, tmp_path / "a", epochs=2)
+    obf.train_obfuscator(straight, quiet=True)
+    rows = read_metrics(tmp_path / "a")
+    assert rows[-1]["loss_c"] < rows[0]["loss_c"]
+    for key in ("plain_acc", "obfuscated_acc", "deobfuscator_psnr", "deobfuscator_ssim"):
+        assert key in rows[0]
+    broken = tiny_obfuscator_config(trained_classifier, tmp_path / "b", epochs=2)
+    obf.train_obfuscator(broken, quiet=True, stop_after_epoch=1)
+    obf.train_obfuscator(broken, resume=True, quiet=True)
+    a = load_checkpoint(tmp_path / "a" / "model.pt")
+    b = load_checkpoint(tmp_path / "b" / "model.pt")
+    for net in ("obfuscator", "deobfuscator"):
+        for k in a[net]:
+            torch.testing.assert_close(a[net][k], b[net][k], rtol=0, atol=1e-5)
+    assert a["classifier"]["model_name"] == "fastnet_tiny"
+    o, d, payload = obf.load_obfuscator(tmp_path / "a" / "model.pt")
+    assert not o.training and payload["metrics"] == rows[-1]
+
+
+def test_paper_recipe_is_appendix_a():
+    c = obf.make_config("paper")
+    assert (c.epochs, c.lr, c.schedule, c.step_epochs) == (100, 1e-3, "step", 30)
+    assert c.flip and c.crop_padding == 0 and c.distill == 0 and c.warmup_epochs == 0
+    with pytest.raises(ValueError, match="unknown recipe"):
+        obf.make_config("nope")
+
+
+def test_lambda_warmup():
+    c = obf.make_config("fast", lam=2.0, warmup_epochs=1.0)
+    assert obf.lambda_at(c, 0.0) == 0.0 and obf.lambda_at(c, 0.5) == 1.0
+    assert obf.lambda_at(c, 3.0) == 2.0
+
+
+# --- 8-bit path -----------------------------------------------------------------------------
+def test_quantisation_is_8_bit_and_straight_through():
+    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+    q = quantize_8bit_ste(x)
+    levels = q.detach() * 255
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+    assert (q - x).abs().max() <= 0.5 / 255 + 1e-6
+    q.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+    assert torch.equal(to_uint8(quantize_8bit(x.detach())).float() / 255, quantize_8bit(x.detach()))
+
+
+def test_reported_obfuscated_accuracy_is_on_the_transmitted_uint8_image(trained_classifier,
+                                                                        tmp_path):
+    obf.train_obfuscator(tiny_obfuscator_config(trained_classifier, tmp_path, epochs=1),
+                         quiet=True)
+    o, d, payload = obf.load_obfuscator(tmp_path / "model.pt")
+    classifier, _ = clf.load_classifier(trained_classifier)
+    split = load_dataset("sample").test.subset(100, seed=0)
+    x = torch.as_tensor(split.images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        wire = to_uint8(o(x)).numpy()  # what leaves the device
+        received = torch.as_tensor(wire).float() / 255
+        acc = (classifier(received).argmax(1).numpy() == split.labels).mean()
+    assert wire.dtype == np.uint8
+    assert acc == pytest.approx(payload["metrics"]["obfuscated_acc"], abs=1e-9)
+
+
+# --- errors ---------------------------------------------------------------------------------
+def test_missing_classifier_checkpoint(tmp_path, capsys):
+    code = main(["train", "obfuscator", "--classifier", str(tmp_path / "nope.pt"), "--data",
+                 "sample", "--out", str(tmp_path / "o")])
+    assert code == 2 and "checkpoint not found" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_refused(trained_classifier, tmp_path):
+    bad = tmp_path / "model.pt"
+    data = bytearray(trained_classifier.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    (tmp_path / "model.pt.sha256").write_text(
+        (trained_classifier.parent / "model.pt.sha256").read_text())
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        load_checkpoint(bad)
+
+
+def test_obfuscator_checkpoint_is_not_a_classifier(trained_classifier, tmp_path):
+    save_checkpoint({"kind": "obfuscator"}, tmp_path / "o.pt")
+    with pytest.raises(ValueError, match="not a classifier"):
+        clf.load_classifier(tmp_path / "o.pt")
+    with pytest.raises(ValueError, match="not an obfuscator"):
+        obf.load_obfuscator(trained_classifier)
+
+
+def test_data_with_other_classes_than_the_classifier(trained_classifier, tmp_path):
+    from PIL import Image
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            folder = tmp_path / "two" / split / cls
+            folder.mkdir(parents=True)
+            Image.new("RGB", (32, 32)).save(folder / "0.png")
+    config = tiny_obfuscator_config(trained_classifier, tmp_path / "o", data=str(tmp_path / "two"))
+    with pytest.raises(ValueError, match="trained on classes"):
+        obf.train_obfuscator(config, quiet=True)
+
+
+def test_non_writable_output_folder(trained_classifier, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RunDirError, match="not writable"):
+        clf.train_classifier(tiny_classifier_config(blocker / "run"), quiet=True)
+
+
+def test_existing_run_needs_resume(trained_classifier):
+    with pytest.raises(RunDirError, match="--resume"):
+        clf.train_classifier(tiny_classifier_config(trained_classifier.parent), quiet=True)
