@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 
-from offload_helpers import build_artifacts, png_bytes, sample_images
 from veil.cli import main
 from veil.client import (
     ImageError,
@@ -24,6 +23,11 @@ from veil.client import (
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.runner import BackgroundServer
+
+try:  # whether or not tests/ is a package
+    from tests.offload_helpers import build_artifacts, png_bytes, sample_images
+except ModuleNotFoundError:
+    from offload_helpers import build_artifacts, png_bytes, sample_images
 
 
 @pytest.fixture(scope="module")

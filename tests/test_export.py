@@ -10,11 +10,15 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from offload_helpers import build_artifacts, sample_images
 from veil.cli import main
 from veil.export import fold_batchnorm, verify_parity
 from veil.export.onnx_export import ExportError, check_parity, onnx_op_types
 from veil.train.obfuscator import load_obfuscator
+
+try:  # whether or not tests/ is a package
+    from tests.offload_helpers import build_artifacts, sample_images
+except ModuleNotFoundError:
+    from offload_helpers import build_artifacts, sample_images
 
 
 @pytest.fixture(scope="module")

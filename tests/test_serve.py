@@ -20,12 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from offload_helpers import build_artifacts, png_bytes, sample_images
 from veil.cli import main
 from veil.client import OnnxObfuscator, encode_png
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.runner import BackgroundServer
+
+try:  # whether or not tests/ is a package
+    from tests.offload_helpers import build_artifacts, png_bytes, sample_images
+except ModuleNotFoundError:
+    from offload_helpers import build_artifacts, png_bytes, sample_images
 
 MAX_IMAGES = 8
 MAX_BODY = 64 * 1024
@@ -371,3 +375,58 @@ def test_openapi_fuzzing_never_gives_a_5xx(server, mode):
         assert response.status_code < 500, f"{case.method} {case.path}: {response.text}"
 
     never_a_server_error()
+
+
+# --- the multipart fast path -------------------------------------------------------------------
+def _encoded(upload: list) -> tuple[bytes, str]:
+    request = httpx.Request("POST", "http://127.0.0.1/", files=upload)
+    return request.read(), request.headers["content-type"]
+
+
+async def _starlette_parts(body: bytes, content_type: str) -> list:
+    from starlette.datastructures import Headers
+    from starlette.formparsers import MultiPartParser
+
+    async def stream():
+        yield body
+
+    form = await MultiPartParser(Headers({"content-type": content_type}), stream()).parse()
+    return [(k, not isinstance(v, str), v.encode() if isinstance(v, str) else await v.read())
+            for k, v in form.multi_items()]
+
+
+@pytest.mark.parametrize("upload", [
+    files(png_bytes(_rgb())),
+    files(*[png_bytes(_rgb((8, 8)))] * 3),
+    [("files", (None, "text")), ("other", ("x.bin", b"\r\n--\r\n", "application/octet-stream"))],
+])
+def test_fast_multipart_path_agrees_with_starlette(upload):
+    import asyncio
+
+    from veil.serve.multipart import split_simple
+
+    body, content_type = _encoded(upload)
+    assert split_simple(body, content_type) == asyncio.run(_starlette_parts(body, content_type))
+
+
+def test_fast_multipart_path_declines_anything_unusual():
+    from veil.serve.multipart import split_simple
+
+    body, content_type = _encoded(files(png_bytes(_rgb())))
+    boundary = content_type.split("boundary=")[1].encode()
+    assert split_simple(body, "multipart/form-data") is None
+    assert split_simple(b"preamble\r\n" + body, content_type) is None
+    assert split_simple(body.replace(b"\r\n", b"\n"), content_type) is None
+    assert split_simple(body[:-10], content_type) is None
+    assert split_simple(body.replace(b"Content-Type:", b"X-Other:"), content_type) is None
+    early_end = body.replace(b"\r\n\r\n", b"\r\n\r\nab\r\n--" + boundary + b"--\r\n", 1)
+    assert split_simple(early_end, content_type) is None
+
+
+def test_config_keeps_uploads_in_memory():
+    from starlette.formparsers import MultiPartParser
+
+    with pytest.raises(ValueError, match="in memory"):
+        ServerConfig(max_body_bytes=MultiPartParser.spool_max_size + 1)
+    with pytest.raises(ValueError, match="max_images"):
+        ServerConfig(max_images=0)

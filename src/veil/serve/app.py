@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -30,6 +30,7 @@ from starlette.formparsers import MultiPartParser
 from .batching import MicroBatcher
 from .inference import Predictor
 from .metrics import Metrics
+from .multipart import Part, split_simple
 from .validation import ApiError, decode_png
 
 CLASSIFY = "/v1/classify"
@@ -138,20 +139,21 @@ def _add_routes(app: FastAPI, predictor: Predictor, config: ServerConfig, metric
     dependencies = [Depends(bearer_auth(config.token))] if config.token else []
 
     @app.post(CLASSIFY, response_model=ClassifyResponse, responses=ERRORS,
-              dependencies=dependencies, openapi_extra=_request_body(config.max_images),
+              dependencies=dependencies,
+              openapi_extra=_request_spec(config.max_images, n_classes, default_top_k),
               summary="Classify one or more 8-bit obfuscated PNG images")
-    async def classify(request: Request, top_k: Annotated[int, Query(
-            ge=1, le=n_classes, description="labels per image")] = default_top_k
-                       ) -> dict[str, Any]:
+    async def classify(request: Request) -> JSONResponse:
         try:
+            top_k = _top_k(request, default_top_k, n_classes)
             raws, images = await read_images(request, config, predictor.image_size)
         finally:
             _arrived(request)
         if on_receive is not None:
             on_receive(raws, images)
         probs = await batcher.submit(images)
-        return {"predictions": [_prediction(i, p, predictor.classes, top_k)
-                                for i, p in enumerate(probs)], "classifier": classifier}
+        return JSONResponse({"predictions": [_prediction(i, p, predictor.classes, top_k)
+                                             for i, p in enumerate(probs)],
+                             "classifier": classifier})
 
     @app.get("/healthz", response_model=Health, summary="Liveness and what is served")
     async def healthz() -> dict[str, Any]:
@@ -164,13 +166,30 @@ def _add_routes(app: FastAPI, predictor: Predictor, config: ServerConfig, metric
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def _request_body(max_images: int) -> dict[str, Any]:
+def _request_spec(max_images: int, n_classes: int, default_top_k: int) -> dict[str, Any]:
+    """The OpenAPI parts FastAPI cannot infer: the multipart body and the top_k parameter
+    (both read by hand, which costs far less per request than FastAPI's validation)."""
     files = {"type": "array", "minItems": 1, "maxItems": max_images,
              "items": {"type": "string", "format": "binary"},
              "description": "8-bit RGB PNG images of the size the classifier expects"}
     schema = {"type": "object", "required": [FIELD], "properties": {FIELD: files}}
-    return {"requestBody": {"required": True,
+    top_k = {"name": "top_k", "in": "query", "required": False,
+             "description": "labels per image",
+             "schema": {"type": "integer", "minimum": 1, "maximum": n_classes,
+                        "default": default_top_k}}
+    return {"parameters": [top_k],
+            "requestBody": {"required": True,
                             "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def _top_k(request: Request, default: int, n_classes: int) -> int:
+    raw = request.query_params.get("top_k")
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= n_classes):
+        raise ApiError(422, "invalid_parameter", f"top_k must be an integer from 1 to "
+                                                 f"{n_classes}, got {raw[:20]!r}")
+    return int(raw)
 
 
 def _prediction(index: int, probs: np.ndarray, classes: list[str], top_k: int) -> dict[str, Any]:
@@ -184,10 +203,25 @@ def _prediction(index: int, probs: np.ndarray, classes: list[str], top_k: int) -
 async def read_images(request: Request, config: ServerConfig, size: tuple[int, int]
                       ) -> tuple[list[bytes], np.ndarray]:
     """The uploaded PNGs, raw and decoded to uint8 (N, H, W, 3); ApiError when invalid."""
-    content_type = request.headers.get("content-type", "").lower()
-    if not content_type.startswith("multipart/form-data"):
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(415, "not_multipart", f"send the images as multipart/form-data file "
                                              f"fields named '{FIELD}'")
+    parts = split_simple(request.scope.get("veil.body", b""), content_type)
+    if parts is None:
+        parts = await _parse_form(request, config)
+    raws = [_file_bytes(name, is_file, data) for name, is_file, data in parts]
+    if not raws:
+        raise ApiError(400, "no_images", f"no images: send one or more PNG files in the "
+                                         f"'{FIELD}' field")
+    if len(raws) > config.max_images:
+        raise ApiError(413, "too_many_images", f"at most {config.max_images} images per request")
+    arrays = [decode_png(raw, size, f"{FIELD}[{i}]") for i, raw in enumerate(raws)]
+    return raws, np.stack(arrays)
+
+
+async def _parse_form(request: Request, config: ServerConfig) -> list[Part]:
+    """Starlette's full multipart parser (in memory: bodies are capped below its spool size)."""
     try:
         form = await request.form(max_files=config.max_images, max_fields=8)
     except StarletteHTTPException as e:
@@ -196,23 +230,20 @@ async def read_images(request: Request, config: ServerConfig, size: tuple[int, i
                            f"at most {config.max_images} images per request") from None
         raise ApiError(400, "bad_multipart", f"malformed multipart body: {e.detail}") from None
     try:
-        raws = [await _file_bytes(key, value) for key, value in form.multi_items()]
+        return [(key, not isinstance(value, str),
+                 value.encode() if isinstance(value, str) else await value.read())
+                for key, value in form.multi_items()]
     finally:
         await form.close()
-    if not raws:
-        raise ApiError(400, "no_images", f"no images: send one or more PNG files in the "
-                                         f"'{FIELD}' field")
-    arrays = [decode_png(raw, size, f"{FIELD}[{i}]") for i, raw in enumerate(raws)]
-    return raws, np.stack(arrays)
 
 
-async def _file_bytes(key: str, value: Any) -> bytes:
-    if key != FIELD:
-        raise ApiError(400, "unexpected_field", f"unexpected form field {key[:40]!r}; send "
+def _file_bytes(name: str, is_file: bool, data: bytes) -> bytes:
+    if name != FIELD:
+        raise ApiError(400, "unexpected_field", f"unexpected form field {name[:40]!r}; send "
                                                 f"the images as file fields named '{FIELD}'")
-    if isinstance(value, str):
+    if not is_file:
         raise ApiError(400, "not_a_file", f"'{FIELD}' must hold file uploads, not text")
-    return await value.read()
+    return data
 
 
 def bearer_auth(token: str) -> Callable[..., Any]:
@@ -306,6 +337,7 @@ class GuardMiddleware:
         if body is None:  # the client went away mid-upload
             self.metrics.errors["client_disconnected"] += 1
             return
+        scope["veil.body"] = body
         await self.app(scope, _replay(body, receive), send)
 
     async def _read_body(self, scope: dict, receive: Callable) -> bytes | None:

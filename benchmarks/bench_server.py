@@ -1,0 +1,308 @@
+"""Server benchmark: `veil serve` over loopback vs in-process batched inference, same run.
+
+Starts `veil serve` as a subprocess on 127.0.0.1, drives it with a lightweight asyncio HTTP/1.1
+load generator (keep-alive connections, one 8-bit PNG per request, every answer checked against
+in-process inference), at concurrency 1, 8 and 32; the in-process baseline (same classifier,
+same torch threads, batches of --max-batch decoded images) is measured right before and after
+the sweep. Then a bounded load run (default 60 s, 32 clients) records errors and the server's
+RSS after warm-up and at the end.
+
+    python benchmarks/bench_server.py [--classifier CKPT] [--seconds 10] [--load-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from veil.client import encode_png
+from veil.data import load_dataset
+from veil.models import create_model
+from veil.serve.inference import Predictor
+from veil.train.checkpoint import save_checkpoint
+from veil.train.runs import environment
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CLASSIFIER = REPO / "runs" / "default-classifier" / "model.pt"
+BOUNDARY = "veilbenchboundary"
+
+
+def pick_classifier(path: str | None, tmp: Path) -> tuple[Path, str]:
+    if path:
+        return Path(path), f"classifier {path}"
+    if DEFAULT_CLASSIFIER.is_file():
+        return DEFAULT_CLASSIFIER, "trained fastnet runs/default-classifier/model.pt"
+    torch.manual_seed(0)
+    model = create_model("fastnet").eval()
+    out = tmp / "fastnet-untrained.pt"
+    save_checkpoint({"kind": "classifier", "model_name": "fastnet", "num_classes": 10,
+                     "classes": list(load_dataset("sample").classes),
+                     "model": model.state_dict(), "config": {}, "metrics": {}}, out)
+    return out, "untrained fastnet (runs/default-classifier/model.pt did not exist yet; " \
+                "speed does not depend on the weights)"
+
+
+def http_request_bytes(png: bytes, port: int) -> bytes:
+    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; "
+            f"filename=\"0.png\"\r\nContent-Type: image/png\r\n\r\n").encode()
+    body += png + f"\r\n--{BOUNDARY}--\r\n".encode()
+    head = (f"POST /v1/classify?top_k=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    request: bytes) -> tuple[int, bytes]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    return int(head[9:12]), await reader.readexactly(length)
+
+
+async def _load(port: int, concurrency: int, seconds: float, requests: list[bytes],
+                expected: np.ndarray) -> dict:
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    counts = {"errors": 0, "wrong_label": 0}
+
+    async def client(k: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = k
+        while loop.time() < stop:
+            start = time.perf_counter()
+            try:
+                status, body = await _exchange(reader, writer, requests[i % len(requests)])
+            except (OSError, asyncio.IncompleteReadError):
+                counts["errors"] += 1
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                counts["errors"] += 1
+            elif json.loads(body)["predictions"][0]["class_index"] != expected[i % len(requests)]:
+                counts["wrong_label"] += 1
+            i += concurrency
+        writer.close()
+
+    stop = loop.time() + seconds
+    began = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    ms = sorted(x * 1000 for x in latencies)
+    return {"concurrency": concurrency, "seconds": elapsed, "requests": len(ms),
+            "images_per_s": len(ms) / elapsed, "p50_ms": statistics.median(ms),
+            "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))], **counts}
+
+
+def run_load(port: int, concurrency: int, seconds: float, requests: list[bytes],
+             expected: np.ndarray) -> dict:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_load(port, concurrency, seconds, requests, expected))
+    return uvloop.run(_load(port, concurrency, seconds, requests, expected))
+
+
+def in_process(predictor: Predictor, images: np.ndarray, batch: int, seconds: float) -> dict:
+    batches = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
+    predictor(batches[0])
+    done, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        for b in batches:
+            predictor(b)
+            done += len(b)
+    elapsed = time.perf_counter() - began
+    return {"batch_size": batch, "images_per_s": done / elapsed, "seconds": elapsed}
+
+
+class ServerProcess:
+    def __init__(self, classifier: Path, threads: int, max_batch: int, max_wait_ms: float
+                 ) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "veil", "serve", "--classifier", str(classifier),
+             "--port", str(self.port), "--threads", str(threads), "--max-batch", str(max_batch),
+             "--max-wait-ms", str(max_wait_ms), "--log-level", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait()
+
+    def _wait(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(self.proc.stderr.read().decode())
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("veil serve did not start")
+
+    def rss_mib(self) -> float:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+    def batch_stats(self) -> tuple[float, float]:
+        text = httpx.get(f"{self.url}/metrics").text
+        total = float(re.search(r"^veil_batch_size_sum (\S+)$", text, re.M).group(1))
+        count = float(re.search(r"^veil_batch_size_count (\S+)$", text, re.M).group(1))
+        return total, count
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sweep(server: ServerProcess, levels: list[int], seconds: float, requests: list[bytes],
+          expected: np.ndarray) -> list[dict]:
+    rows = []
+    for c in levels:
+        run_load(server.port, c, min(2.0, seconds), requests, expected)  # warm-up
+        before = server.batch_stats()
+        row = run_load(server.port, c, seconds, requests, expected)
+        after = server.batch_stats()
+        row["mean_batch"] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
+        rows.append(row)
+        print(f"  concurrency {c:2d}: {row['images_per_s']:7.1f} img/s  p50 {row['p50_ms']:.1f} "
+              f"ms  p99 {row['p99_ms']:.1f} ms  mean batch {row['mean_batch']:.1f}  errors "
+              f"{row['errors']}", flush=True)
+    return rows
+
+
+def load_run(server: ServerProcess, seconds: float, requests: list[bytes],
+             expected: np.ndarray) -> dict:
+    run_load(server.port, 32, 5.0, requests, expected)  # warm-up
+    rss_warm = server.rss_mib()
+    samples, rows, left = [], [], seconds
+    while left > 0:
+        chunk = min(10.0, left)
+        rows.append(run_load(server.port, 32, chunk, requests, expected))
+        samples.append(server.rss_mib())
+        left -= chunk
+    requests_done = sum(r["requests"] for r in rows)
+    return {"seconds": seconds, "clients": 32, "requests": requests_done,
+            "errors": sum(r["errors"] for r in rows),
+            "wrong_label": sum(r["wrong_label"] for r in rows),
+            "images_per_s": requests_done / sum(r["seconds"] for r in rows),
+            "rss_mib_after_warmup": rss_warm, "rss_mib_samples": samples,
+            "rss_mib_end": samples[-1], "rss_growth": samples[-1] / rss_warm - 1}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--classifier", default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (server and "
+                        "in-process alike)")
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
+    parser.add_argument("--load-seconds", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "serve")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    images = load_dataset("sample").test.images
+    with tempfile.TemporaryDirectory() as tmp:
+        classifier, source = pick_classifier(args.classifier, Path(tmp))
+        predictor = Predictor.from_checkpoint(classifier)
+        expected = predictor(images).argmax(1)
+        print(f"{source}; {args.threads} torch thread(s)", flush=True)
+        baseline_before = in_process(predictor, images, args.max_batch, args.seconds)
+        server = ServerProcess(classifier, args.threads, args.max_batch, args.max_wait_ms)
+        try:
+            requests = [http_request_bytes(encode_png(im), server.port) for im in images]
+            rows = sweep(server, [1, 8, 32], args.seconds, requests, expected)
+            baseline_after = in_process(predictor, images, args.max_batch, args.seconds)
+            load = load_run(server, args.load_seconds, requests, expected)
+        finally:
+            server.stop()
+    result = build_result(args, source, rows, baseline_before, baseline_after, load)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "serve.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def build_result(args: argparse.Namespace, source: str, rows: list[dict], before: dict,
+                 after: dict, load: dict) -> dict:
+    import fastapi
+    import uvicorn
+
+    baseline = (before["images_per_s"] + after["images_per_s"]) / 2
+    at_32 = next(r for r in rows if r["concurrency"] == 32)["images_per_s"]
+    return {
+        "classifier": source, "threads": args.threads, "max_batch": args.max_batch,
+        "max_wait_ms": args.max_wait_ms, "seconds_per_level": args.seconds,
+        "in_process": {"before": before, "after": after, "mean_images_per_s": baseline},
+        "http": rows, "ratio_at_32": at_32 / baseline, "target_ratio_at_32": 0.8,
+        "target_met": at_32 / baseline >= 0.8 and load["errors"] == 0
+        and abs(load["rss_growth"]) <= 0.10,
+        "load_run": load,
+        "environment": {**environment(), "fastapi": fastapi.__version__,
+                        "uvicorn": uvicorn.__version__, "numpy": np.__version__,
+                        "cpu_count": os.cpu_count()},
+        "note": "server, load generator and a background CPU training job shared the same 2 "
+                "CPUs; read ratios measured in the same run, not absolute numbers",
+    }
+
+
+def markdown(r: dict) -> str:
+    rows = "\n".join(f"| {x['concurrency']} | {x['images_per_s']:.1f} | {x['p50_ms']:.2f} | "
+                     f"{x['p99_ms']:.2f} | {x['mean_batch']:.1f} | {x['errors']} |"
+                     for x in r["http"])
+    load, env, base = r["load_run"], r["environment"], r["in_process"]
+    ratio_ok = "met" if r["ratio_at_32"] >= 0.8 else "**missed**"
+    rss_ok = "met" if abs(load["rss_growth"]) <= 0.10 else "**missed**"
+    return f"""# Server: HTTP throughput and latency vs in-process inference
+
+Classifier: {r['classifier']}. {r['threads']} torch thread(s), max batch {r['max_batch']},
+max wait {r['max_wait_ms']} ms, one 8-bit 32x32 PNG per request, loopback, HTTP/1.1
+keep-alive, {r['seconds_per_level']:.0f} s per level; every answer checked against in-process
+inference.
+
+| concurrency | images/s | p50 ms | p99 ms | mean batch | errors |
+|---:|---:|---:|---:|---:|---:|
+{rows}
+
+In-process batched inference (batch {base['before']['batch_size']}, same classifier and threads):
+{base['before']['images_per_s']:.1f} images/s before the sweep,
+{base['after']['images_per_s']:.1f} after; mean {base['mean_images_per_s']:.1f}.
+
+HTTP at concurrency 32 / in-process: **{r['ratio_at_32']:.2f}x** (target >= 0.8x: {ratio_ok}).
+
+Load run: {load['seconds']:.0f} s, {load['clients']} clients, {load['requests']} requests,
+{load['images_per_s']:.1f} images/s, {load['errors']} errors, {load['wrong_label']} wrong labels.
+Server RSS {load['rss_mib_after_warmup']:.1f} MiB after warm-up, {load['rss_mib_end']:.1f} MiB
+at the end ({load['rss_growth']:+.1%}; target within 10%: {rss_ok}).
+
+Environment: {env['cpu']}, torch {env['torch']}, fastapi {env['fastapi']},
+uvicorn {env['uvicorn']}, Python {env['python']}, {env['date']}.
+
+{r['note'].capitalize()}.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
