@@ -103,9 +103,10 @@ class AdversarialStep:
         self.obfuscator, self.deobfuscator = obfuscator, deobfuscator
         self.classifier = FrozenClassifier(classifier)
         self.config, self.device = config, device
-        self.opt_obfuscator = torch.optim.Adam(obfuscator.parameters(), lr=config.lr)
+        self.opt_obfuscator = torch.optim.Adam(obfuscator.parameters(), lr=config.lr,
+                                               fused=True)
         self.opt_deobfuscator = torch.optim.Adam(deobfuscator.parameters(),
-                                                 lr=config.lr_deobfuscator)
+                                                 lr=config.lr_deobfuscator, fused=True)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lam: float) -> dict[str, torch.Tensor]:
         cfg = self.config

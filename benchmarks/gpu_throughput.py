@@ -1,0 +1,142 @@
+"""Training throughput of each zoo classifier and of the adversarial obfuscator step.
+
+Measures images/s (median of timed repeats after warm-up) for bf16 autocast + channels-last,
+optionally with torch.compile, so that the paper-scale schedules can be sized. Writes JSON and
+Markdown to --out. Runs on CPU too (tiny settings) so that it is tested before a GPU run.
+
+    python benchmarks/gpu_throughput.py --out results/gpu [--batch-size 512] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from veil.models import create_model
+from veil.train.engine import autocast, resolve_device
+from veil.train.obfuscator import AdversarialStep, make_config
+from veil.train.runs import environment
+
+CLASSIFIERS = ("vgg19", "resnet18", "resnet50", "googlenet", "fastnet")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(step, device: torch.device, warmup: int, repeats: int, steps: int) -> list[float]:
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        times.append((time.perf_counter() - t0) / steps)
+    return times
+
+
+def classifier_step(name: str, device: torch.device, batch: int, precision: str,
+                    compile_model: bool):
+    model = create_model(name).to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    forward = torch.compile(model) if compile_model else model
+    x = torch.rand(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def step() -> None:
+        with autocast(device, precision):
+            loss = F.cross_entropy(forward(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def adversarial_step(name: str, device: torch.device, batch: int, precision: str):
+    config = make_config("fast", precision=precision)
+    o, d = create_model("obfuscator").to(device), create_model("deobfuscator").to(device)
+    c = create_model(name).to(device)
+    for m in (o, d, c):
+        m.to(memory_format=torch.channels_last)
+    step = AdversarialStep(o, d, c, config, device)
+    x = torch.rand(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
+    return lambda: step(x, y, 1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--precision", default="bf16")
+    p.add_argument("--models", default=",".join(CLASSIFIERS))
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd classifiers")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--steps", type=int, default=10)
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    rows = []
+    variants = [("classifier", False), ("adversarial", False)]
+    if args.compile:
+        variants.insert(1, ("classifier", True))
+    for name in args.models.split(","):
+        for kind, compiled in variants:
+            t0 = time.perf_counter()
+            step = (classifier_step(name, device, args.batch_size, args.precision, compiled)
+                    if kind == "classifier" else
+                    adversarial_step(name, device, args.batch_size, args.precision))
+            times = time_steps(step, device, args.warmup, args.repeats, args.steps)
+            row = {"model": name, "step": kind, "compiled": compiled,
+                   "batch_size": args.batch_size, "precision": args.precision,
+                   "channels_last": True,
+                   "images_per_s_median": args.batch_size / statistics.median(times),
+                   "images_per_s_all": [args.batch_size / t for t in times],
+                   "setup_and_warmup_s": round(time.perf_counter() - t0 - sum(times) * args.steps,
+                                               2)}
+            rows.append(row)
+            print(f"{name:10s} {kind:11s} compiled={compiled!s:5s} "
+                  f"{row['images_per_s_median']:10.0f} img/s", flush=True)
+            del step
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    write(Path(args.out), rows, args)
+    return 0
+
+
+def write(out: Path, rows: list[dict], args: argparse.Namespace) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    (out / "throughput.json").write_text(json.dumps({"environment": env, "rows": rows,
+                                                     "settings": vars(args)}, indent=2))
+    lines = [f"# Training throughput ({env.get('gpu', env['cpu'])}, torch {env['torch']})", "",
+             f"Synthetic 3x32x32 batches of {args.batch_size}, {args.precision} autocast, "
+             f"channels-last; median of {args.repeats} repeats of {args.steps} steps after "
+             f"{args.warmup} warm-up steps. 'adversarial' is one obfuscator + deobfuscator "
+             "step against the frozen classifier (fast recipe: distillation on).", "",
+             "| model | step | torch.compile | images/s (median) | epoch of 50k (s) |",
+             "|---|---|---|---:|---:|"]
+    for r in rows:
+        ips = r["images_per_s_median"]
+        lines.append(f"| {r['model']} | {r['step']} | {'yes' if r['compiled'] else 'no'} | "
+                     f"{ips:,.0f} | {50000 / ips:.1f} |")
+    (out / "throughput.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
