@@ -1,0 +1,105 @@
+"""Package trained run folders as a shipped zoo entry: fp16 weights + a model card.
+
+    python -m veil.zoo.build --classifier runs/c/model.pt --obfuscator runs/o/model.pt \
+        --data ../shared/data/cifar10-jpeg75.zip --name default
+
+The card's accuracies, PSNR and SSIM are measured on the fp16-stored weights, on the full test
+split of --data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import TensorLoader, load_dataset
+from ..train.checkpoint import sha256_of
+from ..train.classifier import load_classifier
+from ..train.obfuscator import evaluate_pair, load_obfuscator
+from ..train.runs import MetricsLog, environment
+
+WEIGHTS = Path(__file__).parent / "weights"
+
+
+def half_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+
+
+def _as_stored(model: torch.nn.Module) -> torch.nn.Module:
+    """The model as it will be loaded from fp16 storage."""
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in half_state(model).items()})
+    return model
+
+
+def build(classifier_path: Path, obfuscator_path: Path, data: str, name: str,
+          out_dir: Path = WEIGHTS) -> dict[str, Any]:
+    ds = load_dataset(data)
+    classifier, clf_payload = load_classifier(classifier_path, expected_classes=ds.classes)
+    obfuscator, deobfuscator, obf_payload = load_obfuscator(obfuscator_path)
+    if obf_payload["classifier"]["sha256"] != sha256_of(classifier_path):
+        raise ValueError(f"{obfuscator_path} was trained against another classifier than "
+                         f"{classifier_path}")
+    for m in (classifier, obfuscator, deobfuscator):
+        _as_stored(m)
+    loader = TensorLoader(ds.test, 500)
+    metrics = evaluate_pair(obfuscator, deobfuscator, classifier, loader, torch.device("cpu"))
+    buffer = io.BytesIO()
+    torch.save({"classifier": half_state(classifier), "obfuscator": half_state(obfuscator),
+                "deobfuscator": half_state(deobfuscator)}, buffer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{name}.pt"
+    weights.write_bytes(buffer.getvalue())
+    info = _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, metrics)
+    info["weights_sha256"] = sha256_of(weights)
+    (out_dir / f"{name}.card.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, metrics):
+    clf_log = MetricsLog(Path(classifier_path).parent / "metrics.jsonl").read()
+    obf_log = MetricsLog(Path(obfuscator_path).parent / "metrics.jsonl").read()
+    return {
+        "name": name,
+        "classes": list(ds.classes),
+        "data": {"source": ds.name, "sha256": ds.source_sha256,
+                 "description": "CIFAR-10 (JPEG-75)" if "jpeg75" in ds.name else ds.name,
+                 "evaluated_on": f"full test split, {len(ds.test)} images"},
+        "classifier": {"model": clf_payload["model_name"], "recipe": clf_payload["config"],
+                       "train_wall_s": clf_log[-1]["wall_s"] if clf_log else None,
+                       "epochs": len(clf_log)},
+        "obfuscator": {"model": "obfuscator", "recipe": obf_payload["config"],
+                       "train_wall_s": obf_log[-1]["wall_s"] if obf_log else None,
+                       "epochs": len(obf_log)},
+        "storage": "fp16 state dicts (numbers below measured on them)",
+        "metrics": {"plain_acc": metrics["plain_acc"],
+                    "obfuscated_acc_8bit": metrics["obfuscated_acc"],
+                    "deobfuscator_psnr_db": metrics["deobfuscator_psnr"],
+                    "deobfuscator_ssim": metrics["deobfuscator_ssim"]},
+        "seed": {"classifier": clf_payload["config"]["seed"],
+                 "obfuscator": obf_payload["config"]["seed"]},
+        "training_environment": clf_payload.get("environment"),
+        "card_environment": environment(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Package trained runs as a shipped zoo entry.")
+    p.add_argument("--classifier", type=Path, required=True)
+    p.add_argument("--obfuscator", type=Path, required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--name", default="default")
+    p.add_argument("--out", type=Path, default=WEIGHTS)
+    args = p.parse_args(argv)
+    info = build(args.classifier, args.obfuscator, args.data, args.name, args.out)
+    print(json.dumps(info["metrics"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
