@@ -1,0 +1,69 @@
+"""What an eavesdropper or attacker faces: an image transform whose 8-bit output is sent.
+
+A `Defense` is either a trained obfuscator or a baseline (downsampling, blur, pixelation, noise,
+a random-weight obfuscator). Its `forward` is the deterministic, differentiable part (what a
+white-box attacker inverts); `noise` adds Gaussian noise before the 8-bit quantisation.
+`transmit` is the black box: exactly what leaves the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..train.quantize import quantize_8bit
+
+
+@dataclass
+class Defense:
+    name: str
+    kind: str  # "obfuscator" or "baseline"
+    forward: nn.Module
+    description: str = ""
+    noise: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+    deobfuscator: nn.Module | None = None  # the co-trained one, for trained obfuscators
+    seed: int = 0
+    _generator: torch.Generator | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.forward.eval()
+        for p in self.forward.parameters():
+            p.requires_grad_(False)
+
+    def to(self, device: torch.device) -> Defense:
+        self.forward.to(device)
+        if self.deobfuscator is not None:
+            self.deobfuscator.to(device).eval()
+        return self
+
+    @torch.no_grad()
+    def transmit(self, x: torch.Tensor) -> torch.Tensor:
+        """The 8-bit image sent for x (N, 3, H, W) in [0, 1]; fresh noise on every call."""
+        y = self.forward(x).float()
+        if self.noise:
+            y = y + self.noise * torch.randn(y.shape, generator=self._noise_generator(),
+                                             device="cpu").to(y.device)
+        return quantize_8bit(y)
+
+    def transmit_all(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        return torch.cat([self.transmit(x[i:i + batch_size])
+                          for i in range(0, len(x), batch_size)])
+
+    def _noise_generator(self) -> torch.Generator:
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.seed)
+        return self._generator
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "description": self.description,
+                "noise_std": self.noise, **self.info}
+
+
+def obfuscator_defense(name: str, obfuscator: nn.Module, deobfuscator: nn.Module | None = None,
+                       info: dict[str, Any] | None = None) -> Defense:
+    return Defense(name, "obfuscator", obfuscator, "trained obfuscator (8-bit output)",
+                   info=dict(info or {}), deobfuscator=deobfuscator)

@@ -1,0 +1,127 @@
+"""Markdown and figures of `veil attack` results, from their JSON alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..eval.figures import save_grid, save_tradeoff
+from ..eval.markdown import grid_figure_name, grid_rows, mean_std, pct, provenance, table
+from .runner import SCHEMA
+
+__all__ = ["SCHEMA", "attacks_figures", "attacks_markdown"]
+TRADEOFF_FIGURE = "tradeoff.png"
+ROW_NAMES = {"original": "original", "sent": "sent (8-bit)", "cotrained": "co-trained",
+             "decoder": "fresh decoder", "unet": "fresh U-Net", "inversion": "inversion"}
+
+
+def attacks_markdown(result: dict[str, Any]) -> str:
+    lines = ["# veil attacks: reconstruction by an attacker, and the privacy trade-off", "",
+             *provenance(result), "", *_setup(result), *_summary(result), *_spread(result),
+             *_tradeoff(result), *_examples(result)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _setup(result: dict[str, Any]) -> list[str]:
+    b, clf = result["attacker_budget"], result["classifier"]
+    lines = ["## Setup", ""]
+    if clf:
+        lines.append(f"Frozen classifier: {clf['label']} ({clf['model_name']}, sha256 "
+                     f"`{clf['sha256'][:12]}`), plain accuracy {pct(clf['plain_acc'])} %.")
+        lines.append("")
+    lines += [f"Attacker budget: fresh decoders train {b['epochs']} epochs on {b['train_images']} "
+              f"training images (batch {b['batch_size']}, Adam lr {b['lr']:g}, one-cycle; U-Net "
+              f"width {b['unet_width']}); inversion: {b['inversion_images']} test images, "
+              f"{b['inversion_steps']} Adam steps (lr {b['inversion_lr']:g}), "
+              f"{b['inversion_restarts']} starts, TV weight {b['tv_weight']:g}.", ""]
+    lines += [f"- **{a['name']}**: {a['description']}" for a in result["attacks"]]
+    sweep = result.get("sweep")
+    if sweep:
+        lines += ["", f"λ sweep: obfuscators trained against the classifier with λ in "
+                      f"{', '.join(f'{lam:g}' for lam in sweep['lams'])} ({sweep['recipe']} "
+                      f"recipe, {sweep['epochs']} epochs, "
+                      f"{sweep['train_subset'] or 'all'} training images)."]
+    return [*lines, ""]
+
+
+def _attack_names(result: dict[str, Any]) -> list[str]:
+    return [a["name"] for a in result["attacks"]]
+
+
+def _summary(result: dict[str, Any]) -> list[str]:
+    names = _attack_names(result)
+    header = ["defense", "kind", "accuracy %", "eavesdropper SSIM"]
+    header += [f"{ROW_NAMES[n]} SSIM" for n in names] + ["strongest", "PSNR (dB)"]
+    rows = []
+    for d in result["defenses"]:
+        s = d["strongest"]
+        rows.append([d["name"], d["kind"], pct(d["accuracy"]),
+                     mean_std(d["eavesdropper"]["ssim"], 3),
+                     *[mean_std((d["attacks"].get(n) or {}).get("ssim"), 3) for n in names],
+                     f"{s['attack']} {s['ssim']:.3f}", f"{s['psnr']:.2f}"])
+    ref = result["reference"]["mean_image"]
+    return ["## Summary", "",
+            "SSIM against the original (mean ± std over the test images; 1 = identical). "
+            "Strongest: the attack (or the eavesdropper's plain view) with the highest mean "
+            "SSIM, and its mean PSNR. For reference, guessing the mean training image for every "
+            f"image gives SSIM {ref['ssim']['mean']:.3f} and PSNR {ref['psnr']['mean']:.2f} dB.",
+            "", *table(header, rows, 2), ""]
+
+
+def _spread(result: dict[str, Any]) -> list[str]:
+    rows = []
+    for d in result["defenses"]:
+        scores = {"eavesdropper": d["eavesdropper"], **d["attacks"]}
+        for name, s in scores.items():
+            p, q = s["psnr"], s["ssim"]
+            rows.append([d["name"], ROW_NAMES.get(name, name), str(q["n"]),
+                         f"{p['mean']:.2f}", f"{p['std']:.2f}", f"{p['p5']:.2f}",
+                         f"{p['p50']:.2f}", f"{p['p95']:.2f}", f"{q['mean']:.3f}",
+                         f"{q['std']:.3f}", f"{q['p5']:.3f}", f"{q['p50']:.3f}",
+                         f"{q['p95']:.3f}"])
+    header = ["defense", "attack", "images", "PSNR mean", "std", "p5", "median", "p95",
+              "SSIM mean", "std", "p5", "median", "p95"]
+    return ["## Spread over the test images", "", *table(header, rows, 2), ""]
+
+
+def _tradeoff(result: dict[str, Any]) -> list[str]:
+    if not _points(result):
+        return []
+    front = ", ".join(result["pareto"]) or "–"
+    return ["## Trade-off", "",
+            "Accuracy of the frozen classifier vs the strongest attack's mean SSIM; the Pareto "
+            "front (no other defense is both more accurate and more private) is joined by a "
+            f"dashed line: {front}.", "",
+            f"![trade-off]({TRADEOFF_FIGURE})", ""]
+
+
+def _examples(result: dict[str, Any]) -> list[str]:
+    lines = ["## Examples", "",
+             "One test image per class (from the inversion subset): original, sent, and each "
+             "attack's reconstruction, x4 nearest-neighbour.", ""]
+    for d in result["defenses"]:
+        lines += [f"![{d['name']}]({grid_figure_name('attack', d['name'])})", ""]
+    return lines
+
+
+def _points(result: dict[str, Any]) -> list[dict[str, Any]]:
+    front = set(result["pareto"])
+    return [{"name": d["name"], "kind": d["kind"], "ssim": d["strongest"]["ssim"],
+             "accuracy": d["accuracy"], "pareto": d["name"] in front}
+            for d in result["defenses"] if d["accuracy"] is not None]
+
+
+def attacks_figures(result: dict[str, Any], out: Path) -> list[Path]:
+    paths = []
+    for d in result["defenses"]:
+        ex = d["examples"]
+        rows = [(ROW_NAMES.get(k, k), images) for k, images in grid_rows(ex)]
+        paths.append(save_grid(out / grid_figure_name("attack", d["name"]), rows, ex["labels"],
+                               4, d["name"]))
+    points = _points(result)
+    if points:
+        clf = result["classifier"]
+        paths.append(save_tradeoff(out / TRADEOFF_FIGURE, points,
+                                   clf["plain_acc"] if clf else None,
+                                   f"{result['data']['name']}: accuracy vs attacker SSIM"))
+    return paths

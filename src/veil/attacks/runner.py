@@ -1,0 +1,176 @@
+"""Score defenses (trained obfuscators, baselines) against every attack on the same footing.
+
+For each defense: the frozen classifier's accuracy on the sent 8-bit images, what an eavesdropper
+sees (the sent image vs the original), and each attack's reconstruction quality (PSNR, SSIM:
+mean, std, percentiles over the test split).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import Dataset
+from ..eval.figures import encode_strip, pareto_front
+from ..eval.loading import LoadedClassifier
+from ..eval.metrics import image_scores
+from ..eval.tables import accuracy_on, test_images
+from ..models.complexity import count_params
+from ..train.runs import environment
+from .budget import AttackBudget
+from .defenses import Defense
+from .fresh_decoder import reconstruct, train_fresh_decoder
+from .inversion import invert
+
+SCHEMA = "veil.attacks/1"
+ATTACKS: dict[str, str] = {
+    "cotrained": "the obfuscator's own co-trained deobfuscator (trained obfuscators only)",
+    "decoder": "fresh decoder: the paper's deobfuscator architecture trained from scratch on "
+               "black-box queries of the training images",
+    "unet": "fresh U-Net decoder (more capacity) trained from scratch on black-box queries",
+    "inversion": "white-box inversion: Adam on a sigmoid-parametrised image so that the "
+                 "defense maps it to the observed 8-bit image, TV prior, best of several starts",
+}
+DEFAULT_ATTACKS = ("cotrained", "decoder", "unet", "inversion")
+
+
+def check_attacks(names: list[str]) -> list[str]:
+    unknown = [n for n in names if n not in ATTACKS]
+    if unknown:
+        raise ValueError(f"unknown attack {unknown[0]!r}; valid: {', '.join(ATTACKS)}")
+    if not names:
+        raise ValueError("no attacks selected")
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class AttackSetup:
+    ds: Dataset
+    data_info: dict[str, Any]
+    classifier: LoadedClassifier | None
+    attacks: list[str]
+    budget: AttackBudget
+    device: torch.device
+    seed: int = 0
+    quiet: bool = True
+
+    def __post_init__(self) -> None:
+        self.attacks = check_attacks(self.attacks)
+        self.x = test_images(self.ds, self.device)
+        self.y = torch.as_tensor(self.ds.test.labels, device=self.device)
+        n = len(self.ds.test)
+        keep = n if self.budget.inversion_images is None else min(n, self.budget.inversion_images)
+        order = np.random.default_rng(self.seed).permutation(n)[:keep]
+        self.inversion_idx = np.sort(order)
+        labels = self.ds.test.labels[self.inversion_idx]
+        self.example_idx = [int(self.inversion_idx[np.flatnonzero(labels == c)[0]])
+                            for c in range(len(self.ds.classes)) if (labels == c).any()]
+        self.train_images = min(len(self.ds.train), self.budget.train_size or len(self.ds.train))
+
+    def reference(self) -> dict[str, Any]:
+        """The best constant guess (the mean training image): what knowing nothing gives."""
+        mean = torch.as_tensor(self.ds.train.images.mean(0), dtype=torch.float32) / 255
+        guess = mean.permute(2, 0, 1).to(self.device).expand_as(self.x)
+        return {"mean_image": image_scores(self.x, guess)}
+
+
+def attack_defense(defense: Defense, setup: AttackSetup, log=print) -> dict[str, Any]:
+    """One defense against every selected attack; a JSON-ready dict."""
+    defense.to(setup.device)
+    x, ex = setup.x, setup.example_idx
+    sent = defense.transmit_all(x)
+    accuracy = (accuracy_on(setup.classifier.model, sent, setup.y) if setup.classifier else None)
+    row: dict[str, Any] = {**defense.summary(), "accuracy": accuracy,
+                           "eavesdropper": image_scores(x, sent), "attacks": {}}
+    examples = {"original": encode_strip(x[ex]), "sent": encode_strip(sent[ex])}
+    for name in setup.attacks:
+        if name == "cotrained" and defense.deobfuscator is None:
+            continue
+        t0 = time.perf_counter()
+        scored, shown, extra = _run_attack(name, defense, sent, setup)
+        row["attacks"][name] = {**scored, **extra, "wall_s": round(time.perf_counter() - t0, 2)}
+        examples[name] = encode_strip(shown)
+        log(f"  {defense.name} / {name}: PSNR {scored['psnr']['mean']:.2f} dB, "
+            f"SSIM {scored['ssim']['mean']:.3f} ({row['attacks'][name]['wall_s']:.0f}s)")
+    row["strongest"] = _strongest(row)
+    row["examples"] = {"indices": ex, "labels": [setup.ds.classes[int(setup.ds.test.labels[i])]
+                                                  for i in ex], "rows": examples}
+    return row
+
+
+def _run_attack(name: str, defense: Defense, sent: torch.Tensor, setup: AttackSetup
+                ) -> tuple[dict[str, Any], torch.Tensor, dict[str, Any]]:
+    x, ex = setup.x, setup.example_idx
+    b = setup.budget
+    if name == "inversion":
+        idx = torch.as_tensor(setup.inversion_idx, device=x.device)
+        rebuilt = invert(defense.forward, sent[idx], b, setup.seed, quiet=setup.quiet,
+                         desc=f"{defense.name}: inversion")
+        position = {int(i): k for k, i in enumerate(setup.inversion_idx)}
+        shown = rebuilt[[position[i] for i in ex]]
+        budget = {"images": len(idx), "steps": b.inversion_steps,
+                  "restarts": b.inversion_restarts, "lr": b.inversion_lr,
+                  "tv_weight": b.tv_weight}
+        return image_scores(x[idx], rebuilt), shown, {"budget": budget}
+    extra: dict[str, Any] = {}
+    if name == "cotrained":
+        decoder = defense.deobfuscator
+        extra["budget"] = {k: defense.info.get(k) for k in ("epochs", "train_subset")}
+    else:
+        arch = "deobfuscator" if name == "decoder" else "unet"
+        decoder, losses = train_fresh_decoder(defense, arch, setup.ds.train, b, setup.device,
+                                              setup.seed, setup.quiet)
+        extra["budget"] = {"architecture": arch, "epochs": b.epochs,
+                           "train_images": setup.train_images, "batch_size": b.batch_size,
+                           "lr": b.lr, "params": count_params(decoder)}
+        extra["train_loss"] = [round(v, 6) for v in losses]
+    rebuilt = reconstruct(decoder, sent)
+    return image_scores(x, rebuilt), rebuilt[ex], extra
+
+
+def _strongest(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The attack with the highest mean SSIM (the eavesdropper's view counts as an attack)."""
+    scores = {"eavesdropper": row["eavesdropper"], **row["attacks"]}
+    name = max(scores, key=lambda k: scores[k]["ssim"]["mean"])
+    return {"attack": name, "ssim": scores[name]["ssim"]["mean"],
+            "psnr": scores[name]["psnr"]["mean"]}
+
+
+def run_attack_suite(defenses: list[Defense], setup: AttackSetup,
+                     sweep: dict[str, Any] | None = None, log=print) -> dict[str, Any]:
+    """Every defense against every attack: the `veil attack` result (see `SCHEMA`)."""
+    if not defenses:
+        raise ValueError("nothing to attack: give obfuscator checkpoints, baselines or a λ sweep")
+    names = [d.name for d in defenses]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise ValueError(f"two defenses are both named {dup!r}")
+    classifier = None
+    if setup.classifier is not None:
+        c = setup.classifier
+        classifier = {**c.info(), "plain_acc": accuracy_on(c.model, setup.x, setup.y)}
+    rows = []
+    for d in defenses:
+        log(f"attacking {d.name} ({d.description})")
+        rows.append(attack_defense(d, setup, log))
+    points = [(r["name"], r["strongest"]["ssim"], r["accuracy"]) for r in rows
+              if r["accuracy"] is not None]
+    return {
+        "schema": SCHEMA,
+        "data": setup.data_info,
+        "seed": setup.seed,
+        "environment": environment(),
+        "device": str(setup.device),
+        "attacker_budget": {**setup.budget.as_dict(), "train_images": setup.train_images,
+                            "inversion_images": len(setup.inversion_idx)},
+        "reference": setup.reference(),
+        "attacks": [{"name": a, "description": ATTACKS[a]} for a in setup.attacks],
+        "classifier": classifier,
+        "sweep": sweep,
+        "defenses": rows,
+        "pareto": pareto_front(points),
+    }

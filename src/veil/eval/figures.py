@@ -1,0 +1,131 @@
+"""Figures from result JSON: image grids (images travel in the JSON as PNG strips) and the
+accuracy-vs-attacker-SSIM trade-off with its Pareto front."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..train.quantize import to_uint8
+
+GAP = 2  # pixels between grid cells, before upscaling
+
+
+def encode_strip(images: torch.Tensor) -> str:
+    """(N, 3, H, W) images in [0, 1] -> base64 of one lossless PNG, the images side by side."""
+    if images.dim() != 4 or len(images) == 0:
+        raise ValueError(f"expected a non-empty (N, 3, H, W) batch, got {tuple(images.shape)}")
+    arr = to_uint8(images.detach().float().cpu()).permute(0, 2, 3, 1).numpy()
+    strip = np.concatenate(list(arr), axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(strip).save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decode_strip(data: str, count: int) -> np.ndarray:
+    """The inverse of encode_strip: uint8 (count, H, W, 3)."""
+    with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+        strip = np.asarray(im.convert("RGB"))
+    if strip.shape[1] % count:
+        raise ValueError(f"image strip of width {strip.shape[1]} does not hold {count} images")
+    return np.stack(np.split(strip, count, axis=1))
+
+
+def grid_canvas(rows: Sequence[np.ndarray], scale: int) -> np.ndarray:
+    """Rows of (N, H, W, 3) images -> one white-separated uint8 canvas, upscaled (nearest)."""
+    n, h, w, _ = rows[0].shape
+    canvas = np.full((len(rows) * (h + GAP) - GAP, n * (w + GAP) - GAP, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            canvas[r * (h + GAP):r * (h + GAP) + h, c * (w + GAP):c * (w + GAP) + w] = image
+    return canvas.repeat(scale, 0).repeat(scale, 1)
+
+
+def save_grid(path: Path, rows: Sequence[tuple[str, np.ndarray]], column_labels: Sequence[str],
+              scale: int, title: str) -> Path:
+    """A labelled grid PNG: one row per (label, images), columns labelled (e.g. classes)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    canvas = grid_canvas([images for _, images in rows], scale)
+    h, w = canvas.shape[:2]
+    dpi, left, top, bottom = 100, 1.4, 0.4, 0.35  # margins in inches
+    fig_w, fig_h = w / dpi + left + 0.1, h / dpi + top + bottom
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=dpi)
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, w / dpi / fig_w, h / dpi / fig_h))
+    ax.imshow(canvas, interpolation="nearest")
+    cell_h, cell_w = (rows[0][1].shape[1] + GAP) * scale, (rows[0][1].shape[2] + GAP) * scale
+    ax.set_yticks([(i + 0.5) * cell_h - GAP * scale / 2 for i in range(len(rows))],
+                  [label for label, _ in rows])
+    ax.set_xticks([(i + 0.5) * cell_w - GAP * scale / 2 for i in range(len(column_labels))],
+                  list(column_labels), fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.text(left / fig_w, 1 - 0.1 / fig_h, title, va="top", fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
+    """Names of the points (name, attacker SSIM, accuracy) no other point beats on both axes:
+    none has SSIM <= and accuracy >= with one of them strict. Ordered by SSIM."""
+    front = []
+    for name, x, y in points:
+        dominated = any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for _, x2, y2 in points)
+        if not dominated:
+            front.append((x, -y, name))
+    return [name for _, _, name in sorted(front)]
+
+
+def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, title: str
+                  ) -> Path:
+    """Accuracy (y) vs the strongest attack's mean SSIM (x); the Pareto front joined by a line.
+
+    Each point: {"name", "kind" ("obfuscator"/"baseline"), "ssim", "accuracy", "pareto"}.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    styles = {"obfuscator": ("tab:blue", "o"), "baseline": ("tab:orange", "s")}
+    for kind, (color, marker) in styles.items():
+        pts = [p for p in points if p["kind"] == kind]
+        if pts:
+            ax.scatter([p["ssim"] for p in pts], [100 * p["accuracy"] for p in pts], c=color,
+                       marker=marker, s=40, label=kind + "s", zorder=3)
+    for p in points:
+        ax.annotate(p["name"], (p["ssim"], 100 * p["accuracy"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=7)
+    front = sorted((p for p in points if p["pareto"]), key=lambda p: p["ssim"])
+    if front:
+        ax.plot([p["ssim"] for p in front], [100 * p["accuracy"] for p in front], "k--", lw=1,
+                zorder=2, label="Pareto front")
+        ax.scatter([p["ssim"] for p in front], [100 * p["accuracy"] for p in front],
+                   facecolors="none", edgecolors="k", s=110, zorder=4)
+    if plain_acc is not None:
+        ax.axhline(100 * plain_acc, color="gray", lw=0.8, ls=":", label="plain images")
+    ax.set_xlabel("attacker SSIM (strongest attack, mean over test images; lower = more private)")
+    ax.set_ylabel("accuracy of the frozen classifier (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)

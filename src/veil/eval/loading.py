@@ -1,0 +1,172 @@
+"""Checkpoints and data for evaluation: loaded once, checked against each other, labelled."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Dataset, load_dataset
+from ..data.sources import default_source
+from ..train.checkpoint import sha256_of
+from ..train.classifier import load_classifier
+from ..train.obfuscator import load_obfuscator
+
+
+@dataclass
+class LoadedClassifier:
+    label: str
+    path: str
+    sha256: str
+    model_name: str
+    model: nn.Module
+    payload: dict[str, Any] = field(repr=False)
+
+    @property
+    def seed(self) -> int | None:
+        return (self.payload.get("config") or {}).get("seed")
+
+    def info(self) -> dict[str, Any]:
+        return {"label": self.label, "model_name": self.model_name, "path": self.path,
+                "sha256": self.sha256, "seed": self.seed,
+                "recorded_test_acc": (self.payload.get("metrics") or {}).get("test_acc")}
+
+
+@dataclass
+class LoadedObfuscator:
+    label: str
+    path: str
+    sha256: str
+    obfuscator: nn.Module
+    deobfuscator: nn.Module
+    payload: dict[str, Any] = field(repr=False)
+    classifier: LoadedClassifier | None = None
+
+    @property
+    def lam(self) -> float | None:
+        return (self.payload.get("config") or {}).get("lam")
+
+    @property
+    def classifier_sha256(self) -> str | None:
+        return (self.payload.get("classifier") or {}).get("sha256")
+
+    def info(self) -> dict[str, Any]:
+        config = self.payload.get("config") or {}
+        return {"label": self.label, "path": self.path, "sha256": self.sha256,
+                "classifier": self.classifier.label if self.classifier else None,
+                "classifier_sha256": self.classifier_sha256, "lam": self.lam,
+                "recipe": config.get("recipe"), "epochs": config.get("epochs"),
+                "train_subset": config.get("train_subset"), "seed": config.get("seed")}
+
+
+def load_data(source: str | None, test_subset: int | None = None, seed: int = 0,
+              train_subset: int | None = None) -> tuple[Dataset, dict[str, Any]]:
+    """The data source, sub-sampled (seeded), and a description of it for result JSON."""
+    for name, n in (("--test-subset", test_subset), ("--train-subset", train_subset)):
+        if n is not None and n < 1:
+            raise ValueError(f"{name} must be at least 1, got {n}")
+    source = source if source is not None else default_source()
+    ds = load_dataset(source).subset(train_subset, test_subset, seed)
+    ds.require_image_size()
+    if len(ds.test) == 0 or len(ds.train) == 0:
+        raise ValueError(f"data source {source!r} has an empty train or test split")
+    info = {"source": str(source), "name": ds.name, "sha256": ds.source_sha256,
+            "classes": list(ds.classes), "train_images": len(ds.train),
+            "test_images": len(ds.test), "train_subset": train_subset,
+            "test_subset": test_subset}
+    return ds, info
+
+
+def load_classifiers(paths: list[str | os.PathLike], classes: tuple[str, ...],
+                     device: torch.device) -> list[LoadedClassifier]:
+    loaded: list[LoadedClassifier] = []
+    for path in paths:
+        model, payload = load_classifier(path, device, expected_classes=classes)
+        digest = sha256_of(path)
+        twin = next((c for c in loaded if c.sha256 == digest), None)
+        if twin is not None:
+            raise ValueError(f"{path}: the same checkpoint as {twin.path} (sha256 "
+                             f"{digest[:12]}...); give each classifier once")
+        loaded.append(LoadedClassifier("", str(path), digest, payload["model_name"], model,
+                                       payload))
+    _label_classifiers(loaded)
+    return loaded
+
+
+def _label_classifiers(classifiers: list[LoadedClassifier]) -> None:
+    names = [c.model_name if c.seed is None else f"{c.model_name}-s{c.seed}" for c in classifiers]
+    for i, c in enumerate(classifiers):
+        repeats = names[:i].count(names[i])
+        c.label = names[i] if repeats == 0 else f"{names[i]}-{repeats + 1}"
+
+
+def load_obfuscators(paths: list[str | os.PathLike], classes: tuple[str, ...],
+                     device: torch.device) -> list[LoadedObfuscator]:
+    loaded: list[LoadedObfuscator] = []
+    for path in paths:
+        obfuscator, deobfuscator, payload = load_obfuscator(path, device)
+        if tuple(payload.get("classes") or ()) != tuple(classes):
+            raise ValueError(f"{path}: obfuscator was trained on classes "
+                             f"{payload.get('classes')}, but the data source has {list(classes)}")
+        digest = sha256_of(path)
+        if any(o.sha256 == digest for o in loaded):
+            raise ValueError(f"{path}: the same obfuscator checkpoint is given twice")
+        loaded.append(LoadedObfuscator("", str(path), digest, obfuscator, deobfuscator, payload))
+    return loaded
+
+
+def pair_with_classifiers(obfuscators: list[LoadedObfuscator],
+                          classifiers: list[LoadedClassifier], classes: tuple[str, ...],
+                          device: torch.device, add_missing: bool = True) -> list[str]:
+    """Match each obfuscator to the classifier it was trained for, by sha256.
+
+    A classifier that is not given is loaded from the path its obfuscator records when the file
+    there still has the recorded sha256 (and `add_missing`); otherwise this is an error.
+    Returns notes on what was added. Labels obfuscators after their classifiers.
+    """
+    notes = []
+    for o in obfuscators:
+        recorded = o.payload.get("classifier") or {}
+        if not o.classifier_sha256:
+            raise ValueError(f"{o.path}: the checkpoint does not record the classifier it was "
+                             f"trained for (payload['classifier']['sha256'])")
+        match = next((c for c in classifiers if c.sha256 == o.classifier_sha256), None)
+        if match is None and add_missing:
+            match = _load_recorded(o, recorded, classes, device)
+            if match is not None:
+                classifiers.append(match)
+                _label_classifiers(classifiers)
+                notes.append(f"added classifier {match.path} (recorded by {o.path})")
+        if match is None:
+            given = ", ".join(f"{c.path} ({c.sha256[:12]}...)" for c in classifiers) or "none"
+            raise ValueError(
+                f"{o.path} was trained for classifier {recorded.get('model_name')!r} with sha256 "
+                f"{o.classifier_sha256[:12]}... (recorded path {recorded.get('path')}), which is "
+                f"not among the classifiers given: {given}")
+        o.classifier = match
+    _label_obfuscators(obfuscators)
+    return notes
+
+
+def _load_recorded(o: LoadedObfuscator, recorded: dict[str, Any], classes: tuple[str, ...],
+                   device: torch.device) -> LoadedClassifier | None:
+    path = recorded.get("path")
+    if not path or not Path(path).is_file() or sha256_of(path) != o.classifier_sha256:
+        return None
+    model, payload = load_classifier(path, device, expected_classes=classes)
+    return LoadedClassifier("", str(path), o.classifier_sha256, payload["model_name"], model,
+                            payload)
+
+
+def _label_obfuscators(obfuscators: list[LoadedObfuscator]) -> None:
+    names = []
+    for o in obfuscators:
+        lam = "" if o.lam is None else f"-lam{o.lam:g}"
+        names.append(f"obf-{o.classifier.label if o.classifier else 'unknown'}{lam}")
+    for i, o in enumerate(obfuscators):
+        repeats = names[:i].count(names[i])
+        o.label = names[i] if repeats == 0 else f"{names[i]}-{repeats + 1}"

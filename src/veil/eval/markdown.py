@@ -1,0 +1,131 @@
+"""Markdown for result JSON: shared helpers and the rendering of Tables 1-3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .figures import decode_strip, save_grid, slug
+
+
+def table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
+    """A Markdown table; the first `text_columns` columns are left-aligned, the rest right."""
+    align = ["---" if i < text_columns else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def mean_std(summary: dict[str, float] | None, digits: int = 2) -> str:
+    if not summary:
+        return "–"
+    return f"{summary['mean']:.{digits}f} ± {summary['std']:.{digits}f}"
+
+
+def short(sha: str | None) -> str:
+    return f"`{sha[:12]}`" if sha else "–"
+
+
+def provenance(result: dict[str, Any]) -> list[str]:
+    data, env = result["data"], result["environment"]
+    subset = "" if data.get("test_subset") is None else f" (subset of {data['test_subset']})"
+    hardware = env.get("gpu") or env.get("cpu", "unknown")
+    return [
+        f"Data: `{data['source']}` ({data['name']}, sha256 {short(data.get('sha256'))}), "
+        f"{data['test_images']} test images{subset}. Seed {result['seed']}.",
+        "",
+        f"Run on {hardware} ({result.get('device', 'cpu')}), torch {env['torch']}, "
+        f"python {env['python']}, {env['date']}.",
+    ]
+
+
+def grid_figure_name(kind: str, name: str) -> str:
+    return f"{kind}-{slug(name)}.png"
+
+
+def grid_rows(grid: dict[str, Any]) -> list[tuple[str, Any]]:
+    n = len(grid["indices"])
+    return [(label, decode_strip(data, n)) for label, data in grid["rows"].items()]
+
+
+# --- Tables 1-3 ------------------------------------------------------------------------------
+def tables_markdown(result: dict[str, Any]) -> str:
+    lines = ["# veil evaluation: Tables 1-3", "", *provenance(result), "",
+             *_models_section(result), *_table1(result), *_table2(result), *_table3(result)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _models_section(result: dict[str, Any]) -> list[str]:
+    clf = [[c["label"], c["model_name"], f"{c['params']:,}", f"{c['macs']:,}",
+            "–" if c.get("seed") is None else str(c["seed"]), short(c["sha256"])]
+           for c in result["classifiers"]]
+    obf = [[o["label"], o["classifier"] or "–", "–" if o.get("lam") is None else f"{o['lam']:g}",
+            o.get("recipe") or "–", str(o.get("epochs") or "–"),
+            str(o.get("train_subset") or "all"), short(o["sha256"])]
+           for o in result["obfuscators"]]
+    lines = ["## Models", "", *table(["classifier", "model", "params", "MACs", "seed", "sha256"],
+                                     clf, 2), ""]
+    if obf:
+        lines += [*table(["obfuscator", "trained for", "λ", "recipe", "epochs", "train images",
+                          "sha256"], obf, 2), ""]
+    return lines
+
+
+def _table1(result: dict[str, Any]) -> list[str]:
+    rows = [[r["classifier"], r["obfuscator"], pct(r["plain_acc"]), pct(r["obfuscated_acc"]),
+             f"{r['drop_pp']:+.2f}", f"{r['flops_overhead_pct']:.2f}",
+             f"{r['params_overhead_pct']:.2f}"] for r in result["table1"]]
+    if not rows:
+        return []
+    return ["## Table 1: accuracy and overhead", "",
+            "Accuracy in % on the test images; the obfuscated image is the 8-bit one that is "
+            "transmitted. Overhead = obfuscator / classifier (MACs, parameters) in %.", "",
+            *table(["classifier", "obfuscator", "plain acc", "obfuscated acc", "drop (pp)",
+                    "FLOPs overhead %", "params overhead %"], rows, 2), ""]
+
+
+def _table2(result: dict[str, Any]) -> list[str]:
+    if not result["table2"]:
+        return []
+    n = result["data"]["test_images"]
+    rows = [[t["obfuscator"], mean_std(t["eavesdropper"]["psnr"]),
+             mean_std(t["eavesdropper"]["ssim"], 3), mean_std(t["deobfuscator"]["psnr"]),
+             mean_std(t["deobfuscator"]["ssim"], 3)] for t in result["table2"]]
+    lines = ["## Table 2: original / obfuscated / reconstructed", "",
+             f"PSNR (dB) and SSIM against the original, mean ± std over {n} test images. "
+             "Eavesdropper: the transmitted 8-bit image itself; deobfuscator: the co-trained "
+             "deobfuscator's reconstruction.", "",
+             *table(["obfuscator", "eavesdropper PSNR", "SSIM", "deobfuscator PSNR", "SSIM"],
+                    rows), ""]
+    for t in result["table2"]:
+        g = t["grid"]
+        lines += [f"![{t['obfuscator']}]({grid_figure_name('table2', t['obfuscator'])})", "",
+                  f"*{t['obfuscator']}: rows original, obfuscated (8-bit), reconstructed; "
+                  f"{g['per_class']} test image(s) per class, x{g['scale']} nearest-neighbour.*",
+                  ""]
+    return lines
+
+
+def _table3(result: dict[str, Any]) -> list[str]:
+    t3 = result["table3"]
+    if not t3["obfuscators"]:
+        return []
+    rows = [["plain images", *[pct(a) for a in t3["plain_acc"]]]]
+    for name, accs, k in zip(t3["obfuscators"], t3["accuracy"], t3["trained_for"], strict=True):
+        rows.append([name, *[pct(a) + (" *" if j == k else "") for j, a in enumerate(accs)]])
+    return ["## Table 3: transfer", "",
+            "Accuracy in % of every classifier (columns) on every obfuscator's 8-bit images "
+            "(rows); * marks the classifier the obfuscator was trained for.", "",
+            *table(["obfuscator \\ classifier", *t3["classifiers"]], rows), ""]
+
+
+def tables_figures(result: dict[str, Any], out: Path) -> list[Path]:
+    paths = []
+    for t in result["table2"]:
+        g = t["grid"]
+        paths.append(save_grid(out / grid_figure_name("table2", t["obfuscator"]), grid_rows(g),
+                               g["labels"], g["scale"], t["obfuscator"]))
+    return paths

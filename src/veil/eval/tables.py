@@ -1,0 +1,126 @@
+"""The paper's Tables 1-3 for trained classifiers and obfuscators.
+
+Table 1: per (classifier, obfuscator it was trained for): plain and 8-bit obfuscated accuracy and
+the obfuscator's FLOPs / parameter overhead. Table 2: original / obfuscated / reconstructed images
+(co-trained deobfuscator), one or more per class. Table 3: every obfuscator on every classifier.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import Dataset, to_tensor_images
+from ..models.complexity import count_macs, count_params
+from ..train.quantize import quantize_8bit
+from ..train.runs import environment
+from .figures import encode_strip
+from .loading import LoadedClassifier, LoadedObfuscator
+from .metrics import image_scores
+
+SCHEMA = "veil.eval.tables/1"
+BATCH = 500
+
+
+def test_images(ds: Dataset, device: torch.device) -> torch.Tensor:
+    return to_tensor_images(ds.test.images, device).float().div_(255)
+
+
+@torch.no_grad()
+def batched(model: nn.Module, x: torch.Tensor, batch_size: int = BATCH) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def accuracy_on(classifier: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> float:
+    return round((batched(classifier, x).argmax(1) == labels).float().mean().item(), 6)
+
+
+def sent_images(obfuscator: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What is transmitted: the obfuscated image rounded to 8 bits."""
+    return quantize_8bit(batched(obfuscator, x))
+
+
+def grid_indices(labels: np.ndarray, per_class: int, num_classes: int) -> list[int]:
+    """The first `per_class` test images of every class, class by class."""
+    out = []
+    for c in range(num_classes):
+        out += [int(i) for i in np.flatnonzero(labels == c)[:per_class]]
+    if not out:
+        raise ValueError("no test images to show")
+    return out
+
+
+def complexity(model: nn.Module) -> dict[str, int]:
+    return {"params": count_params(model), "macs": count_macs(model)}
+
+
+def evaluate_tables(classifiers: list[LoadedClassifier], obfuscators: list[LoadedObfuscator],
+                    ds: Dataset, data_info: dict[str, Any], device: torch.device, seed: int = 0,
+                    per_class: int = 1, scale: int = 4) -> dict[str, Any]:
+    """Tables 1-3 as one JSON-ready dict (see `SCHEMA`)."""
+    if not classifiers:
+        raise ValueError("no classifiers to evaluate (--classifiers)")
+    x = test_images(ds, device)
+    y = torch.as_tensor(ds.test.labels, device=device)
+    clf_rows = [{**c.info(), **complexity(c.model), "plain_acc": accuracy_on(c.model, x, y)}
+                for c in classifiers]
+    obf_rows, matrix, table1, table2 = [], [], [], []
+    show = grid_indices(ds.test.labels, per_class, len(ds.classes))
+    for o in obfuscators:
+        sent = sent_images(o.obfuscator, x)
+        rebuilt = batched(o.deobfuscator, sent).clamp(0, 1)
+        size = complexity(o.obfuscator)
+        obf_rows.append({**o.info(), **size})
+        matrix.append([accuracy_on(c.model, sent, y) for c in classifiers])
+        k = classifiers.index(o.classifier)
+        clf = clf_rows[k]
+        table1.append(_table1_row(o, clf, matrix[-1][k], size))
+        table2.append({"obfuscator": o.label, "eavesdropper": image_scores(x, sent),
+                       "deobfuscator": image_scores(x, rebuilt),
+                       "grid": _grid(x, sent, rebuilt, show, ds, per_class, scale)})
+    return {
+        "schema": SCHEMA,
+        "data": data_info,
+        "seed": seed,
+        "environment": environment(),
+        "device": str(device),
+        "attacker_budget": {
+            "attack": "cotrained",
+            "note": "Tables 1-2 reconstruct with each obfuscator's co-trained deobfuscator; its "
+                    "training budget is the obfuscator's (epochs, train_subset in 'obfuscators'). "
+                    "Fresh-decoder and inversion attacks: `veil attack`.",
+        },
+        "classifiers": clf_rows,
+        "obfuscators": obf_rows,
+        "table1": table1,
+        "table2": table2,
+        "table3": {"classifiers": [c.label for c in classifiers],
+                   "obfuscators": [o.label for o in obfuscators],
+                   "plain_acc": [r["plain_acc"] for r in clf_rows],
+                   "accuracy": matrix,
+                   "trained_for": [classifiers.index(o.classifier) for o in obfuscators]},
+    }
+
+
+def _table1_row(o: LoadedObfuscator, clf: dict[str, Any], obfuscated_acc: float,
+                size: dict[str, int]) -> dict[str, Any]:
+    return {"classifier": clf["label"], "obfuscator": o.label, "plain_acc": clf["plain_acc"],
+            "obfuscated_acc": obfuscated_acc,
+            "drop_pp": round(100 * (clf["plain_acc"] - obfuscated_acc), 2),
+            "classifier_macs": clf["macs"], "classifier_params": clf["params"],
+            "obfuscator_macs": size["macs"], "obfuscator_params": size["params"],
+            "flops_overhead_pct": round(100 * size["macs"] / clf["macs"], 2),
+            "params_overhead_pct": round(100 * size["params"] / clf["params"], 2)}
+
+
+def _grid(x: torch.Tensor, sent: torch.Tensor, rebuilt: torch.Tensor, show: list[int],
+          ds: Dataset, per_class: int, scale: int) -> dict[str, Any]:
+    return {"indices": show, "labels": [ds.classes[int(ds.test.labels[i])] for i in show],
+            "per_class": per_class, "scale": scale,
+            "rows": {"original": encode_strip(x[show]), "obfuscated": encode_strip(sent[show]),
+                     "reconstructed": encode_strip(rebuilt[show])}}
