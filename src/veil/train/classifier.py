@@ -21,6 +21,7 @@ from .engine import (
     Distributed,
     accuracy,
     autocast,
+    configure_backends,
     progress,
     quiet_default,
     resolve_device,
@@ -97,6 +98,7 @@ def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    configure_backends(device)
     ddp = Distributed(device)
     out = prepare_run_dir(config.out, resume) if ddp.is_main else Path(config.out)
     ds = load_dataset(config.data).subset(config.train_subset, config.test_subset, config.seed)

@@ -34,7 +34,14 @@ from ..eval.metrics import psnr, ssim
 from ..models import FrozenClassifier, create_model
 from .checkpoint import load_checkpoint, save_checkpoint, sha256_of
 from .classifier import load_classifier
-from .engine import autocast, progress, quiet_default, resolve_device, seed_everything
+from .engine import (
+    autocast,
+    configure_backends,
+    progress,
+    quiet_default,
+    resolve_device,
+    seed_everything,
+)
 from .quantize import quantize_8bit, quantize_8bit_ste
 from .runs import MetricsLog, environment, prepare_run_dir, write_config
 
@@ -193,6 +200,7 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    configure_backends(device)
     out = prepare_run_dir(config.out, resume)
     ds = load_dataset(config.data)
     classifier, clf_payload = load_classifier(config.classifier, device,
