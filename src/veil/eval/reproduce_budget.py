@@ -1,0 +1,227 @@
+"""Time budgets for `veil reproduce`: split a total budget over phases, measure training speed
+with a few warm-up steps, and choose epoch counts that fit before a run starts.
+
+The one-cycle schedules are sized for the final epoch count, so the count is fixed up front: a
+phase times a few steps of exactly what it will run (same model, batch, precision, memory
+format), estimates the time of one epoch (training, the per-epoch evaluation, the checkpoint)
+and takes as many epochs as fit into its share, at most the default and at least one. Shares are
+re-split before every phase from the time that is actually left, so a phase that overran is paid
+for by the phases after it.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..models import create_model
+from ..train.engine import autocast
+from ..train.obfuscator import AdversarialStep, ObfuscatorConfig
+from ..train.quantize import quantize_8bit
+
+SAFETY = 0.9  # plan to use this fraction of a phase's share
+# bf16 training speeds on one H100 (images/s), rounded down from results/gpu/throughput.md (batch
+# 512, synthetic data; real runs spread by about 25 %). They only weigh the phases against each
+# other before anything is measured: the measured speed decides the epochs.
+GUESSED_IMAGES_PER_S: dict[str, float] = {"vgg19": 40_000, "resnet18": 40_000,
+                                          "resnet50": 12_000, "googlenet": 7_000}
+GUESSED_ADVERSARIAL_PER_S: dict[str, float] = {"vgg19": 12_000, "resnet18": 12_000,
+                                               "resnet50": 6_000, "googlenet": 4_200}
+DEFAULT_GUESS = 20_000.0
+DEFAULT_ADVERSARIAL_GUESS = 8_000.0
+DECODER_GUESS = 20_000.0
+CHECKPOINT_BYTES_PER_S = 300e6
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How a speed is measured: untimed warm-up steps, timed steps, largest probe batch."""
+
+    warmup: int = 3
+    steps: int = 8
+    max_batch: int | None = None
+
+    def batch(self, batch_size: int) -> int:
+        return batch_size if self.max_batch is None else min(batch_size, self.max_batch)
+
+
+@dataclass
+class EpochPlan:
+    """What a phase will run and why: its share of the budget and the measured speed."""
+
+    epochs: int
+    default_epochs: int
+    budget_s: float | None = None
+    images_per_s: float | None = None
+    epoch_s: float | None = None
+    fixed_s: float | None = None
+    probe_s: float | None = None
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def plan_epochs(default: int, budget_s: float | None, epoch_s: float, fixed_s: float = 0.0,
+                safety: float = SAFETY) -> int:
+    """Epochs that fit into budget_s (None: no limit): at most `default`, at least 1."""
+    if default < 1:
+        raise ValueError(f"default epochs must be at least 1, got {default}")
+    if budget_s is None:
+        return default
+    if epoch_s <= 0:
+        raise ValueError(f"epoch time must be positive, got {epoch_s}")
+    return max(1, min(default, int((budget_s * safety - fixed_s) // epoch_s)))
+
+
+def share(remaining_s: float, weights: Sequence[float], index: int = 0) -> float:
+    """The share of remaining_s for weights[index], against weights[index:] (the phases left)."""
+    rest = sum(weights[index:])
+    if rest <= 0:
+        return max(0.0, remaining_s)
+    return max(0.0, remaining_s) * weights[index] / rest
+
+
+class Clock:
+    """Seconds left of a budget (None: unlimited), counted from construction."""
+
+    def __init__(self, budget_s: float | None, now: Callable[[], float] = time.perf_counter
+                 ) -> None:
+        self.budget_s, self.now = budget_s, now
+        self.start = now()
+
+    def elapsed(self) -> float:
+        return self.now() - self.start
+
+    def remaining(self) -> float | None:
+        return None if self.budget_s is None else self.budget_s - self.elapsed()
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_step(step: Callable[[], None], device: torch.device, probe: Probe) -> float:
+    """Mean wall time of one step after warm-up (at least one timed step)."""
+    for _ in range(probe.warmup):
+        step()
+    _synchronize(device)
+    steps = max(1, probe.steps)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _synchronize(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _batch(n: int, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.rand(n, 3, 32, 32, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, torch.randint(0, 10, (n,), device=device)
+
+
+def images_per_s(make_step: Callable[[int], Callable[[], None]], batch_size: int,
+                 device: torch.device, probe: Probe) -> float:
+    """Images/s of the step that make_step(n) builds for a batch of n (then released)."""
+    n = probe.batch(batch_size)
+    step = make_step(n)
+    seconds = seconds_per_step(step, device, probe)
+    del step
+    _release(device)
+    return n / seconds
+
+
+def classifier_step(model_name: str, device: torch.device, precision: str, channels_last: bool
+                    ) -> Callable[[int], Callable[[], None]]:
+    """A training step of a fresh `model_name` as `veil train classifier` runs it (SGD)."""
+    def make(n: int) -> Callable[[], None]:
+        model = create_model(model_name).to(device).train()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+        x, y = _batch(n, device, channels_last)
+
+        def step() -> None:
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step
+    return make
+
+
+def obfuscator_step(model_name: str, config: ObfuscatorConfig, device: torch.device
+                    ) -> Callable[[int], Callable[[], None]]:
+    """The adversarial step of `veil train obfuscator` against a (random) `model_name`."""
+    def make(n: int) -> Callable[[], None]:
+        nets = [create_model(name).to(device)
+                for name in ("obfuscator", "deobfuscator", model_name)]
+        if config.channels_last:
+            nets = [m.to(memory_format=torch.channels_last) for m in nets]
+        adversarial = AdversarialStep(*nets, config, device)
+        x, y = _batch(n, device, config.channels_last)
+        return lambda: adversarial(x, y, config.lam)
+    return make
+
+
+def decoder_step(device: torch.device) -> Callable[[int], Callable[[], None]]:
+    """A fresh-decoder attack step: query the obfuscator, one MSE step of the decoder (fp32)."""
+    def make(n: int) -> Callable[[], None]:
+        obfuscator = create_model("obfuscator").to(device).eval()
+        decoder = create_model("deobfuscator").to(device).train()
+        optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-3)
+        x = torch.rand(n, 3, 32, 32, device=device)
+
+        def step() -> None:
+            with torch.no_grad():
+                sent = quantize_8bit(obfuscator(x).float())
+            loss = F.mse_loss(decoder(sent), x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step
+    return make
+
+
+def classifier_speed(model_name: str, batch_size: int, device: torch.device, precision: str,
+                     channels_last: bool, probe: Probe) -> float:
+    """Training images/s of `model_name` (as `veil train classifier`)."""
+    return images_per_s(classifier_step(model_name, device, precision, channels_last),
+                        batch_size, device, probe)
+
+
+def obfuscator_speed(model_name: str, config: ObfuscatorConfig, device: torch.device,
+                     probe: Probe) -> float:
+    """Training images/s of an obfuscator/deobfuscator pair against `model_name`."""
+    return images_per_s(obfuscator_step(model_name, config, device), config.batch_size, device,
+                        probe)
+
+
+def decoder_speed(batch_size: int, device: torch.device, probe: Probe) -> float:
+    """Training images/s of the fresh-decoder attack."""
+    return images_per_s(decoder_step(device), batch_size, device, probe)
+
+
+def checkpoint_seconds(num_params: int, copies: int = 2) -> float:
+    """Rough time to serialise, hash and write fp32 weights plus optimizer state."""
+    return 4 * num_params * copies / CHECKPOINT_BYTES_PER_S + 0.05
+
+
+def guessed_speed(model_name: str, adversarial: bool = False) -> float:
+    """The guessed training images/s of a classifier, or of an obfuscator against it."""
+    if adversarial:
+        return GUESSED_ADVERSARIAL_PER_S.get(model_name, DEFAULT_ADVERSARIAL_GUESS)
+    return GUESSED_IMAGES_PER_S.get(model_name, DEFAULT_GUESS)
