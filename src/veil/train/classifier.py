@@ -133,8 +133,9 @@ def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool
     train_model = ddp.wrap(model)
     step_model = torch.compile(train_model) if config.compile else train_model
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    row: dict[str, Any] = {}
-    wall_before = log.read()[-1]["wall_s"] if resume and log.read() else 0.0
+    previous = log.read() if resume else []
+    row: dict[str, Any] = previous[-1] if previous else {}
+    wall_before = row.get("wall_s", 0.0)
     for epoch in range(start_epoch, config.epochs + 1):
         train_loader.set_epoch(epoch)
         model.train()

@@ -240,12 +240,12 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
                 "test_acc": clf_payload.get("metrics", {}).get("test_acc")}
     previous = log.read()
     wall = previous[-1]["wall_s"] if previous else 0.0
-    row: dict[str, Any] = {}
+    row: dict[str, Any] = previous[-1] if previous else {}
     for epoch in range(start_epoch, config.epochs + 1):
         loader.set_epoch(epoch)
         obfuscator.train()
         deobfuscator.train()
-        sums = torch.zeros(3)
+        sums = torch.zeros(3, device=device)
         seen = 0
         t0 = time.perf_counter()
         bar = progress(loader, len(loader), f"epoch {epoch}/{config.epochs}", quiet)
@@ -254,9 +254,9 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
             out_step = step(x, y, lam)
             for s in schedulers:
                 s.step()
-            sums += torch.stack([out_step["loss_c"].float().cpu() * len(y),
-                                 out_step["loss_r"].float().cpu() * len(y),
-                                 out_step["correct"].float().cpu()])
+            sums += torch.stack([out_step["loss_c"].float() * len(y),
+                                 out_step["loss_r"].float() * len(y),
+                                 out_step["correct"].float()])
             seen += len(y)
         elapsed = time.perf_counter() - t0
         wall += elapsed
