@@ -248,6 +248,9 @@ def test_obfuscator_given_as_classifier_is_a_clear_error(checkpoints, tmp_path, 
     code, _, err = veil(["evaluate", "--classifiers", checkpoints["obf0"], "--data", "sample",
                          "--out", tmp_path], capsys)
     assert code == 2 and "not a classifier" in err
+    code, _, err = veil(["evaluate", "--obfuscators", checkpoints["clf0"], "--data", "sample",
+                         "--out", tmp_path], capsys)
+    assert code == 2 and "not an obfuscator" in err
 
 
 def test_obfuscator_for_a_missing_classifier_is_a_clear_error(checkpoints, tmp_path, capsys):

@@ -24,7 +24,7 @@ from ..train.obfuscator import RECIPES
 from .baselines import expand_names, make_baseline
 from .budget import AttackBudget
 from .defenses import Defense, obfuscator_defense
-from .runner import ATTACKS, DEFAULT_ATTACKS, AttackSetup, run_attack_suite
+from .runner import ATTACKS, DEFAULT_ATTACKS, AttackSetup, check_attacks, run_attack_suite
 from .sweep import DEFAULT_LAMS, train_sweep
 
 DEFAULT_OUT = "results/attacks"
@@ -83,28 +83,33 @@ def budget_from(args: argparse.Namespace) -> AttackBudget:
 def run(args: argparse.Namespace) -> int:
     quiet = True if args.quiet else quiet_default()
     budget = budget_from(args)
+    attacks = check_attacks(args.attacks)
     sweep_mode = args.mode == "sweep"
     lams = args.lams if args.lams is not None else (list(DEFAULT_LAMS) if sweep_mode else [])
-    baselines = expand_names(args.baselines or (["all"] if sweep_mode else []))
+    baseline_names = expand_names(args.baselines or (["all"] if sweep_mode else []))
     if lams and not args.classifier:
         raise ValueError("a λ sweep needs --classifier (the frozen classifier to train against)")
     device = setup(args)
     ds, data_info = load_data(args.data, args.test_subset, args.seed)
     classifier = _classifier(args, ds.classes, device)
-    obfuscator_paths = list(args.obfuscators)
+    defenses, classifier = _obfuscator_defenses(args.obfuscators, classifier, ds.classes, device)
+    calibration = _calibration(ds, device) if baseline_names else None
+    baselines = [make_baseline(name, calibration, args.seed) for name in baseline_names]
+    if classifier is None and baselines:
+        raise ValueError("baselines are scored with a frozen classifier: pass --classifier")
     sweep = None
     if lams:
         paths, sweep = train_sweep(args.classifier, lams, Path(args.out) / "sweep",
                                    data=args.data, recipe=args.recipe, epochs=args.sweep_epochs,
-                                   train_subset=args.sweep_train_subset, seed=args.seed,
+                                   train_subset=args.sweep_train_subset,
+                                   test_subset=args.test_subset, seed=args.seed,
                                    device=str(device), quiet=quiet)
-        obfuscator_paths += [str(p) for p in paths]
-    defenses, classifier = _obfuscator_defenses(obfuscator_paths, classifier, ds.classes, device)
-    calibration = _calibration(ds, device) if baselines else None
-    defenses += [make_baseline(name, calibration, args.seed) for name in baselines]
-    if classifier is None and defenses and any(d.kind == "baseline" for d in defenses):
-        raise ValueError("baselines are scored with a frozen classifier: pass --classifier")
-    attack_setup = AttackSetup(ds, data_info, classifier, args.attacks, budget, device, args.seed,
+        swept, classifier = _obfuscator_defenses(paths, classifier, ds.classes, device)
+        for defense, lam in zip(swept, sweep["lams"], strict=True):
+            defense.name = f"sweep-lam{lam:g}"
+        defenses += swept
+    defenses += baselines
+    attack_setup = AttackSetup(ds, data_info, classifier, attacks, budget, device, args.seed,
                                quiet)
     result = run_attack_suite(defenses, attack_setup, sweep)
     written = write_result(result, args.out)
@@ -119,7 +124,7 @@ def _classifier(args: argparse.Namespace, classes, device) -> LoadedClassifier |
     return load_classifiers([args.classifier], classes, device)[0]
 
 
-def _obfuscator_defenses(paths: list[str], classifier: LoadedClassifier | None, classes, device
+def _obfuscator_defenses(paths: list, classifier: LoadedClassifier | None, classes, device
                          ) -> tuple[list[Defense], LoadedClassifier | None]:
     obfuscators = load_obfuscators(paths, classes, device)
     given = [classifier] if classifier else []

@@ -30,7 +30,7 @@ class Defense:
     _generator: torch.Generator | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.forward.eval()
+        self.forward.eval().to(memory_format=torch.channels_last)
         for p in self.forward.parameters():
             p.requires_grad_(False)
 
@@ -43,11 +43,11 @@ class Defense:
     @torch.no_grad()
     def transmit(self, x: torch.Tensor) -> torch.Tensor:
         """The 8-bit image sent for x (N, 3, H, W) in [0, 1]; fresh noise on every call."""
-        y = self.forward(x).float()
+        y = self.forward(x.contiguous(memory_format=torch.channels_last)).float()
         if self.noise:
             y = y + self.noise * torch.randn(y.shape, generator=self._noise_generator(),
                                              device="cpu").to(y.device)
-        return quantize_8bit(y)
+        return quantize_8bit(y).contiguous()
 
     def transmit_all(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
         return torch.cat([self.transmit(x[i:i + batch_size])

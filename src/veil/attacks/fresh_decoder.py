@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Split, TensorLoader
+from ..eval.tables import channels_last
 from ..train.engine import progress
 from .budget import AttackBudget
 from .decoders import make_decoder
@@ -25,11 +26,13 @@ def train_fresh_decoder(defense: Defense, decoder_name: str, train: Split, budge
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         decoder = make_decoder(decoder_name, budget.unet_width).to(device)
+    decoder = decoder.to(memory_format=torch.channels_last)
     losses: list[float] = []
     if budget.epochs == 0:
         return decoder.eval(), losses
     loader = TensorLoader(train, budget.batch_size, shuffle=True, flip=True,
-                          drop_last=len(train) >= 2 * budget.batch_size, seed=seed, device=device)
+                          drop_last=len(train) >= 2 * budget.batch_size, seed=seed, device=device,
+                          channels_last=True)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=budget.lr)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, budget.lr, total_steps=budget.epochs * len(loader), pct_start=0.15)
@@ -40,7 +43,7 @@ def train_fresh_decoder(defense: Defense, decoder_name: str, train: Split, budge
         seen = 0
         desc = f"{defense.name}: {decoder_name} epoch {epoch}/{budget.epochs}"
         for x, _ in progress(loader, len(loader), desc, quiet):
-            loss = F.mse_loss(decoder(defense.transmit(x)), x)
+            loss = F.mse_loss(decoder(channels_last(defense.transmit(x))), x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -54,5 +57,5 @@ def train_fresh_decoder(defense: Defense, decoder_name: str, train: Split, budge
 @torch.no_grad()
 def reconstruct(decoder: nn.Module, sent: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     decoder.eval()
-    return torch.cat([decoder(sent[i:i + batch_size]).float().clamp(0, 1)
-                      for i in range(0, len(sent), batch_size)])
+    return torch.cat([decoder(channels_last(sent[i:i + batch_size])).float().clamp(0, 1)
+                      .contiguous() for i in range(0, len(sent), batch_size)])

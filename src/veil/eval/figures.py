@@ -104,9 +104,9 @@ def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, t
         if pts:
             ax.scatter([p["ssim"] for p in pts], [100 * p["accuracy"] for p in pts], c=color,
                        marker=marker, s=40, label=kind + "s", zorder=3)
-    for p in points:
+    for i, p in enumerate(sorted(points, key=lambda p: (p["ssim"], p["accuracy"]))):
         ax.annotate(p["name"], (p["ssim"], 100 * p["accuracy"]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=7)
+                    xytext=(5, 4 if i % 2 == 0 else -10), fontsize=7)
     front = sorted((p for p in points if p["pareto"]), key=lambda p: p["ssim"])
     if front:
         ax.plot([p["ssim"] for p in front], [100 * p["accuracy"] for p in front], "k--", lw=1,

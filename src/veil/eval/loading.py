@@ -86,6 +86,7 @@ def load_classifiers(paths: list[str | os.PathLike], classes: tuple[str, ...],
     loaded: list[LoadedClassifier] = []
     for path in paths:
         model, payload = load_classifier(path, device, expected_classes=classes)
+        model = model.to(memory_format=torch.channels_last)
         digest = sha256_of(path)
         twin = next((c for c in loaded if c.sha256 == digest), None)
         if twin is not None:
@@ -109,6 +110,8 @@ def load_obfuscators(paths: list[str | os.PathLike], classes: tuple[str, ...],
     loaded: list[LoadedObfuscator] = []
     for path in paths:
         obfuscator, deobfuscator, payload = load_obfuscator(path, device)
+        for m in (obfuscator, deobfuscator):
+            m.to(memory_format=torch.channels_last)
         if tuple(payload.get("classes") or ()) != tuple(classes):
             raise ValueError(f"{path}: obfuscator was trained on classes "
                              f"{payload.get('classes')}, but the data source has {list(classes)}")
@@ -158,6 +161,7 @@ def _load_recorded(o: LoadedObfuscator, recorded: dict[str, Any], classes: tuple
     if not path or not Path(path).is_file() or sha256_of(path) != o.classifier_sha256:
         return None
     model, payload = load_classifier(path, device, expected_classes=classes)
+    model = model.to(memory_format=torch.channels_last)
     return LoadedClassifier("", str(path), o.classifier_sha256, payload["model_name"], model,
                             payload)
 

@@ -33,9 +33,12 @@ def provenance(result: dict[str, Any]) -> list[str]:
     data, env = result["data"], result["environment"]
     subset = "" if data.get("test_subset") is None else f" (subset of {data['test_subset']})"
     hardware = env.get("gpu") or env.get("cpu", "unknown")
+    jpeg = (" CIFAR-10 (JPEG-75): re-encoded, not the original pixels, so accuracies are a "
+            "little lower than published CIFAR-10 numbers." if "jpeg" in data["name"].lower()
+            else "")
     return [
         f"Data: `{data['source']}` ({data['name']}, sha256 {short(data.get('sha256'))}), "
-        f"{data['test_images']} test images{subset}. Seed {result['seed']}.",
+        f"{data['test_images']} test images{subset}. Seed {result['seed']}.{jpeg}",
         "",
         f"Run on {hardware} ({result.get('device', 'cpu')}), torch {env['torch']}, "
         f"python {env['python']}, {env['date']}.",

@@ -32,7 +32,13 @@ def test_images(ds: Dataset, device: torch.device) -> torch.Tensor:
 @torch.no_grad()
 def batched(model: nn.Module, x: torch.Tensor, batch_size: int = BATCH) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)])
+    return torch.cat([model(channels_last(x[i:i + batch_size])).float().contiguous()
+                      for i in range(0, len(x), batch_size)])
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Convolutions run about 2x faster on the CPU in channels-last layout."""
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 @torch.no_grad()

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The CPU-scale evaluation: Tables 1-3, attacks, baselines and the λ trade-off, into results/cpu/.
+#
+#   benchmarks/cpu_scale_eval.sh               # full CPU scale: about 4 h on 2 idle cores
+#   SMOKE=1 OUT=/tmp/veil-smoke benchmarks/cpu_scale_eval.sh   # minutes: checks the pipeline
+#
+# Models (short budgets; finished runs are reused, interrupted ones resumed):
+#   fastnet seed 0   runs/default-classifier/model.pt (10 epochs; trained here if missing)
+#   fastnet seed 1   5 epochs                     -> runs/cpu-eval/fastnet-s1
+#   resnet9_narrow   5 epochs                     -> runs/cpu-eval/resnet9_narrow-s0
+#   obfuscators      fast recipe, λ = 1: runs/default-obfuscator/model.pt for fastnet seed 0,
+#                    2 epochs on 20,000 training images for the two others
+# Then:
+#   results/cpu/tables    veil evaluate: Tables 1-3 (3x3 transfer matrix) on the 10,000 test images
+#   results/cpu/tradeoff  veil attack sweep against fastnet seed 0: the default obfuscator, a λ sweep
+#                         (0, 0.1, 0.3, 1, 3; 2 epochs on 10,000 images each) and every baseline,
+#                         attacked by the co-trained deobfuscator, fresh decoders (3 epochs on 5,000
+#                         images; paper architecture and U-Net width 16) and white-box inversion
+#                         (100 images, 200 steps, 2 starts), scored on 1,000 test images
+# Environment: DATA (default ../shared/data/cifar10-jpeg75.zip), OUT (default results/cpu),
+# RUNS (default runs/cpu-eval), THREADS (default 2), SMOKE=1 for tiny budgets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-../shared/data/cifar10-jpeg75.zip}
+OUT=${OUT:-results/cpu}
+RUNS=${RUNS:-runs/cpu-eval}
+THREADS=${THREADS:-2}
+export VEIL_QUIET=${VEIL_QUIET:-1}
+veil() { "$PY" -m veil "$@"; }
+
+if [[ -n "${SMOKE:-}" ]]; then
+  CLF_EPOCHS=1; CLF_SUBSET=(--train-subset 2000 --test-subset 500)
+  OBF_EPOCHS=1; OBF_SUBSET=(--train-subset 256 --test-subset 200)
+  TABLES=(--test-subset 200)
+  SWEEP=(--preset smoke)
+  CLF0=$RUNS/fastnet-s0/model.pt; OBF0=$RUNS/obf-fastnet-s0/model.pt
+  CLF0_EPOCHS=1; OBF0_EPOCHS=1
+else
+  CLF_EPOCHS=5; CLF_SUBSET=()
+  OBF_EPOCHS=2; OBF_SUBSET=(--train-subset 20000)
+  TABLES=()
+  SWEEP=(--preset cpu)
+  CLF0=runs/default-classifier/model.pt; OBF0=runs/default-obfuscator/model.pt
+  CLF0_EPOCHS=10; OBF0_EPOCHS=4
+fi
+
+# train_classifier OUT MODEL SEED EPOCHS: train unless OUT/model.pt exists; resume a killed run
+train_classifier() {
+  local out=$1 model=$2 seed=$3 epochs=$4
+  [[ -f $out/model.pt ]] && { echo "reusing $out/model.pt"; return; }
+  local resume=(); [[ -f $out/last.pt ]] && resume=(--resume)
+  echo "training $model (seed $seed, $epochs epochs) into $out"
+  veil train classifier --model "$model" --seed "$seed" --epochs "$epochs" --data "$DATA" \
+    --out "$out" --threads "$THREADS" "${CLF_SUBSET[@]}" "${resume[@]}" --quiet
+}
+
+# train_obfuscator OUT CLASSIFIER EPOCHS
+train_obfuscator() {
+  local out=$1 classifier=$2 epochs=$3
+  [[ -f $out/model.pt ]] && { echo "reusing $out/model.pt"; return; }
+  local resume=(); [[ -f $out/last.pt ]] && resume=(--resume)
+  echo "training an obfuscator for $classifier ($epochs epochs) into $out"
+  veil train obfuscator --classifier "$classifier" --epochs "$epochs" --data "$DATA" \
+    --out "$out" --threads "$THREADS" "${OBF_SUBSET[@]}" "${resume[@]}" --quiet
+}
+
+start=$SECONDS
+train_classifier "$(dirname "$CLF0")" fastnet 0 "$CLF0_EPOCHS"
+train_classifier "$RUNS/fastnet-s1" fastnet 1 "$CLF_EPOCHS"
+train_classifier "$RUNS/resnet9_narrow-s0" resnet9_narrow 0 "$CLF_EPOCHS"
+train_obfuscator "$(dirname "$OBF0")" "$CLF0" "$OBF0_EPOCHS"
+train_obfuscator "$RUNS/obf-fastnet-s1" "$RUNS/fastnet-s1/model.pt" "$OBF_EPOCHS"
+train_obfuscator "$RUNS/obf-resnet9_narrow-s0" "$RUNS/resnet9_narrow-s0/model.pt" "$OBF_EPOCHS"
+echo "models ready after $((SECONDS - start)) s"
+
+veil evaluate --classifiers "$CLF0" "$RUNS/fastnet-s1/model.pt" \
+  "$RUNS/resnet9_narrow-s0/model.pt" \
+  --obfuscators "$OBF0" "$RUNS/obf-fastnet-s1/model.pt" "$RUNS/obf-resnet9_narrow-s0/model.pt" \
+  --data "$DATA" --out "$OUT/tables" --threads "$THREADS" "${TABLES[@]}" --quiet > /dev/null
+echo "tables written to $OUT/tables after $((SECONDS - start)) s"
+
+"$PY" benchmarks/tradeoff.py --classifier "$CLF0" --data "$DATA" --out "$OUT/tradeoff" \
+  "${SWEEP[@]}" --threads "$THREADS" -- --obfuscators "$OBF0"
+echo "done in $((SECONDS - start)) s: $OUT/tables/tables.md, $OUT/tradeoff/attacks.md"
