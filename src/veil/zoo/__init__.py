@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,24 +33,26 @@ class Pretrained:
     card: dict[str, Any]
 
 
-def _weights_dir():
-    return resources.files("veil.zoo").joinpath("weights")
+def _weights_dir(where: str | os.PathLike | None = None):
+    return Path(where) if where is not None else resources.files("veil.zoo").joinpath("weights")
 
 
-def list_pretrained() -> list[str]:
-    return sorted(p.name[:-len(".card.json")] for p in _weights_dir().iterdir()
+def list_pretrained(where: str | os.PathLike | None = None) -> list[str]:
+    """Names of the shipped entries (or of those in the folder `where`)."""
+    return sorted(p.name[:-len(".card.json")] for p in _weights_dir(where).iterdir()
                   if p.name.endswith(".card.json"))
 
 
-def card(name: str = DEFAULT) -> dict[str, Any]:
-    _check(name)
-    return json.loads(_weights_dir().joinpath(f"{name}.card.json").read_text())
+def card(name: str = DEFAULT, where: str | os.PathLike | None = None) -> dict[str, Any]:
+    _check(name, where)
+    return json.loads(_weights_dir(where).joinpath(f"{name}.card.json").read_text())
 
 
-def load(name: str = DEFAULT, device: str | torch.device = "cpu") -> Pretrained:
+def load(name: str = DEFAULT, device: str | torch.device = "cpu",
+         where: str | os.PathLike | None = None) -> Pretrained:
     """Load a shipped classifier + obfuscator + deobfuscator, in eval mode, in fp32."""
-    info = card(name)
-    data = _weights_dir().joinpath(f"{name}.pt").read_bytes()
+    info = card(name, where)
+    data = _weights_dir(where).joinpath(f"{name}.pt").read_bytes()
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     nets = {}
     for role, model_name in (("classifier", info["classifier"]["model"]),
@@ -62,8 +66,8 @@ def load(name: str = DEFAULT, device: str | torch.device = "cpu") -> Pretrained:
                       tuple(info["classes"]), info)
 
 
-def _check(name: str) -> None:
-    available = list_pretrained()
+def _check(name: str, where: str | os.PathLike | None = None) -> None:
+    available = list_pretrained(where)
     if name not in available:
         raise ValueError(f"unknown pretrained model {name!r}; available: "
                          f"{', '.join(available) or 'none'}")

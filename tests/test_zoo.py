@@ -1,0 +1,68 @@
+"""The shipped zoo: building an entry from trained runs, its card, loading it back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from veil import zoo
+from veil.data import TensorLoader, load_dataset
+from veil.train import classifier as clf
+from veil.train import obfuscator as obf
+from veil.train.obfuscator import evaluate_pair
+from veil.zoo.build import build
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    clf.train_classifier(clf.make_config("fastnet_tiny", data="sample", out=str(root / "c"),
+                                         epochs=1, batch_size=50), quiet=True)
+    obf.train_obfuscator(obf.make_config("fast", classifier=str(root / "c" / "model.pt"),
+                                         data="sample", out=str(root / "o"), epochs=1,
+                                         batch_size=50), quiet=True)
+    info = build(root / "c" / "model.pt", root / "o" / "model.pt", "sample", "tiny",
+                 out_dir=root / "weights")
+    return root / "weights", info
+
+
+def test_card_records_what_a_user_needs(built):
+    where, info = built
+    assert zoo.list_pretrained(where) == ["tiny"]
+    card = zoo.card("tiny", where)
+    assert card == info
+    m = card["metrics"]
+    assert 0 <= m["plain_acc"] <= 1 and 0 <= m["obfuscated_acc_8bit"] <= 1
+    assert 0 < m["deobfuscator_psnr_db"] < 60 and -1 <= m["deobfuscator_ssim"] <= 1
+    assert card["classifier"]["model"] == "fastnet_tiny"
+    assert {"torch", "cpu"} <= set(card["training_environment"])
+    assert card["seed"] == {"classifier": 0, "obfuscator": 0}
+
+
+def test_loaded_fp16_weights_reproduce_the_card(built):
+    where, info = built
+    p = zoo.load("tiny", where=where)
+    assert not p.classifier.training and not p.obfuscator.training
+    assert all(t.dtype == torch.float32 for t in p.obfuscator.state_dict().values()
+               if t.is_floating_point())
+    metrics = evaluate_pair(p.obfuscator, p.deobfuscator, p.classifier,
+                            TensorLoader(load_dataset("sample").test, 500), torch.device("cpu"))
+    assert metrics["obfuscated_acc"] == pytest.approx(info["metrics"]["obfuscated_acc_8bit"])
+    assert metrics["plain_acc"] == pytest.approx(info["metrics"]["plain_acc"])
+
+
+def test_unknown_entry_lists_the_available_ones(built):
+    where, _ = built
+    with pytest.raises(ValueError, match="available: tiny"):
+        zoo.load("nope", where=where)
+
+
+def test_shipped_default_is_small_and_loads():
+    if "default" not in zoo.list_pretrained():
+        pytest.fail("the embedded default (src/veil/zoo/weights/default.pt) is not shipped")
+    p = zoo.load("default")
+    size = zoo._weights_dir().joinpath("default.pt").stat().st_size
+    assert size < 5_000_000
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert p.classifier(p.obfuscator(x)).shape == (2, 10)
