@@ -42,19 +42,36 @@ def pick_obfuscator(path: str | None) -> tuple[torch.nn.Module, str]:
             return model, f"trained obfuscator {Path(candidate).relative_to(REPO)}"
     if path:
         raise FileNotFoundError(path)
-    return create_model("obfuscator").eval(), "untrained obfuscator (latency does not depend " \
-                                              "on the weights; bytes sent do)"
+    return calibrated_untrained(), ("untrained obfuscator with BatchNorm statistics measured on "
+                                    "the sample (no trained one existed yet; latency does not "
+                                    "depend on the weights, bytes sent do)")
 
 
-def time_blocks(fns: dict[str, callable], runs: int, block: int = 10) -> dict[str, list[float]]:
-    """Each fn run `runs` times, alternating in blocks; returns per-run seconds."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
+@torch.no_grad()
+def calibrated_untrained() -> torch.nn.Module:
+    """Untrained weights but BatchNorm statistics of real images, so the output varies per
+    pixel as a trained obfuscator's does (with default statistics it is nearly constant)."""
+    torch.manual_seed(0)
+    model = create_model("obfuscator")
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    images = load_dataset("sample").test.images
+    model.train()(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    return model.eval()
+
+
+def time_blocks(fns: dict[str, callable], runs: int, block: int = 10
+                ) -> dict[str, tuple[list[float], list[float]]]:
+    """Each fn run `runs` times, alternating in blocks: per-run wall and thread-CPU seconds."""
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in fns}
     for _ in range(-(-runs // block)):
         for name, fn in fns.items():
             for _ in range(block):
-                start = time.perf_counter()
+                wall, cpu = time.perf_counter(), time.thread_time()
                 fn()
-                times[name].append(time.perf_counter() - start)
+                times[name][0].append(time.perf_counter() - wall)
+                times[name][1].append(time.thread_time() - cpu)
     return times
 
 
@@ -75,7 +92,8 @@ def bench_latency(model: torch.nn.Module, onnx_path: Path, image: np.ndarray, ru
 
     fns = {"onnxruntime": lambda: edge.run_float(x_np), "pytorch_eager": eager}
     time_blocks(fns, 40)  # warm-up
-    return {name: summary(t) for name, t in time_blocks(fns, runs).items()}
+    return {name: {**summary(wall), "cpu_median_ms": statistics.median(cpu) * 1000}
+            for name, (wall, cpu) in time_blocks(fns, runs).items()}
 
 
 def bench_edge_path(onnx_path: Path, files: list[Path], runs: int) -> dict:
@@ -128,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         edge_path = bench_edge_path(onnx_path, write_inputs(images, Path(tmp)), args.runs // 2)
         sent = bytes_sent(onnx_path, images)
     speedup = latency["pytorch_eager"]["median_ms"] / latency["onnxruntime"]["median_ms"]
+    cpu_speedup = (latency["pytorch_eager"]["cpu_median_ms"]
+                   / latency["onnxruntime"]["cpu_median_ms"])
     result = {"obfuscator": source, "threads": 1, "batch_size": 1, "latency": latency,
               "speedup_onnxruntime_vs_eager": speedup, "target_speedup": 5.0,
+              "speedup_thread_cpu_time": cpu_speedup,
               "target_met": speedup >= 5.0, "edge_path_jpeg_256x192": edge_path,
               "bytes_sent_per_image": sent,
               "environment": {**environment(), "onnxruntime": onnxruntime.__version__,
@@ -146,18 +167,19 @@ def main(argv: list[str] | None = None) -> int:
 def markdown(r: dict) -> str:
     lat, sent, env = r["latency"], r["bytes_sent_per_image"], r["environment"]
     rows = "\n".join(f"| {name} | {v['median_ms']:.3f} | {v['p10_ms']:.3f} | {v['p90_ms']:.3f} | "
-                     f"{v['runs']} |" for name, v in lat.items())
+                     f"{v['cpu_median_ms']:.3f} | {v['runs']} |" for name, v in lat.items())
     verdict = "met" if r["target_met"] else "**missed**"
     return f"""# Edge: obfuscation latency and bytes sent
 
 Batch 1, one thread, {r['obfuscator']}.
 
-| runtime | median ms | p10 ms | p90 ms | runs |
-|---|---:|---:|---:|---:|
+| runtime | median ms | p10 ms | p90 ms | median thread-CPU ms | runs |
+|---|---:|---:|---:|---:|---:|
 {rows}
 
-onnxruntime is **{r['speedup_onnxruntime_vs_eager']:.1f}x** faster than eager PyTorch
-(target >= 5x: {verdict}).
+onnxruntime is **{r['speedup_onnxruntime_vs_eager']:.1f}x** faster than eager PyTorch by
+median wall-clock latency (target >= 5x: {verdict}); by thread CPU time, which leaves out the
+time the background job took the core, {r['speedup_thread_cpu_time']:.1f}x.
 
 Whole edge path per image (read a 256x192 JPEG, resize + centre-crop, obfuscate, 8-bit PNG):
 median {r['edge_path_jpeg_256x192']['median_ms']:.2f} ms.

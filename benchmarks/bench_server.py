@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                         "in-process alike)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--baseline-batch", type=int, default=32,
+                        help="batch size of the in-process baseline")
     parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
     parser.add_argument("--load-seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "serve")
@@ -228,12 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor.from_checkpoint(classifier)
         expected = predictor(images).argmax(1)
         print(f"{source}; {args.threads} torch thread(s)", flush=True)
-        baseline_before = in_process(predictor, images, args.max_batch, args.seconds)
+        baseline_before = in_process(predictor, images, args.baseline_batch, args.seconds)
         server = ServerProcess(classifier, args.threads, args.max_batch, args.max_wait_ms)
         try:
             requests = [http_request_bytes(encode_png(im), server.port) for im in images]
             rows = sweep(server, [1, 8, 32], args.seconds, requests, expected)
-            baseline_after = in_process(predictor, images, args.max_batch, args.seconds)
+            baseline_after = in_process(predictor, images, args.baseline_batch, args.seconds)
             load = load_run(server, args.load_seconds, requests, expected)
         finally:
             server.stop()

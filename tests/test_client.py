@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -128,6 +129,18 @@ def test_unreadable_inputs_give_clear_errors(tmp_path):
         load_image(tmp_path / "missing.png")
     with pytest.raises(ImageError, match="uint8"):
         load_image(np.zeros((32, 32, 3), np.float32))
+
+
+def test_png_round_trips_and_stays_small(artifacts):
+    from PIL import Image
+
+    sent = OnnxObfuscator(artifacts.onnx)(sample_images(20))
+    for image in sent:
+        data = encode_png(image)
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.mode == "RGB" and im.format == "PNG"
+            np.testing.assert_array_equal(np.asarray(im), image)
+        assert len(data) <= 1.1 * len(png_bytes(image))  # near Pillow's adaptive filtering
 
 
 # --- obfuscators -------------------------------------------------------------------------------

@@ -173,6 +173,7 @@ BAD_UPLOADS = {
     "palette": (files(png_bytes(_rgb()[..., 0], "P")), 422, "wrong_mode"),
     "16_bit": (files(png_bytes(_rgb()[..., 0].astype(np.uint16) * 257)), 422, "wrong_mode"),
     "truncated_png": (files(png_bytes(_rgb())[:-200]), 400, "corrupt_image"),
+    "truncated_veil_png": (files(encode_png(_rgb())[:-100]), 400, "corrupt_image"),
     "header_only": (files(png_bytes(_rgb())[:20]), 400, "corrupt_image"),
     "empty_file": (files(b""), 400, "empty_file"),
     "too_many_images": (files(*[png_bytes(_rgb())] * (MAX_IMAGES + 1)), 413, "too_many_images"),
@@ -430,3 +431,17 @@ def test_config_keeps_uploads_in_memory():
         ServerConfig(max_body_bytes=MultiPartParser.spool_max_size + 1)
     with pytest.raises(ValueError, match="max_images"):
         ServerConfig(max_images=0)
+
+
+def test_fast_png_decoding_matches_pillow():
+    from veil.serve.validation import decode_png, decode_simple_png
+
+    for image in [_rgb(), *sample_images(20)]:
+        fast = encode_png(image)  # what veil's client sends: decoded without Pillow
+        np.testing.assert_array_equal(decode_simple_png(fast, 32, 32), image)
+        adaptive = png_bytes(image)  # Pillow's Paeth rows: left to Pillow
+        assert decode_simple_png(adaptive, 32, 32) is None
+        np.testing.assert_array_equal(decode_png(adaptive, (32, 32)), image)
+    crc_broken = bytearray(encode_png(_rgb()))
+    crc_broken[-20] ^= 0xFF
+    assert decode_simple_png(bytes(crc_broken), 32, 32) is None

@@ -18,7 +18,9 @@ import hashlib
 import io
 import json
 import os
+import struct
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SIZE = 32
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ImageInput = str | os.PathLike | bytes | np.ndarray
 Obfuscate = Callable[[np.ndarray], np.ndarray]
 
@@ -97,10 +100,32 @@ def fit_array(array: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """uint8 HxWx3 -> PNG bytes (deterministic)."""
-    buffer = io.BytesIO()
-    Image.fromarray(image, "RGB").save(buffer, format="PNG", compress_level=6)
-    return buffer.getvalue()
+    """uint8 HxWx3 -> an 8-bit RGB PNG (deterministic).
+
+    All rows share one filter (None, Sub or Up, whichever compresses best): within a few
+    percent of adaptive filtering on obfuscated images, and the server decodes such PNGs with
+    zlib and numpy alone, at a fraction of Pillow's per-image cost.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError(f"expected uint8 HxWx3, got {image.dtype} {image.shape}")
+    height, width, _ = image.shape
+    data = min((zlib.compress(_filter_rows(image, f), 9) for f in (0, 1, 2)), key=len)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
+def _filter_rows(image: np.ndarray, kind: int) -> bytes:
+    x = image.astype(np.int16)
+    if kind == 1:
+        x = np.diff(x, axis=1, prepend=0)
+    elif kind == 2:
+        x = np.diff(x, axis=0, prepend=0)
+    rows = (x % 256).astype(np.uint8).reshape(len(image), -1)
+    return np.hstack([np.full((len(image), 1), kind, np.uint8), rows]).tobytes()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def quantize_uint8(x: np.ndarray) -> np.ndarray:
