@@ -17,7 +17,7 @@ class AttackBudget:
     inversion_steps: int = 300
     inversion_restarts: int = 3
     inversion_lr: float = 0.05
-    tv_weight: float = 0.02
+    tv_weight: float = 0.01
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "unet_width", "inversion_steps",

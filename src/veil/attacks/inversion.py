@@ -1,8 +1,9 @@
 """White-box attack: find an image that the defense maps to the observed 8-bit image.
 
 x = sigmoid(z); minimise  mean((forward(x) - observed)^2) + tv_weight * TV(x)  over z with Adam,
-from several starts (a flat grey image, then random ones); per image the start with the lowest
-objective wins (the attacker cannot see the original, so the objective decides).
+from several starts (the observed image itself, a flat grey image, then random ones); per image
+the start with the lowest objective wins (the attacker cannot see the original, so the objective
+decides).
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ def _one_start(forward: nn.Module, observed: torch.Tensor, z0: torch.Tensor,
         return torch.sigmoid(z), _objective(forward, z, observed, budget.tv_weight)
 
 
+def _start(r: int, observed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Start r in logit space: the observed image, flat grey, then Gaussian noise."""
+    if r == 0:
+        return torch.logit(observed.clamp(0.02, 0.98))
+    if r == 1:
+        return torch.zeros_like(observed)
+    return torch.randn(observed.shape, generator=generator).to(observed.device)
+
+
 def invert(forward: nn.Module, observed: torch.Tensor, budget: AttackBudget, seed: int = 0,
            batch_size: int = 256, quiet: bool = True, desc: str = "inversion") -> torch.Tensor:
     """Reconstructions (N, 3, H, W) in [0, 1] of the images behind `observed`."""
@@ -54,9 +64,7 @@ def invert(forward: nn.Module, observed: torch.Tensor, budget: AttackBudget, see
         best = torch.full_like(target, 0.5)
         best_loss = torch.full((len(target),), float("inf"), device=target.device)
         for r in range(budget.inversion_restarts):
-            z0 = (torch.zeros(target.shape) if r == 0
-                  else torch.randn(target.shape, generator=generator)).to(target.device)
-            x, loss = _one_start(forward, target, z0, budget)
+            x, loss = _one_start(forward, target, _start(r, target, generator), budget)
             better = loss < best_loss
             best[better], best_loss[better] = x[better], loss[better]
         out.append(best)
