@@ -8,7 +8,7 @@
 #   fastnet seed 0   runs/default-classifier/model.pt (10 epochs; trained here if missing)
 #   fastnet seed 1   5 epochs                     -> runs/cpu-eval/fastnet-s1
 #   resnet9_narrow   5 epochs                     -> runs/cpu-eval/resnet9_narrow-s0
-#   obfuscators      fast recipe, λ = 1: runs/default-obfuscator/model.pt for fastnet seed 0,
+#   obfuscators      fast recipe, λ = 1: runs/default-obfuscator/model.pt (2 epochs) for fastnet s0,
 #                    2 epochs on 20,000 training images for the two others
 # Then:
 #   results/cpu/tables    veil evaluate: Tables 1-3 (3x3 transfer matrix) on the 10,000 test images
@@ -43,7 +43,7 @@ else
   TABLES=()
   SWEEP=(--preset cpu)
   CLF0=runs/default-classifier/model.pt; OBF0=runs/default-obfuscator/model.pt
-  CLF0_EPOCHS=10; OBF0_EPOCHS=4
+  CLF0_EPOCHS=10; OBF0_EPOCHS=2
 fi
 
 # train_classifier OUT MODEL SEED EPOCHS: train unless OUT/model.pt exists; resume a killed run

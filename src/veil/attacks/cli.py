@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import to_tensor_images
+import torch
+
+from ..data import Dataset, to_tensor_images
 from ..eval.cli import add_common, setup
 from ..eval.loading import (
     LoadedClassifier,
+    LoadedObfuscator,
     load_classifiers,
     load_data,
     load_obfuscators,
@@ -118,13 +121,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _classifier(args: argparse.Namespace, classes, device) -> LoadedClassifier | None:
+def _classifier(args: argparse.Namespace, classes: tuple[str, ...], device: torch.device
+                ) -> LoadedClassifier | None:
     if not args.classifier:
         return None
     return load_classifiers([args.classifier], classes, device)[0]
 
 
-def _obfuscator_defenses(paths: list, classifier: LoadedClassifier | None, classes, device
+def _obfuscator_defenses(paths: list, classifier: LoadedClassifier | None,
+                         classes: tuple[str, ...], device: torch.device
                          ) -> tuple[list[Defense], LoadedClassifier | None]:
     obfuscators = load_obfuscators(paths, classes, device)
     given = [classifier] if classifier else []
@@ -138,11 +143,11 @@ def _obfuscator_defenses(paths: list, classifier: LoadedClassifier | None, class
     return defenses, (given[0] if given else None)
 
 
-def _obf_info(o) -> dict:
+def _obf_info(o: LoadedObfuscator) -> dict:
     info = o.info()
     return {k: info[k] for k in ("path", "sha256", "lam", "recipe", "epochs", "train_subset")}
 
 
-def _calibration(ds, device):
+def _calibration(ds: Dataset, device: torch.device) -> torch.Tensor:
     images = ds.train.subset(CALIBRATION_IMAGES, seed=1).images
     return to_tensor_images(images, device).float().div_(255)

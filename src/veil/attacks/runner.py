@@ -8,6 +8,7 @@ mean, std, percentiles over the test split).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from .fresh_decoder import reconstruct, train_fresh_decoder
 from .inversion import invert
 
 SCHEMA = "veil.attacks/1"
+Log = Callable[[str], None]
 ATTACKS: dict[str, str] = {
     "cotrained": "the obfuscator's own co-trained deobfuscator (trained obfuscators only)",
     "decoder": "fresh decoder: the paper's deobfuscator architecture trained from scratch on "
@@ -78,7 +80,7 @@ class AttackSetup:
         return {"mean_image": image_scores(self.x, guess)}
 
 
-def attack_defense(defense: Defense, setup: AttackSetup, log=print) -> dict[str, Any]:
+def attack_defense(defense: Defense, setup: AttackSetup, log: Log = print) -> dict[str, Any]:
     """One defense against every selected attack; a JSON-ready dict."""
     defense.to(setup.device)
     x, ex = setup.x, setup.example_idx
@@ -141,7 +143,8 @@ def _strongest(row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def run_attack_suite(defenses: list[Defense], setup: AttackSetup,
-                     sweep: dict[str, Any] | None = None, log=print) -> dict[str, Any]:
+                     sweep: dict[str, Any] | None = None, log: Log = print
+                     ) -> dict[str, Any]:
     """Every defense against every attack: the `veil attack` result (see `SCHEMA`)."""
     if not defenses:
         raise ValueError("nothing to attack: give obfuscator checkpoints, baselines or a λ sweep")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ def lam_dir(out: Path, lam: float) -> Path:
 def train_sweep(classifier: str | Path, lams: list[float], out: str | Path, *,
                 data: str | None = None, recipe: str = "fast", epochs: int | None = None,
                 train_subset: int | None = None, test_subset: int | None = None,
-                seed: int = 0, device: str = "auto", quiet: bool = True, log=print
+                seed: int = 0, device: str = "auto", quiet: bool = True,
+                log: Callable[[str], None] = print
                 ) -> tuple[list[Path], dict[str, Any]]:
     """Train (or reuse finished runs of) one obfuscator per λ; returns checkpoints and a record.
 
