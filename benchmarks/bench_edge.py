@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
               "bytes_sent_per_image": sent,
               "environment": {**environment(), "onnxruntime": onnxruntime.__version__,
                               "numpy": np.__version__},
-              "note": "a background CPU training job shared the 2 CPUs during this run; "
+              "note": "background CPU training jobs shared the 2 CPUs during this run; "
                       "compare the two runtimes by their ratio, measured in alternating blocks"}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "edge.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -177,22 +177,22 @@ Batch 1, one thread, {r['obfuscator']}.
 |---|---:|---:|---:|---:|---:|
 {rows}
 
-onnxruntime is **{r['speedup_onnxruntime_vs_eager']:.1f}x** faster than eager PyTorch by
+onnxruntime is **{r['speedup_onnxruntime_vs_eager']:.2f}x** faster than eager PyTorch by
 median wall-clock latency (target >= 5x: {verdict}); by thread CPU time, which leaves out the
-time the background job took the core, {r['speedup_thread_cpu_time']:.1f}x.
+time the background jobs took the core, {r['speedup_thread_cpu_time']:.2f}x.
 
 Whole edge path per image (read a 256x192 JPEG, resize + centre-crop, obfuscate, 8-bit PNG):
 median {r['edge_path_jpeg_256x192']['median_ms']:.2f} ms.
 
-Bytes sent per image (8-bit RGB PNG of the obfuscated 32x32 image, bundled sample):
-mean {sent['obfuscated_png_mean']:.0f}, median {sent['obfuscated_png_median']:.0f}, max
-{sent['obfuscated_png_max']} (raw pixels: {sent['raw_uint8']}; the original images as PNG:
-{sent['original_png_mean']:.0f} on average).
+Bytes sent per image (8-bit RGB PNG of the obfuscated 32x32 image, bundled sample): mean
+{sent['obfuscated_png_mean']:.0f}, median {sent['obfuscated_png_median']:.0f}, max
+{sent['obfuscated_png_max']}. For scale: raw pixels {sent['raw_uint8']} bytes, the original
+images as PNG {sent['original_png_mean']:.0f} bytes on average.
 
 Environment: {env['cpu']}, torch {env['torch']}, onnxruntime {env['onnxruntime']},
 Python {env['python']}, {env['date']}.
 
-{r['note'].capitalize()}.
+{r['note'][0].upper() + r['note'][1:]}.
 """
 
 
