@@ -445,3 +445,22 @@ def test_fast_png_decoding_matches_pillow():
     crc_broken = bytearray(encode_png(_rgb()))
     crc_broken[-20] ^= 0xFF
     assert decode_simple_png(bytes(crc_broken), 32, 32) is None
+
+
+def test_a_failing_forward_pass_is_a_500_and_serving_continues(predictor, obfuscated):
+    class Flaky:
+        classes, info, image_size = predictor.classes, predictor.info, predictor.image_size
+        calls = 0
+
+        def __call__(self, images):
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("simulated failure")
+            return predictor(images)
+
+    with BackgroundServer(create_app(Flaky())) as url, httpx.Client(base_url=url) as http:
+        failed = classify(http, encode_png(obfuscated[0]))
+        assert failed.status_code == 500
+        assert failed.json() == {"error": "internal_error", "detail": "internal server error"}
+        assert classify(http, encode_png(obfuscated[0])).status_code == 200
+        assert 'veil_errors_total{code="internal_error"} 1' in http.get("/metrics").text

@@ -381,6 +381,10 @@ class GuardMiddleware:
             response = await endpoint(Request(scope, receive))
         except ApiError as e:
             response = error_response(self.metrics, e.status, e.code, e.detail)
+        except Exception as e:  # answer it here: re-raised, it would drop the connection
+            log.error("internal error: %s: %s", type(e).__name__, e)
+            response = error_response(self.metrics, 500, "internal_error",
+                                      "internal server error")
         await response(scope, receive, send)
 
     async def _read_body(self, scope: dict, receive: Callable) -> bytes | None:
