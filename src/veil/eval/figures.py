@@ -115,6 +115,7 @@ def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, t
                    facecolors="none", edgecolors="k", s=110, zorder=4)
     if plain_acc is not None:
         ax.axhline(100 * plain_acc, color="gray", lw=0.8, ls=":", label="plain images")
+    ax.margins(x=0.12, y=0.08)
     ax.set_xlabel("attacker SSIM (strongest attack, mean over test images; lower = more private)")
     ax.set_ylabel("accuracy of the frozen classifier (%)")
     ax.set_title(title, fontsize=10)
