@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO
 from veil.cli import main
 from veil.data import load_dataset
 from veil.models import create_model
@@ -22,8 +23,6 @@ from veil.train import obfuscator as obf
 from veil.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from veil.train.quantize import quantize_8bit, quantize_8bit_ste, to_uint8
 from veil.train.runs import RunDirError
-
-from .conftest import REPO
 
 
 def tiny_classifier_config(out: Path, **kw) -> clf.ClassifierConfig:
