@@ -9,7 +9,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("VEIL_SHARED_DATA", REPO.parent / "shared" / "data"))
 CIFAR_ZIP = SHARED_DATA / "cifar10-jpeg75.zip"
 LOSSLESS_NPZ = SHARED_DATA / "cifar10-lossless-subset.npz"
 
