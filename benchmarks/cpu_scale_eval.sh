@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # The CPU-scale evaluation: Tables 1-3, attacks, baselines and the λ trade-off, into results/cpu/.
 #
-#   benchmarks/cpu_scale_eval.sh               # full CPU scale: about 4 h on 2 idle cores
+#   benchmarks/cpu_scale_eval.sh               # full CPU scale: 4-5 h on 2 cores
 #   SMOKE=1 OUT=/tmp/veil-smoke benchmarks/cpu_scale_eval.sh   # minutes: checks the pipeline
 #
 # Models (short budgets; finished runs are reused, interrupted ones resumed):
 #   fastnet seed 0   runs/default-classifier/model.pt (10 epochs; trained here if missing)
 #   fastnet seed 1   5 epochs                     -> runs/cpu-eval/fastnet-s1
 #   resnet9_narrow   5 epochs                     -> runs/cpu-eval/resnet9_narrow-s0
-#   obfuscators      fast recipe, λ = 1: runs/default-obfuscator/model.pt (2 epochs) for fastnet s0,
-#                    2 epochs on 20,000 training images for the two others
+#   obfuscators      fast recipe, λ = 1, 1 epoch on 30,000 training images (batch 64, λ warm-up
+#                    0.3 epochs): runs/default-obfuscator/model.pt for fastnet seed 0, and one for
+#                    each of the two others
 # Then:
 #   results/cpu/tables    veil evaluate: Tables 1-3 (3x3 transfer matrix) on the 10,000 test images
 #   results/cpu/tradeoff  veil attack sweep against fastnet seed 0: the default obfuscator, a λ sweep
-#                         (0, 0.1, 0.3, 1, 3; 2 epochs on 10,000 images each) and every baseline,
-#                         attacked by the co-trained deobfuscator, fresh decoders (3 epochs on 5,000
-#                         images; paper architecture and U-Net width 16) and white-box inversion
-#                         (100 images, 200 steps, 2 starts), scored on 1,000 test images
+#                         (0, 0.3, 1, 3; 1 epoch on 10,000 images each) and 8 baselines, attacked
+#                         by the co-trained deobfuscator, fresh decoders (2 epochs on 5,000 images;
+#                         paper architecture and U-Net width 16) and white-box inversion (50
+#                         images, 150 steps, 2 starts), scored on 1,000 test images
+# Expected time on 2 cores: classifiers ~25 min, obfuscators ~30 min, tables ~15 min, trade-off
+# ~3 h (see benchmarks/tradeoff.py): 4-5 h in all. SMOKE=1: about 10 min.
 # Environment: DATA (default ../shared/data/cifar10-jpeg75.zip), OUT (default results/cpu),
 # RUNS (default runs/cpu-eval), THREADS (default 2), SMOKE=1 for tiny budgets.
 set -euo pipefail
@@ -39,11 +42,11 @@ if [[ -n "${SMOKE:-}" ]]; then
   CLF0_EPOCHS=1; OBF0_EPOCHS=1
 else
   CLF_EPOCHS=5; CLF_SUBSET=()
-  OBF_EPOCHS=2; OBF_SUBSET=(--train-subset 20000)
+  OBF_EPOCHS=1; OBF_SUBSET=(--train-subset 30000 --batch-size 64 --warmup-epochs 0.3)
   TABLES=()
   SWEEP=(--preset cpu)
   CLF0=runs/default-classifier/model.pt; OBF0=runs/default-obfuscator/model.pt
-  CLF0_EPOCHS=10; OBF0_EPOCHS=2
+  CLF0_EPOCHS=10; OBF0_EPOCHS=1
 fi
 
 # train_classifier OUT MODEL SEED EPOCHS: train unless OUT/model.pt exists; resume a killed run

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from ..eval.figures import save_grid, save_tradeoff
-from ..eval.markdown import grid_figure_name, grid_rows, mean_std, pct, provenance, table
+from ..eval.markdown import (
+    grid_figure_name,
+    grid_rows,
+    mean_std,
+    pct,
+    plural,
+    provenance,
+    table,
+)
 from .runner import SCHEMA
 
 __all__ = ["SCHEMA", "attacks_figures", "attacks_markdown"]
@@ -29,7 +37,8 @@ def _setup(result: dict[str, Any]) -> list[str]:
         lines.append(f"Frozen classifier: {clf['label']} ({clf['model_name']}, sha256 "
                      f"`{clf['sha256'][:12]}`), plain accuracy {pct(clf['plain_acc'])} %.")
         lines.append("")
-    lines += [f"Attacker budget: fresh decoders train {b['epochs']} epochs on {b['train_images']} "
+    lines += [f"Attacker budget: fresh decoders train {plural(b['epochs'], 'epoch')} on "
+              f"{b['train_images']} "
               f"training images (batch {b['batch_size']}, Adam lr {b['lr']:g}, one-cycle; U-Net "
               f"width {b['unet_width']}); inversion: {b['inversion_images']} test images, "
               f"{b['inversion_steps']} Adam steps (lr {b['inversion_lr']:g}), "
@@ -39,7 +48,7 @@ def _setup(result: dict[str, Any]) -> list[str]:
     if sweep:
         lines += ["", f"λ sweep: obfuscators trained against the classifier with λ in "
                       f"{', '.join(f'{lam:g}' for lam in sweep['lams'])} ({sweep['recipe']} "
-                      f"recipe, {sweep['epochs']} epochs, "
+                      f"recipe, {plural(sweep['epochs'], 'epoch')}, "
                       f"{sweep['train_subset'] or 'all'} training images)."]
     return [*lines, ""]
 

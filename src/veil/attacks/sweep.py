@@ -46,5 +46,6 @@ def train_sweep(classifier: str | Path, lams: list[float], out: str | Path, *,
             train_obfuscator(config, resume=resume, quiet=quiet)
         paths.append(model)
     record = {"lams": list(dict.fromkeys(lams)), "recipe": recipe, "epochs": config.epochs,
-              "train_subset": train_subset, "seed": seed, "folder": str(out)}
+              "train_subset": train_subset, "batch_size": config.batch_size, "lr": config.lr,
+              "warmup_epochs": config.warmup_epochs, "seed": seed, "folder": str(out)}
     return paths, record

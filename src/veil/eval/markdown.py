@@ -25,6 +25,10 @@ def mean_std(summary: dict[str, float] | None, digits: int = 2) -> str:
     return f"{summary['mean']:.{digits}f} ± {summary['std']:.{digits}f}"
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def short(sha: str | None) -> str:
     return f"`{sha[:12]}`" if sha else "–"
 
@@ -107,7 +111,8 @@ def _table2(result: dict[str, Any]) -> list[str]:
         g = t["grid"]
         lines += [f"![{t['obfuscator']}]({grid_figure_name('table2', t['obfuscator'])})", "",
                   f"*{t['obfuscator']}: rows original, obfuscated (8-bit), reconstructed; "
-                  f"{g['per_class']} test image(s) per class, x{g['scale']} nearest-neighbour.*",
+                  f"{plural(g['per_class'], 'test image')} per class, x{g['scale']} "
+                  "nearest-neighbour.*",
                   ""]
     return lines
 
