@@ -16,19 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from veil.models import create_model
-from veil.train.engine import autocast, resolve_device
-from veil.train.obfuscator import AdversarialStep, make_config
+from veil.eval.reproduce_budget import classifier_step, obfuscator_step, synchronize
+from veil.train.engine import resolve_device
+from veil.train.obfuscator import make_config
 from veil.train.runs import environment
 
 CLASSIFIERS = ("vgg19", "resnet18", "resnet50", "googlenet", "fastnet")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def time_steps(step, device: torch.device, warmup: int, repeats: int, steps: int) -> list[float]:
@@ -43,36 +37,6 @@ def time_steps(step, device: torch.device, warmup: int, repeats: int, steps: int
         synchronize(device)
         times.append((time.perf_counter() - t0) / steps)
     return times
-
-
-def classifier_step(name: str, device: torch.device, batch: int, precision: str,
-                    compile_model: bool):
-    model = create_model(name).to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    forward = torch.compile(model) if compile_model else model
-    x = torch.rand(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), device=device)
-
-    def step() -> None:
-        with autocast(device, precision):
-            loss = F.cross_entropy(forward(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
-
-
-def adversarial_step(name: str, device: torch.device, batch: int, precision: str):
-    config = make_config("fast", precision=precision)
-    o, d = create_model("obfuscator").to(device), create_model("deobfuscator").to(device)
-    c = create_model(name).to(device)
-    for m in (o, d, c):
-        m.to(memory_format=torch.channels_last)
-    step = AdversarialStep(o, d, c, config, device)
-    x = torch.rand(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), device=device)
-    return lambda: step(x, y, 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         for kind, compiled in variants:
             t0 = time.perf_counter()
-            step = (classifier_step(name, device, args.batch_size, args.precision, compiled)
-                    if kind == "classifier" else
-                    adversarial_step(name, device, args.batch_size, args.precision))
+            make_step = (classifier_step(name, device, args.precision, True, compiled)
+                         if kind == "classifier" else
+                         obfuscator_step(name, make_config("fast", precision=args.precision),
+                                         device))
+            step = make_step(args.batch_size)
             times = time_steps(step, device, args.warmup, args.repeats, args.steps)
             row = {"model": name, "step": kind, "compiled": compiled,
                    "batch_size": args.batch_size, "precision": args.precision,

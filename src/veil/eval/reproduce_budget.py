@@ -101,7 +101,7 @@ class Clock:
         return None if self.budget_s is None else self.budget_s - self.elapsed()
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -110,12 +110,12 @@ def seconds_per_step(step: Callable[[], None], device: torch.device, probe: Prob
     """Mean wall time of one step after warm-up (at least one timed step)."""
     for _ in range(probe.warmup):
         step()
-    _synchronize(device)
+    synchronize(device)
     steps = max(1, probe.steps)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    _synchronize(device)
+    synchronize(device)
     return (time.perf_counter() - t0) / steps
 
 
@@ -143,19 +143,20 @@ def images_per_s(make_step: Callable[[int], Callable[[], None]], batch_size: int
     return n / seconds
 
 
-def classifier_step(model_name: str, device: torch.device, precision: str, channels_last: bool
-                    ) -> Callable[[int], Callable[[], None]]:
+def classifier_step(model_name: str, device: torch.device, precision: str, channels_last: bool,
+                    compile_model: bool = False) -> Callable[[int], Callable[[], None]]:
     """A training step of a fresh `model_name` as `veil train classifier` runs it (SGD)."""
     def make(n: int) -> Callable[[], None]:
         model = create_model(model_name).to(device).train()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+        forward = torch.compile(model) if compile_model else model
         x, y = _batch(n, device, channels_last)
 
         def step() -> None:
             with autocast(device, precision):
-                loss = F.cross_entropy(model(x), y)
+                loss = F.cross_entropy(forward(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
