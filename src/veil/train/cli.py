@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--distill", type=float, help="weight of the distillation term (0: off)")
     o.add_argument("--temperature", type=float)
     o.add_argument("--warmup-epochs", type=float, help="epochs over which lambda ramps up")
+    o.add_argument("--identity-epochs", type=float,
+                   help="first train the obfuscator alone to reproduce its input for this many "
+                        "epochs (a warm start; 0: off)")
     o.add_argument("--schedule", choices=["step", "onecycle", "constant"])
     _optional_bool(o, "quantize", "8-bit straight-through quantisation of the sent image")
 

@@ -16,11 +16,14 @@ Recipes:
   * `fast`: for limited compute. The classification term also distils the frozen classifier's
     own outputs on the plain image (KL at temperature T), the privacy term is ramped in over a
     warm-up, and the learning rate follows a one-cycle schedule; crop + flip augmentation.
+    Optionally (`identity_epochs`) the obfuscator first learns to reproduce its input, so that
+    the adversarial phase starts from an image the classifier can already read.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,7 @@ class ObfuscatorConfig:
     distill: float = 1.0
     temperature: float = 4.0
     warmup_epochs: float = 0.5
+    identity_epochs: float = 0.0
     crop_padding: int = 4
     flip: bool = True
     quantize: bool = True
@@ -144,6 +148,34 @@ def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
     t = temperature
     return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1),
                     log_target=True, reduction="batchmean") * t * t
+
+
+def pretrain_identity(obfuscator: nn.Module, loader: TensorLoader, steps: int, lr: float,
+                      device: torch.device, precision: str = "fp32", quiet: bool = True) -> float:
+    """Train the obfuscator alone to reproduce its input (MSE) for `steps` batches; returns the
+    last batch's loss. A warm start: the encoder-decoder then passes the image through, which
+    the frozen classifier reads, instead of starting the adversarial phase from grey noise."""
+    optimizer = torch.optim.Adam(obfuscator.parameters(), lr=lr, fused=True)
+    obfuscator.train()
+    loss = torch.zeros(())
+    for x, _ in progress(_repeat(loader, steps), steps, "identity warm start", quiet):
+        with autocast(device, precision):
+            loss = F.mse_loss(obfuscator(x).float(), x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+def _repeat(loader: TensorLoader, steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`steps` batches from loader, starting over as often as needed."""
+    done = 0
+    while done < steps:
+        for batch in loader:
+            yield batch
+            done += 1
+            if done >= steps:
+                return
 
 
 def lambda_at(config: ObfuscatorConfig, epoch_progress: float) -> float:
@@ -235,6 +267,13 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
         log.truncate_after(state["epoch"])
     else:
         write_config(out, config)
+        if config.identity_epochs > 0:
+            t0 = time.perf_counter()
+            loader.set_epoch(0)
+            mse = pretrain_identity(obfuscator, loader, round(config.identity_epochs * len(loader)),
+                                    config.lr, device, config.precision, quiet)
+            log.append({"epoch": 0, "identity_mse": mse,
+                        "wall_s": round(time.perf_counter() - t0, 2)})
     clf_info = {"model_name": clf_payload["model_name"], "path": str(config.classifier),
                 "sha256": sha256_of(config.classifier),
                 "test_acc": clf_payload.get("metrics", {}).get("test_acc")}
