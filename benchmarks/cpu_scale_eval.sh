@@ -3,6 +3,8 @@
 #
 #   benchmarks/cpu_scale_eval.sh               # full CPU scale: 4-5 h on 2 cores
 #   SMOKE=1 OUT=/tmp/veil-smoke benchmarks/cpu_scale_eval.sh   # minutes: checks the pipeline
+#   HOUR=1 CLF0=... OBF0=... benchmarks/cpu_scale_eval.sh      # about an hour: 3-epoch extra
+#       classifiers, 1-epoch obfuscators on 10,000 images, the `cpu-hour` trade-off preset
 #
 # Models (short budgets; finished runs are reused, interrupted ones resumed):
 #   fastnet seed 0   runs/default-classifier/model.pt (10 epochs; trained here if missing)
@@ -40,6 +42,13 @@ if [[ -n "${SMOKE:-}" ]]; then
   SWEEP=(--preset smoke)
   CLF0=$RUNS/fastnet-s0/model.pt; OBF0=$RUNS/obf-fastnet-s0/model.pt
   CLF0_EPOCHS=1; OBF0_EPOCHS=1
+elif [[ -n "${HOUR:-}" ]]; then
+  CLF_EPOCHS=3; CLF_SUBSET=()
+  OBF_EPOCHS=1; OBF_SUBSET=(--train-subset 10000 --batch-size 64 --warmup-epochs 0.3)
+  TABLES=()
+  SWEEP=(--preset cpu-hour)
+  CLF0=${CLF0:-runs/default-classifier/model.pt}; OBF0=${OBF0:-runs/default-obfuscator/model.pt}
+  CLF0_EPOCHS=15; OBF0_EPOCHS=2
 else
   CLF_EPOCHS=5; CLF_SUBSET=()
   OBF_EPOCHS=1; OBF_SUBSET=(--train-subset 30000 --batch-size 64 --warmup-epochs 0.3)

@@ -33,6 +33,11 @@ PRESETS: dict[str, list[str]] = {
             "--test-subset", "1000", "--epochs", "2", "--train-size", "5000",
             "--unet-width", "16", "--inversion-images", "50", "--inversion-steps", "150",
             "--restarts", "2"],
+    # CPU in about 40 min (2 idle cores): two extra λ points on 5,000 images, smaller attackers.
+    "cpu-hour": ["--lams", "0", "10", "--sweep-epochs", "1", "--sweep-train-subset", "5000",
+                 "--baselines", "all", "blur:1", "noise:0.1", "--test-subset", "1000",
+                 "--epochs", "2", "--train-size", "3000", "--unet-width", "16",
+                 "--inversion-images", "20", "--inversion-steps", "100", "--restarts", "2"],
     # GPU (one H100): full test split, stronger attacker.
     "gpu": ["--lams", "0", "0.03", "0.1", "0.3", "1", "3", "10", "--sweep-epochs", "10",
             "--baselines", "all", "blur:1", "blur:3", "noise:0.1", "noise:0.4",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from veil.cli import main
 from veil.client import (
@@ -29,6 +32,8 @@ try:  # whether or not tests/ is a package
     from tests.offload_helpers import build_artifacts, png_bytes, sample_images
 except ModuleNotFoundError:
     from offload_helpers import build_artifacts, png_bytes, sample_images
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -52,26 +57,61 @@ def server(artifacts, received):
 
 # --- torch-free --------------------------------------------------------------------------------
 TORCH_FREE = """
-import sys
+import importlib.abc, sys
+
+class Blocked(importlib.abc.MetaPathFinder):  # as if only `pip install veil[edge]` were done
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"torch", "fastapi", "uvicorn", "tqdm", "yaml"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Blocked())
 import numpy as np
-import veil.client, veil.serve.client_cli
+import veil.cli, veil.client, veil.serve.client_cli
 obfuscator = veil.client.OnnxObfuscator(sys.argv[1])
 images = np.zeros((2, 40, 50, 3), np.uint8)
 out = obfuscator(np.stack([veil.client.load_image(im) for im in images]))
 assert out.shape == (2, 32, 32, 3) and out.dtype == np.uint8
 assert veil.client.encode_png(out[0]).startswith(b"\\x89PNG")
 veil.client.VeilClient("http://127.0.0.1:9", obfuscator).close()
-heavy = sorted(m for m in ("torch", "fastapi", "uvicorn") if m in sys.modules)
-assert not heavy, heavy
+try:
+    veil.cli.main(["classify", "--help"])
+except SystemExit as e:
+    assert e.code == 0, e.code
+assert veil.cli.main(["train", "classifier", "--out", "x"]) == 2
 print("ok")
 """
 
 
-def test_edge_client_never_imports_torch(artifacts):
+def test_edge_client_runs_without_torch(artifacts):
     result = subprocess.run([sys.executable, "-c", TORCH_FREE, str(artifacts.onnx)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    assert result.stdout.strip().endswith("ok")
+    assert "`veil train` needs the package 'torch'" in result.stderr
+    assert "pip install 'veil[train]'" in result.stderr
+
+
+def _requirements(extra: str, project: dict) -> set[str]:
+    """Distribution names `pip install veil[extra]` asks for, self-references expanded."""
+    names = set()
+    todo = list(project["dependencies"]) + list(project["optional-dependencies"][extra])
+    while todo:
+        req = todo.pop()
+        name = re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0].lower()
+        if name == "veil":
+            for sub in req[req.index("[") + 1:req.index("]")].split(","):
+                todo += project["optional-dependencies"][sub.strip()]
+        else:
+            names.add(name)
+    return names
+
+
+def test_edge_extra_brings_no_torch():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    edge = _requirements("edge", project)
+    assert edge == {"numpy", "pillow", "onnxruntime", "httpx"}
+    assert "torch" in _requirements("train", project)
+    assert {"torch", "fastapi", "onnx"} <= _requirements("all", project)
 
 
 # --- reading images ----------------------------------------------------------------------------

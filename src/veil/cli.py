@@ -27,7 +27,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser(available_only: bool = True) -> argparse.ArgumentParser:
+# what to install when a subcommand's import fails for want of a package
+EXTRAS: dict[str, str] = {"torch": "train", "tqdm": "train", "yaml": "train",
+                          "matplotlib": "eval", "pytorch_msssim": "eval", "onnx": "export",
+                          "onnxruntime": "edge", "httpx": "edge", "fastapi": "serve",
+                          "uvicorn": "serve", "multipart": "serve"}
+
+
+class MissingExtra(RuntimeError):
+    """A subcommand needs an optional dependency that is not installed."""
+
+
+def load_command(name: str):
+    """The module behind subcommand `name`, imported only when that subcommand is used (so that
+    `veil classify` runs where only the torch-free edge extra is installed)."""
+    module_name = COMMANDS[name][0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        raise MissingExtra(f"`veil {name}` needs the package {top!r}, which is not installed: "
+                           f"pip install 'veil[{EXTRAS[top]}]'") from e
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported and gets its full arguments."""
     parser = argparse.ArgumentParser(
         prog="veil",
         description="Privacy-aware offloading: a small on-device obfuscator makes images "
@@ -36,21 +62,27 @@ def build_parser(available_only: bool = True) -> argparse.ArgumentParser:
     from . import __version__
     parser.add_argument("--version", action="version", version=f"veil {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if available_only and e.name == module_name:
-                continue  # not built yet
-            raise
+    for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:])
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        if name == command:
+            module = load_command(name)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(_command_in(argv))
+    except MissingExtra as e:
+        print(f"veil: error: {e}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
