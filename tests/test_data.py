@@ -34,6 +34,7 @@ from veil.data import (
     sources,
 )
 from veil.data.download import CIFAR10_FOLDER, download
+from veil.data.lossless import jpeg_twins, load_lossless_slice, twin_indices
 from veil.data.sample import load_sample
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -165,14 +166,31 @@ def test_shared_zip_keeps_the_original_order_within_each_class(cifar_zip):
     """File NNNN is the image's rank in its class, so the lossless slice lines up with it."""
     if not LOSSLESS_NPZ.exists():
         pytest.skip(f"missing {LOSSLESS_NPZ}")
-    test = load_dataset(cifar_zip).test
-    with np.load(LOSSLESS_NPZ) as z:
-        x, y = z["x_test1000"], z["y_test1000"]
-    rank = np.array([(y[:i] == y[i]).sum() for i in range(len(y))])
-    jpeg = test.images[y * 1000 + rank]
-    assert np.array_equal(test.labels[y * 1000 + rank], y)
-    rmse = np.sqrt(((jpeg.astype(np.float64) - x) ** 2).mean())
-    assert rmse < 12  # JPEG-75 is about 8 on the 0-255 scale; a misaligned image would be ~70
+    ds = load_dataset(cifar_zip)
+    lossless = load_lossless_slice(LOSSLESS_NPZ)
+    for split in ("train", "test"):
+        twins = jpeg_twins(lossless[split], getattr(ds, split))
+        assert np.array_equal(twins.labels, lossless[split].labels)
+        diff = twins.images.astype(np.float64) - lossless[split].images
+        rmse = np.sqrt((diff ** 2).mean())
+        assert 5 < rmse < 12  # JPEG-75 is about 8 on the 0-255 scale; a misaligned image ~70
+
+
+def test_twin_indices_count_ranks_per_class():
+    copy_labels = np.array([0, 0, 0, 1, 1, 2])
+    assert twin_indices(np.array([1, 0, 0, 2, 1]), copy_labels).tolist() == [3, 0, 1, 5, 4]
+    with pytest.raises(ValueError, match="no image 1 of class 2"):
+        twin_indices(np.array([2, 2]), copy_labels)
+    with pytest.raises(ValueError, match="sorted by class"):
+        twin_indices(np.array([0]), np.array([1, 0]))
+
+
+def test_lossless_slice_errors(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_lossless_slice(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(DataError, match="not the lossless CIFAR-10 slice"):
+        load_lossless_slice(tmp_path / "other.npz")
 
 
 # --- class folders -------------------------------------------------------------------------

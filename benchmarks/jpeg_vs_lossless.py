@@ -1,0 +1,95 @@
+"""What the JPEG-75 copy of CIFAR-10 itself costs: one classifier (and optionally its obfuscator)
+scored on the 1,000 test images of the lossless slice and on the same images from the JPEG copy.
+
+    python benchmarks/jpeg_vs_lossless.py --classifier CKPT [--obfuscator CKPT] \
+        [--lossless ../shared/data/cifar10-lossless-subset.npz] \
+        [--data ../shared/data/cifar10-jpeg75.zip] [--out results/cpu/jpeg_vs_lossless]
+
+Writes OUT/jpeg_vs_lossless.json and .md. Both versions are the same pictures in the same order,
+so the difference is paired: the table also counts the images only one version gets right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from veil.data import Split, load_dataset, to_tensor_images
+from veil.data.lossless import jpeg_twins, load_lossless_slice
+from veil.train.checkpoint import sha256_of
+from veil.train.classifier import load_classifier
+from veil.train.obfuscator import load_obfuscator
+from veil.train.quantize import quantize_8bit
+from veil.train.runs import environment
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@torch.no_grad()
+def correct(split: Split, classifier, obfuscator=None, batch: int = 250) -> np.ndarray:
+    """Per image: does the classifier get it right (on the 8-bit obfuscated image if given)?"""
+    out = []
+    for i in range(0, len(split), batch):
+        x = to_tensor_images(split.images[i:i + batch]).float() / 255
+        if obfuscator is not None:
+            x = quantize_8bit(obfuscator(x))
+        out.append(classifier(x).argmax(1).numpy() == split.labels[i:i + batch])
+    return np.concatenate(out)
+
+
+def compare(lossless: np.ndarray, jpeg: np.ndarray) -> dict[str, float | int]:
+    return {"lossless_acc": float(lossless.mean()), "jpeg_acc": float(jpeg.mean()),
+            "difference_pp": round(100 * float(lossless.mean() - jpeg.mean()), 2),
+            "only_lossless_right": int((lossless & ~jpeg).sum()),
+            "only_jpeg_right": int((jpeg & ~lossless).sum())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--obfuscator")
+    p.add_argument("--lossless", default=str(SHARED / "cifar10-lossless-subset.npz"))
+    p.add_argument("--data", default=str(SHARED / "cifar10-jpeg75.zip"))
+    p.add_argument("--out", default="results/cpu/jpeg_vs_lossless")
+    args = p.parse_args(argv)
+
+    lossless = load_lossless_slice(args.lossless)["test"]
+    jpeg = jpeg_twins(lossless, load_dataset(args.data).test)
+    classifier, payload = load_classifier(args.classifier, "cpu")
+    rows = {"plain": compare(correct(lossless, classifier), correct(jpeg, classifier))}
+    if args.obfuscator:
+        obfuscator = load_obfuscator(args.obfuscator)[0]
+        rows["obfuscated_8bit"] = compare(correct(lossless, classifier, obfuscator),
+                                          correct(jpeg, classifier, obfuscator))
+    rmse = float(np.sqrt(((jpeg.images.astype(np.float64) - lossless.images) ** 2).mean()))
+    result = {"images": len(lossless), "rmse_0_255": round(rmse, 2),
+              "classifier": {"path": args.classifier, "sha256": sha256_of(args.classifier),
+                             "model_name": payload["model_name"],
+                             "trained_on": payload.get("data", {})},
+              "obfuscator": args.obfuscator and {"path": args.obfuscator,
+                                                 "sha256": sha256_of(args.obfuscator)},
+              "rows": rows, "environment": environment()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "jpeg_vs_lossless.json").write_text(json.dumps(result, indent=1) + "\n")
+    lines = [f"# JPEG-75 copy vs lossless pixels: the same {len(lossless)} CIFAR-10 test images",
+             "", f"Classifier `{payload['model_name']}` ({args.classifier}); JPEG copy vs lossless "
+             f"RMSE {rmse:.2f} on the 0-255 scale.", "",
+             "| input | lossless acc % | JPEG-75 acc % | lossless - JPEG (pp) | "
+             "only lossless right "
+             "| only JPEG right |", "|---|---:|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {100 * r['lossless_acc']:.1f} | {100 * r['jpeg_acc']:.1f} | "
+                     f"{r['difference_pp']:+.1f} | {r['only_lossless_right']} | "
+                     f"{r['only_jpeg_right']} |")
+    (out / "jpeg_vs_lossless.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
