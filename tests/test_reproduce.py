@@ -187,6 +187,9 @@ def test_plan_epochs_fits_the_budget():
     assert plan_epochs(20, 100.0, 3.0, fixed_s=6.0) == 20  # fits: the default
     assert plan_epochs(20, 30.0, 3.0, fixed_s=3.0) == 8  # (30 * 0.9 - 3) // 3
     assert plan_epochs(20, 1.0, 3.0) == 1  # never below one epoch
+    assert plan_epochs(20, 1.0, 3.0, minimum=5) == 5  # nor below the minimum
+    assert plan_epochs(3, 1.0, 3.0, minimum=5) == 3  # which the default caps
+    assert plan_epochs(20, 30.0, 3.0, fixed_s=3.0, minimum=5) == 8
     with pytest.raises(ValueError):
         plan_epochs(0, 10.0, 1.0)
 

@@ -67,15 +67,30 @@ class EpochPlan:
 
 
 def plan_epochs(default: int, budget_s: float | None, epoch_s: float, fixed_s: float = 0.0,
-                safety: float = SAFETY) -> int:
-    """Epochs that fit into budget_s (None: no limit): at most `default`, at least 1."""
+                safety: float = SAFETY, minimum: int = 1) -> int:
+    """Epochs that fit into budget_s (None: no limit): at most `default`, at least `minimum`
+    (a one-cycle schedule shorter than a few epochs learns nothing worth the time it takes:
+    better to overrun the phase and let the later phases give the time back)."""
     if default < 1:
         raise ValueError(f"default epochs must be at least 1, got {default}")
     if budget_s is None:
         return default
     if epoch_s <= 0:
         raise ValueError(f"epoch time must be positive, got {epoch_s}")
-    return max(1, min(default, int((budget_s * safety - fixed_s) // epoch_s)))
+    floor = max(1, min(minimum, default))
+    return max(floor, min(default, int((budget_s * safety - fixed_s) // epoch_s)))
+
+
+def warm_up(device: torch.device) -> None:
+    """Start the device's runtime (CUDA context, cuDNN, first kernels) before anything is timed,
+    so that the first phase's speed probe does not pay the one-time start-up."""
+    if device.type != "cuda":
+        return
+    x = torch.rand(8, 3, 32, 32, device=device, requires_grad=True)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1).to(device)
+    with torch.autocast("cuda", torch.bfloat16):
+        conv(x).float().sum().backward()
+    synchronize(device)
 
 
 def share(remaining_s: float, weights: Sequence[float], index: int = 0) -> float:
