@@ -16,7 +16,7 @@ import torch
 
 from conftest import REPO
 from veil.cli import main
-from veil.data import load_dataset
+from veil.data import TensorLoader, load_dataset
 from veil.models import create_model
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
@@ -182,6 +182,27 @@ def test_obfuscator_training_improves_and_resumes(trained_classifier, tmp_path):
     assert a["classifier"]["model_name"] == "fastnet_tiny"
     o, d, payload = obf.load_obfuscator(tmp_path / "a" / "model.pt")
     assert not o.training and payload["metrics"] == rows[-1]
+
+
+def test_identity_warm_start_passes_the_image_through(trained_classifier, tmp_path):
+    ds = load_dataset("sample")
+    loader = TensorLoader(ds.train, 50, shuffle=True, seed=0)
+    x = next(iter(TensorLoader(ds.test, 50)))[0]
+    torch.manual_seed(0)
+    obfuscator = create_model("obfuscator")
+    with torch.no_grad():
+        before = torch.nn.functional.mse_loss(obfuscator(x), x).item()
+    obf.pretrain_identity(obfuscator, loader, steps=40, lr=5e-3, device=torch.device("cpu"))
+    with torch.no_grad():
+        after = torch.nn.functional.mse_loss(obfuscator(x), x).item()
+    assert after < 0.5 * before
+
+    config = tiny_obfuscator_config(trained_classifier, tmp_path / "run", epochs=1,
+                                    identity_epochs=0.5)
+    obf.train_obfuscator(config, quiet=True)
+    rows = read_metrics(tmp_path / "run")
+    assert rows[0]["epoch"] == 0 and rows[0]["identity_mse"] > 0
+    assert rows[1]["epoch"] == 1 and rows[1]["wall_s"] > rows[0]["wall_s"]
 
 
 def test_paper_recipe_is_appendix_a():
