@@ -11,15 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results=${1:-results/gpu/recipe_search}
-data_dir=${DATA_DIR:-/tmp/veil-data}
-python=${PYTHON:-python3}
-if [ ! -d "$data_dir/cifar10/train" ]; then
-    mkdir -p "$data_dir"
-    tar xzf .carry/cifar10-jpeg75.tar.gz -C "$data_dir"
-fi
-export PYTHONPATH="$PWD/src:$PWD/.carry/site${PYTHONPATH:+:$PYTHONPATH}"
-export VEIL_CACHE=${VEIL_CACHE:-/tmp/veil-cache} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-"$python" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())'
+. benchmarks/gpu_env.sh
+export OMP_NUM_THREADS=2  # several trainings share the host's cores
 "$python" -m veil data info --data "$data_dir/cifar10"
 rc=0
 "$python" benchmarks/obfuscator_recipe_search.py --grid "${GRID:-benchmarks/grids/gpu_recipe.json}" \

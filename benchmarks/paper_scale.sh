@@ -21,16 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 results=${1:-results/paper}
 shift || true
-data_dir=${DATA_DIR:-/tmp/veil-data}
-python=${PYTHON:-python3}
-
-if [ ! -d "$data_dir/cifar10/train" ]; then
-    mkdir -p "$data_dir"
-    tar xzf .carry/cifar10-jpeg75.tar.gz -C "$data_dir"
-fi
-export PYTHONPATH="$PWD/src:$PWD/.carry/site${PYTHONPATH:+:$PYTHONPATH}"
-export VEIL_CACHE=${VEIL_CACHE:-/tmp/veil-cache} PYTHONUNBUFFERED=1
-"$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
+. benchmarks/gpu_env.sh
 
 rc=0
 timeout -s INT "${HARD_LIMIT_S:-570}" \
