@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from veil.data import Split, load_dataset, to_tensor_images
+from veil.data import Split, TensorLoader, load_dataset
 from veil.data.lossless import jpeg_twins, load_lossless_slice
 from veil.train.checkpoint import sha256_of
 from veil.train.classifier import load_classifier
@@ -33,11 +33,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def correct(split: Split, classifier, obfuscator=None, batch: int = 250) -> np.ndarray:
     """Per image: does the classifier get it right (on the 8-bit obfuscated image if given)?"""
     out = []
-    for i in range(0, len(split), batch):
-        x = to_tensor_images(split.images[i:i + batch]).float() / 255
+    for x, y in TensorLoader(split, batch):  # unshuffled: the split's order
         if obfuscator is not None:
             x = quantize_8bit(obfuscator(x))
-        out.append(classifier(x).argmax(1).numpy() == split.labels[i:i + batch])
+        out.append((classifier(x).argmax(1) == y).numpy())
     return np.concatenate(out)
 
 

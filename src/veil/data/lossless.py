@@ -35,10 +35,10 @@ def load_lossless_slice(path: str | os.PathLike) -> dict[str, Split]:
 def twin_indices(labels: np.ndarray, copy_labels: np.ndarray) -> np.ndarray:
     """Indices into a class-sorted copy (every class's images contiguous, in rank order) of the
     images whose original-order labels are `labels`, taken from the start of the original split."""
-    classes, starts, counts = np.unique(copy_labels, return_index=True, return_counts=True)
     if not np.all(np.diff(copy_labels) >= 0):
         raise ValueError("the copy's images must be sorted by class (as load_dataset reads "
                          "class folders)")
+    classes, starts, counts = np.unique(copy_labels, return_index=True, return_counts=True)
     start, count = dict(zip(classes, starts, strict=True)), dict(zip(classes, counts, strict=True))
     seen: dict[int, int] = {}
     out = np.empty(len(labels), np.int64)

@@ -88,7 +88,7 @@ def warm_up(device: torch.device) -> None:
         return
     x = torch.rand(8, 3, 32, 32, device=device, requires_grad=True)
     conv = torch.nn.Conv2d(3, 8, 3, padding=1).to(device)
-    with torch.autocast("cuda", torch.bfloat16):
+    with autocast(device, "bf16"):
         conv(x).float().sum().backward()
     synchronize(device)
 
