@@ -14,10 +14,14 @@ from .tables import evaluate_tables
 DEFAULT_OUT = "results/evaluate"
 
 
-def add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="SOURCE", default=None,
                         help="'cifar10', 'sample', a folder or a .zip (default: $VEIL_DATA or "
                              "cifar10)")
+
+
+def add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
+    add_data_argument(parser)
     parser.add_argument("--out", default=default_out, metavar="DIR",
                         help=f"results folder (default: {default_out})")
     parser.add_argument("--test-subset", type=int, metavar="N",

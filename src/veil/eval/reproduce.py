@@ -45,6 +45,7 @@ from ..train.classifier import train_classifier
 from ..train.engine import quiet_default, resolve_device, seed_everything
 from ..train.obfuscator import train_obfuscator
 from ..train.runs import MetricsLog, config_from_dict, environment
+from .cli import add_data_argument
 from .figures import pareto_front
 from .loading import (
     LoadedClassifier,
@@ -548,9 +549,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="paper",
                         help="paper (default): the paper's models on a GPU; tiny: stand-in "
                              "models and a few hundred images, minutes on a CPU")
-    parser.add_argument("--data", metavar="SOURCE", default=None,
-                        help="'cifar10', 'sample', a folder or a .zip (default: $VEIL_DATA or "
-                             "cifar10)")
+    add_data_argument(parser)
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"run and results folder (default: {DEFAULT_OUT})")
     parser.add_argument("--budget-minutes", type=float, metavar="M",
