@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -25,6 +27,7 @@ from veil.client import OnnxObfuscator, encode_png
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.runner import BackgroundServer
+from veil.serve.worker import InferenceProcess
 
 try:  # whether or not tests/ is a package
     from tests.offload_helpers import build_artifacts, png_bytes, sample_images
@@ -342,9 +345,15 @@ def test_veil_serve_and_veil_classify_commands(artifacts, tmp_path, capsys):
         out = capsys.readouterr().out
         assert code == 0, out
         assert len(out.strip().splitlines()) == 3 and "img0.png: " in out
+        assert _children(proc.pid), "the classifier should run in a child process by default"
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").glob("*/children")
+            for c in task.read_text().split()]
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -464,3 +473,80 @@ def test_a_failing_forward_pass_is_a_500_and_serving_continues(predictor, obfusc
         assert failed.json() == {"error": "internal_error", "detail": "internal server error"}
         assert classify(http, encode_png(obfuscated[0])).status_code == 200
         assert 'veil_errors_total{code="internal_error"} 1' in http.get("/metrics").text
+
+
+# --- the classifier in a child process (`veil serve --inference process`, the default) ---------
+@pytest.fixture(scope="module")
+def inference_process(artifacts):
+    with InferenceProcess(artifacts.classifier, threads=1) as worker:
+        yield worker
+
+
+def test_inference_process_answers_like_the_in_process_predictor(inference_process, predictor,
+                                                                 obfuscated):
+    assert inference_process.classes == predictor.classes
+    assert inference_process.image_size == predictor.image_size
+    assert inference_process.info == predictor.info
+    assert inference_process.pid != os.getpid()
+    probs = inference_process(obfuscated)
+    assert probs.dtype == np.float32 and probs.shape == (len(obfuscated), len(predictor.classes))
+    np.testing.assert_allclose(probs, predictor(obfuscated), atol=1e-5)
+    np.testing.assert_array_equal(probs.argmax(1), predictor(obfuscated).argmax(1))
+
+
+def test_inference_process_reports_a_failed_batch_and_keeps_serving(inference_process,
+                                                                    obfuscated):
+    pid = inference_process.pid
+    with pytest.raises(RuntimeError, match="inference failed: ValueError: cannot reshape"):
+        inference_process(np.zeros((3, 8, 8, 3), np.uint8))  # not the classifier's size
+    assert inference_process(obfuscated[:2]).shape[0] == 2
+    assert inference_process.pid == pid and inference_process.restarts == 0
+
+
+def test_a_killed_inference_process_is_replaced_and_the_server_keeps_serving(artifacts,
+                                                                             obfuscated):
+    with InferenceProcess(artifacts.classifier, threads=1) as worker, \
+            BackgroundServer(create_app(worker)) as url, httpx.Client(base_url=url) as http:
+        assert classify(http, encode_png(obfuscated[0])).status_code == 200
+        first = worker.pid
+        os.kill(first, signal.SIGKILL)
+        _wait_for_exit(first)
+        answer = classify(http, encode_png(obfuscated[0]))
+        assert answer.status_code == 200, answer.text
+        second = worker.pid
+        assert second not in (None, first) and worker.restarts == 1
+        assert metric(http.get("/metrics").text, "veil_inference_restarts_total") == 1
+    assert worker.pid is None
+    with pytest.raises(ProcessLookupError):  # closing stopped and reaped the child
+        os.kill(second, 0)
+
+
+def test_inference_process_names_a_checkpoint_it_cannot_load(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match=r"could not load .*bad\.pt: CheckpointError"):
+        InferenceProcess(bad)
+
+
+def test_load_predictor_modes(artifacts, tmp_path):
+    from veil.serve.cli import load_predictor
+
+    in_thread = load_predictor(artifacts.classifier, 1, "thread")
+    assert isinstance(in_thread, Predictor)
+    with load_predictor(artifacts.classifier, 1, "process") as in_child:
+        assert isinstance(in_child, InferenceProcess) and in_child.classes == in_thread.classes
+    with pytest.raises(FileNotFoundError, match="no such classifier checkpoint"):
+        load_predictor(tmp_path / "missing.pt", 1, "process")
+
+
+def _wait_for_exit(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{pid}/stat").is_file() and " Z " in Path(f"/proc/{pid}/stat").read_text():
+            return  # a zombie: dead, waiting for its parent to reap it
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} is still running")

@@ -9,6 +9,8 @@ whenever it leaves the machine, and set a bearer token. Received images are deco
 and are never logged.
 """
 
+from __future__ import annotations
+
 import asyncio
 import hmac
 import logging
@@ -16,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request
@@ -28,10 +30,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
 
 from .batching import MicroBatcher
-from .inference import Predictor
 from .metrics import Metrics
 from .multipart import Part, split_simple
 from .validation import ApiError, decode_png
+
+if TYPE_CHECKING:  # the app runs without torch when the classifier runs in a child process
+    from .inference import Predictor
+    from .worker import InferenceProcess
+
+    Backend = Predictor | InferenceProcess
 
 CLASSIFY = "/v1/classify"
 ROUTES = {CLASSIFY, "/healthz", "/metrics", "/openapi.json", "/docs", "/redoc"}
@@ -105,11 +112,12 @@ ERRORS = {s: {"model": ErrorBody} for s in (400, 401, 408, 413, 415, 422)}
 
 
 # --- the app -----------------------------------------------------------------------------------
-def create_app(predictor: Predictor, config: ServerConfig | None = None,
+def create_app(predictor: Backend, config: ServerConfig | None = None,
                on_receive: OnReceive | None = None) -> FastAPI:
     """The ASGI app. `on_receive(raw_pngs, images)` sees every accepted upload (tests only)."""
     config = config or ServerConfig()
     metrics = Metrics()
+    metrics.inference_restarts = lambda: getattr(predictor, "restarts", 0)
     batcher = MicroBatcher(predictor, config.max_batch, config.max_wait_ms, metrics)
 
     @asynccontextmanager
@@ -133,12 +141,12 @@ def create_app(predictor: Predictor, config: ServerConfig | None = None,
     return app
 
 
-def _classifier_info(predictor: Predictor) -> dict[str, str]:
+def _classifier_info(predictor: Backend) -> dict[str, str]:
     return {"model_name": str(predictor.info.get("model_name", "unknown")),
             "sha256": str(predictor.info.get("sha256", ""))}
 
 
-def make_classify(predictor: Predictor, config: ServerConfig, batcher: MicroBatcher,
+def make_classify(predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
                   on_receive: OnReceive | None) -> Endpoint:
     """The POST /v1/classify endpoint: auth, top_k, images, one batched forward pass."""
     classifier = _classifier_info(predictor)
@@ -163,7 +171,7 @@ def make_classify(predictor: Predictor, config: ServerConfig, batcher: MicroBatc
     return classify
 
 
-def _add_routes(app: FastAPI, predictor: Predictor, config: ServerConfig, metrics: Metrics,
+def _add_routes(app: FastAPI, predictor: Backend, config: ServerConfig, metrics: Metrics,
                 classify: Endpoint) -> None:
     classifier = _classifier_info(predictor)
     n_classes = len(predictor.classes)

@@ -10,6 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .worker import InferenceProcess
+
+if TYPE_CHECKING:
+    from .inference import Predictor
 
 TOKEN_ENV = "VEIL_TOKEN"
 
@@ -17,7 +23,8 @@ TOKEN_ENV = "VEIL_TOKEN"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n", 1)[1].strip()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--classifier", required=True, help="classifier checkpoint to serve")
+    parser.add_argument("--classifier", required=True, type=Path,
+                        help="classifier checkpoint to serve")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: "
                         "%(default)s); put TLS in front for anything but loopback")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
@@ -37,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allow binding a non-loopback address without a token")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for inference (default: torch's choice)")
+    parser.add_argument("--inference", choices=["process", "thread"], default="process",
+                        help="run the classifier in a child process, where its forward pass "
+                             "never waits for the event loop's GIL (default), or in a thread "
+                             "of the server's process")
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"])
 
@@ -57,21 +68,37 @@ def run(args: argparse.Namespace) -> int:
     if token is None and not is_loopback(args.host) and not args.no_auth:
         raise ValueError(f"binding {args.host} without a token: set ${TOKEN_ENV} or "
                          f"--token-file (and put TLS in front), or pass --no-auth")
-    import torch
-
     from .app import ServerConfig, create_app
-    from .inference import Predictor
     from .runner import serve_forever
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                           max_images=args.max_images, max_body_bytes=args.max_body_bytes,
                           token=token)
-    predictor = Predictor.from_checkpoint(args.classifier)
-    predictor.warm_up()
-    print(f"serving {predictor.info['model_name']} ({len(predictor.classes)} classes) on "
-          f"http://{args.host}:{args.port}  auth: {'bearer token' if token else 'off'}",
-          flush=True)
-    serve_forever(create_app(predictor, config), args.host, args.port, args.log_level)
+    predictor = load_predictor(args.classifier, args.threads, args.inference)
+    try:
+        print(f"serving {predictor.info['model_name']} ({len(predictor.classes)} classes) on "
+              f"http://{args.host}:{args.port}  inference: {args.inference}  auth: "
+              f"{'bearer token' if token else 'off'}", flush=True)
+        serve_forever(create_app(predictor, config), args.host, args.port, args.log_level)
+    finally:
+        if isinstance(predictor, InferenceProcess):
+            predictor.close()
     return 0
+
+
+def load_predictor(checkpoint: Path, threads: int | None, mode: str
+                   ) -> Predictor | InferenceProcess:
+    """The classifier, warmed up, in a child process (`mode="process"`) or in this one."""
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no such classifier checkpoint")
+    if mode == "process":
+        return InferenceProcess(checkpoint, threads)
+    import torch
+
+    from .inference import Predictor
+
+    if threads:
+        torch.set_num_threads(threads)
+    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor.warm_up()
+    return predictor

@@ -32,7 +32,10 @@ class Predictor:
         return cls(model, payload["classes"], info)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        images = np.ascontiguousarray(images)
+        if not images.flags.writeable:  # torch warns about (and cannot share) read-only memory
+            images = images.copy()
+        x = torch.from_numpy(images).permute(0, 3, 1, 2)
         with torch.inference_mode():
             logits = self.model(x.float().div_(255))
             return torch.softmax(logits.float(), 1).numpy()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -47,6 +47,7 @@ class Metrics:
         self.inference_latency = Histogram(LATENCY_BUCKETS)
         self.max_batch_seen = 0
         self.queue_depth = 0
+        self.inference_restarts: Callable[[], int] = lambda: 0
 
     def record_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1
@@ -76,6 +77,9 @@ class Metrics:
         out += self.inference_latency.render("veil_inference_latency_seconds")
         out += _header("veil_queue_depth", "gauge", "requests waiting for a batch")
         out.append(f"veil_queue_depth {self.queue_depth}")
+        out += _header("veil_inference_restarts_total", "counter",
+                       "times the inference process died and was started again")
+        out.append(f"veil_inference_restarts_total {self.inference_restarts()}")
         return "\n".join(out) + "\n"
 
 
