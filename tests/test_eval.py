@@ -14,7 +14,7 @@ import torch
 
 from veil.cli import main
 from veil.data import CIFAR10_CLASSES
-from veil.eval.figures import decode_strip, encode_strip, pareto_front
+from veil.eval.figures import decode_strip, encode_strip, label_points, pareto_front
 from veil.eval.metrics import PSNR_CAP_DB, image_scores, psnr, ssim, summarize
 from veil.eval.report import regenerate
 from veil.models import create_model
@@ -161,6 +161,26 @@ def tables_run(checkpoints, tmp_path_factory) -> Path:
                  "--data", "sample", "--test-subset", "40", "--out", str(out), "--quiet"])
     assert code == 0
     return out
+
+
+def test_trade_off_labels_of_clustered_points_do_not_overlap():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    cluster = [("obf-resnet18-s0-lam1", 0.277, 44.6), ("obf-googlenet-lam1", 0.285, 43.1),
+               ("obf-resnet50-lam1", 0.285, 42.6), ("obf-resnet18-s1-lam1", 0.293, 43.5),
+               ("obf-vgg19-lam1", 0.164, 10.0)]
+    ax.scatter([x for _, x, _ in cluster], [y for _, _, y in cluster])
+    ax.margins(x=0.12, y=0.08)
+    fig.tight_layout()
+    boxes = label_points(fig, ax, cluster)
+    assert len(boxes) == len(cluster)
+    for i, a in enumerate(boxes):
+        assert fig.bbox.x0 <= a.x0 and a.x1 <= fig.bbox.x1, "a name is cut off"
+        assert not any(a.overlaps(b) for b in boxes[i + 1:])
+    plt.close(fig)
 
 
 def test_evaluate_writes_the_tables_json_with_provenance(tables_run, checkpoints):

@@ -521,6 +521,22 @@ def test_a_killed_inference_process_is_replaced_and_the_server_keeps_serving(art
         os.kill(second, 0)
 
 
+def test_a_batch_on_which_the_inference_process_keeps_dying_fails(artifacts, obfuscated,
+                                                                  monkeypatch):
+    with InferenceProcess(artifacts.classifier, threads=1) as worker:
+        def dies(images):
+            os.kill(worker.pid, signal.SIGKILL)
+            raise EOFError
+
+        monkeypatch.setattr(worker, "_exchange", dies)
+        with pytest.raises(RuntimeError, match="died twice on the same batch"):
+            worker(obfuscated[:1])
+        assert worker.restarts == 1
+        monkeypatch.undo()
+        assert worker(obfuscated[:1]).shape == (1, len(worker.classes))  # a fresh one serves
+        assert worker.restarts == 2
+
+
 def test_inference_process_names_a_checkpoint_it_cannot_load(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -87,6 +87,51 @@ def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
     return [name for _, _, name in sorted(front)]
 
 
+LABEL_OFFSETS = tuple((dx, dy) for dy in (4, -11, 14, -21, 24, -31) for dx in (6, -6))
+
+
+def label_points(fig, ax, labelled: Sequence[tuple[str, float, float]]) -> list:
+    """Names each point at the first of a few offsets where the name stays inside the axes and
+    covers no other name and no marker (clustered points would print names on top of each
+    other); where none is free, at the offset that covers least. Returns the names' boxes."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    radius = 5 * fig.dpi / 72
+    taken = [Bbox.from_bounds(x - radius, y - radius, 2 * radius, 2 * radius)
+             for x, y in ax.transData.transform([(px, py) for _, px, py in labelled])]
+
+    def covered(box: Bbox) -> float:
+        if box.x0 < fig.bbox.x0 or box.x1 > fig.bbox.x1 or box.y1 > fig.bbox.y1:
+            return float("inf")  # cut off
+        outside = box.width * box.height * (box.x0 < ax.bbox.x0 or box.x1 > ax.bbox.x1
+                                            or box.y0 < ax.bbox.y0 or box.y1 > ax.bbox.y1)
+        return outside + sum(max(0.0, min(box.x1, t.x1) - max(box.x0, t.x0))
+                             * max(0.0, min(box.y1, t.y1) - max(box.y0, t.y0)) for t in taken)
+
+    for name, x, y in sorted(labelled, key=lambda p: (p[1], p[2])):
+        best = None
+        for dx, dy in LABEL_OFFSETS:
+            leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.4"} if abs(dy) > 11 else None
+            label = ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy),
+                                fontsize=7, ha="left" if dx >= 0 else "right",
+                                arrowprops=leader)
+            label.update_positions(renderer)
+            box = Text.get_window_extent(label, renderer)  # the name, not its leader line
+            cost = covered(box)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, label, box)
+            else:
+                label.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
+    return taken[len(labelled):]
+
+
 def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, title: str
                   ) -> Path:
     """Accuracy (y) vs the strongest attack's mean SSIM (x); the Pareto front joined by a line.
@@ -104,9 +149,6 @@ def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, t
         if pts:
             ax.scatter([p["ssim"] for p in pts], [100 * p["accuracy"] for p in pts], c=color,
                        marker=marker, s=40, label=kind + "s", zorder=3)
-    for i, p in enumerate(sorted(points, key=lambda p: (p["ssim"], p["accuracy"]))):
-        ax.annotate(p["name"], (p["ssim"], 100 * p["accuracy"]), textcoords="offset points",
-                    xytext=(5, 4 if i % 2 == 0 else -10), fontsize=7)
     front = sorted((p for p in points if p["pareto"]), key=lambda p: p["ssim"])
     if front:
         ax.plot([p["ssim"] for p in front], [100 * p["accuracy"] for p in front], "k--", lw=1,
@@ -122,6 +164,7 @@ def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, t
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
+    label_points(fig, ax, [(p["name"], p["ssim"], 100 * p["accuracy"]) for p in points])
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)

@@ -3,7 +3,8 @@
 A collector task takes the first waiting request, then keeps adding requests until the batch
 holds `max_batch` images or `max_wait_ms` have passed. It stops waiting early when no other
 request is on its way (nothing queued and none being received), so a lone client pays no
-batching delay. The forward pass runs in a dedicated worker thread; the event loop keeps
+batching delay. The forward pass is called from a dedicated worker thread (which, with
+`veil serve --inference process`, hands it to the inference process); the event loop keeps
 accepting and validating requests meanwhile, so the next batch forms while this one runs.
 """
 

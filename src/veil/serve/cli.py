@@ -1,5 +1,8 @@
 """`veil serve`: a frozen classifier behind HTTP, with dynamic micro-batching.
 
+The classifier runs in a child process by default (--inference process), so its forward pass
+never waits for the GIL while the server parses requests.
+
 The server speaks plain HTTP. Put TLS in front of it (a reverse proxy such as Caddy or nginx)
 whenever traffic leaves the machine. A bearer token (VEIL_TOKEN or --token-file) is required
 when binding to anything but loopback, unless --no-auth is given.

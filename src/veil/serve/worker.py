@@ -8,8 +8,9 @@ the same `Predictor` in a spawned child process instead and exchanges raw arrays
 pipe: uint8 images one way, float32 probabilities the other.
 
 It has the `Predictor`'s interface (`classes`, `info`, `image_size`, calling it on images), so
-the micro-batcher uses either. If the child dies (killed, out of memory), the batch it was
-running fails and the next call starts a fresh one.
+the micro-batcher uses either. If the child dies (killed, out of memory), a fresh one is started
+and the batch is tried once more (inference has no side effects); a batch on which two children
+die in a row fails.
 """
 
 from __future__ import annotations
@@ -53,19 +54,25 @@ class InferenceProcess:
         images = np.ascontiguousarray(images, dtype=np.uint8)
         with self._lock:
             if not self._alive():
-                self._restart()
-            assert self._conn is not None
+                self._restart("the inference process had exited")
             try:
-                self._conn.send_bytes(images.reshape(-1))  # 1-D: send_bytes counts items
-                reply = self._conn.recv_bytes()
-            except (EOFError, OSError):
-                raise RuntimeError(f"the inference process died (exit code "
-                                   f"{self._exit_code()}); it is restarted for the next batch"
-                                   ) from None
+                reply = self._exchange(images)
+            except (EOFError, OSError):  # it died before or while running this batch: once more
+                self._restart("the inference process died during a batch")
+                try:
+                    reply = self._exchange(images)
+                except (EOFError, OSError):
+                    raise RuntimeError(f"the inference process died twice on the same batch "
+                                       f"(exit code {self._exit_code()})") from None
         if reply[:1] == _ERROR:
             raise RuntimeError(f"inference failed: {reply[1:].decode()}")
         probs = np.frombuffer(reply, np.float32, offset=1).copy()  # copy: aligned and writable
         return probs.reshape(len(images), len(self.classes))
+
+    def _exchange(self, images: np.ndarray) -> bytes:
+        assert self._conn is not None
+        self._conn.send_bytes(images.reshape(-1))  # 1-D: send_bytes counts items, not bytes
+        return self._conn.recv_bytes()
 
     def warm_up(self) -> None:
         """Nothing to do: the child warms up its model before it reports ready."""
@@ -106,9 +113,8 @@ class InferenceProcess:
                                f"{payload}")
         return payload
 
-    def _restart(self) -> None:
-        log.warning("the inference process exited (code %s); starting a new one",
-                    self._exit_code())
+    def _restart(self, reason: str) -> None:
+        log.warning("%s (exit code %s); starting a new one", reason, self._exit_code())
         self._stop()
         self._start()
         self.restarts += 1
