@@ -519,6 +519,8 @@ def test_a_killed_inference_process_is_replaced_and_the_server_keeps_serving(art
     assert worker.pid is None
     with pytest.raises(ProcessLookupError):  # closing stopped and reaped the child
         os.kill(second, 0)
+    with pytest.raises(RuntimeError, match="has been closed"):
+        worker(obfuscated[:1])
 
 
 def test_a_batch_on_which_the_inference_process_keeps_dying_fails(artifacts, obfuscated,

@@ -38,6 +38,7 @@ class InferenceProcess:
         self.checkpoint, self.threads = str(checkpoint), threads
         self.start_timeout_s = start_timeout_s
         self.restarts = 0
+        self._closed = False
         self._lock = threading.Lock()
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
@@ -53,6 +54,8 @@ class InferenceProcess:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype=np.uint8)
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the inference process has been closed")
             if not self._alive():
                 self._restart("the inference process had exited")
             try:
@@ -79,6 +82,7 @@ class InferenceProcess:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._stop()
 
     def __enter__(self) -> InferenceProcess:
