@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import signal
 import threading
-import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -171,6 +170,5 @@ def _serve(conn: Connection, checkpoint: str, threads: int | None) -> None:
             images = np.frombuffer(request, np.uint8).reshape(-1, height, width, 3)
             reply = _OK + predictor(images).astype(np.float32, copy=False).tobytes()
         except Exception as e:
-            log.debug("inference failed:\n%s", traceback.format_exc())
             reply = _ERROR + f"{type(e).__name__}: {e}".encode()
         conn.send_bytes(reply)
