@@ -20,7 +20,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import LOSSLESS_NPZ
 from veil.data import (
     CIFAR10_CLASSES,
     DataError,
@@ -140,6 +139,7 @@ def serve(monkeypatch) -> Iterator[Callable[..., tuple[str, list[dict[str, str]]
 # --- the shared CIFAR-10 copy and the cache ------------------------------------------------
 
 
+@pytest.mark.needs_cifar10
 def test_shared_zip_loads_and_second_load_hits_the_cache(cifar_zip, isolated_cache, monkeypatch):
     ds = load_dataset(cifar_zip)
     assert ds.classes == CIFAR10_CLASSES
@@ -162,12 +162,11 @@ def test_shared_zip_loads_and_second_load_hits_the_cache(cifar_zip, isolated_cac
     assert np.array_equal(again.train.labels, ds.train.labels)
 
 
-def test_shared_zip_keeps_the_original_order_within_each_class(cifar_zip):
+@pytest.mark.needs_cifar10
+def test_shared_zip_keeps_the_original_order_within_each_class(cifar_zip, lossless_npz):
     """File NNNN is the image's rank in its class, so the lossless slice lines up with it."""
-    if not LOSSLESS_NPZ.exists():
-        pytest.skip(f"missing {LOSSLESS_NPZ}")
     ds = load_dataset(cifar_zip)
-    lossless = load_lossless_slice(LOSSLESS_NPZ)
+    lossless = load_lossless_slice(lossless_npz)
     for split in ("train", "test"):
         twins = jpeg_twins(lossless[split], getattr(ds, split))
         assert np.array_equal(twins.labels, lossless[split].labels)
