@@ -282,3 +282,24 @@ def test_defense_transmit_is_deterministic_without_noise(images):
     defense = Defense("id", "baseline", torch.nn.Identity())
     assert torch.equal(defense.transmit(images), defense.transmit(images))
     assert np.isclose(defense.summary()["noise_std"], 0.0)
+
+
+def test_attacker_trained_until_flat_records_its_curve_and_why_it_stopped():
+    from veil.attacks.decoders import make_decoder
+    from veil.attacks.defenses import Defense
+    from veil.attacks.fresh_decoder import train_until_flat
+    from veil.data import load_dataset
+    ds = load_dataset("sample")
+    identity = Defense("identity", "baseline", torch.nn.Identity())
+    torch.manual_seed(0)
+    decoder, curve = train_until_flat(identity, make_decoder("unet", 8), ds.train, ds.test,
+                                      torch.device("cpu"), time_budget_s=1e9, eval_every=100,
+                                      batch_size=50, flat_gain=0.5)
+    # with a 0.5 SSIM bar the curve counts as flat as soon as it has four points
+    assert curve["stopped"] == "converged" and len(curve["points"]) == 4
+    assert [p["images"] for p in curve["points"]] == [100, 200, 300, 400]
+    assert curve["points"][-1]["ssim"] > curve["points"][0]["ssim"]
+    _, timed = train_until_flat(identity, make_decoder("unet", 8), ds.train, ds.test,
+                                torch.device("cpu"), time_budget_s=0.0, eval_every=100,
+                                batch_size=50)
+    assert timed["stopped"] == "budget" and len(timed["points"]) == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import REPO
 from veil.cli import main
@@ -295,3 +296,39 @@ def test_non_writable_output_folder(trained_classifier, tmp_path):
 def test_existing_run_needs_resume(trained_classifier):
     with pytest.raises(RunDirError, match="--resume"):
         clf.train_classifier(tiny_classifier_config(trained_classifier.parent), quiet=True)
+
+
+# --- rerunning a run folder's config --------------------------------------------------------
+def test_a_run_folder_reruns_itself_from_its_config(trained_classifier, tmp_path):
+    first = tmp_path / "first"
+    assert main(["train", "obfuscator", "--classifier", str(trained_classifier), "--data",
+                 "sample", "--out", str(first), "--recipe", "fast", "--epochs", "1",
+                 "--batch-size", "50", "--test-subset", "100", "--quiet"]) == 0
+    again = tmp_path / "again"
+    assert main(["train", "obfuscator", "--config", str(first / "config.yaml"), "--out",
+                 str(again), "--quiet"]) == 0
+    a, b = read_metrics(first)[0], read_metrics(again)[0]
+    for key in ("loss_c", "loss_r", "obfuscated_acc", "deobfuscator_ssim"):
+        assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6)
+    saved = yaml.safe_load((again / "config.yaml").read_text())
+    assert saved["out"] == str(again) and saved["recipe"] == "fast" and saved["epochs"] == 1
+    # a flag on the command line overrides the file
+    third = tmp_path / "third"
+    assert main(["train", "obfuscator", "--config", str(first / "config.yaml"), "--out",
+                 str(third), "--lam", "0.5", "--epochs", "1", "--quiet"]) == 0
+    assert yaml.safe_load((third / "config.yaml").read_text())["lam"] == 0.5
+
+
+def test_config_file_errors_name_the_problem(tmp_path, capsys):
+    bad = tmp_path / "config.yaml"
+    bad.write_text("epochs: 2\nlearning_rate: 0.1\n")
+    assert main(["train", "classifier", "--config", str(bad)]) == 2
+    assert "unknown key 'learning_rate'" in capsys.readouterr().err
+    bad.write_text("- just\n- a list\n")
+    assert main(["train", "obfuscator", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "expected a mapping" in capsys.readouterr().err
+    assert main(["train", "classifier", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read it" in capsys.readouterr().err
+    bad.write_text("epochs: 2\n")
+    assert main(["train", "classifier", "--config", str(bad)]) == 2
+    assert "--out is required" in capsys.readouterr().err

@@ -6,11 +6,15 @@ horizontal flips), and trains a decoder by MSE with Adam and a one-cycle learnin
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import Split, TensorLoader
+from ..eval.metrics import psnr, ssim
 from ..eval.tables import channels_last
 from ..train.engine import progress
 from .budget import AttackBudget
@@ -59,3 +63,65 @@ def reconstruct(decoder: nn.Module, sent: torch.Tensor, batch_size: int = 500) -
     decoder.eval()
     return torch.cat([decoder(channels_last(sent[i:i + batch_size])).float().clamp(0, 1)
                       .contiguous() for i in range(0, len(sent), batch_size)])
+
+
+def train_until_flat(defense: Defense, decoder: nn.Module, train: Split, val: Split,
+                     device: torch.device, *, time_budget_s: float, eval_every: int = 5000,
+                     batch_size: int = 64, lr: float = 2e-3, ssim_weight: float = 0.0,
+                     flat_gain: float = 0.005, seed: int = 0, quiet: bool = True
+                     ) -> tuple[nn.Module, dict[str, Any]]:
+    """Train `decoder` from sent images back to the originals until its learning curve is flat.
+
+    Adam at a constant learning rate (no schedule: the length is not known in advance); every
+    `eval_every` training images the decoder is scored on the held-out `val` images. It stops when
+    the SSIM gained over the last quarter of the images seen is below `flat_gain` ("converged"),
+    or when `time_budget_s` of training has passed ("budget"). The loss is MSE, plus
+    `ssim_weight` x (1 - SSIM) when given. Returns the decoder (eval mode) and the curve.
+    """
+    val_x = next(iter(TensorLoader(val, len(val), device=device)))[0]
+    val_sent = defense.transmit_all(val_x)
+    loader = TensorLoader(train, batch_size, shuffle=True, flip=True, seed=seed, device=device,
+                          drop_last=len(train) >= 2 * batch_size, channels_last=True)
+    decoder = decoder.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
+    points: list[dict[str, float]] = []
+    seen, train_s, epoch, stop = 0, 0.0, 0, None
+    while stop is None:
+        epoch += 1
+        loader.set_epoch(epoch)
+        for x, _ in progress(loader, len(loader), f"{defense.name}: attacker epoch {epoch}", quiet):
+            t0 = time.perf_counter()
+            decoder.train()
+            rebuilt = decoder(channels_last(defense.transmit(x)))
+            loss = F.mse_loss(rebuilt, x)
+            if ssim_weight > 0:
+                loss = loss + ssim_weight * (1 - ssim(rebuilt.float().contiguous(), x).mean())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            train_s += time.perf_counter() - t0
+            seen += len(x)
+            if seen // eval_every > (seen - len(x)) // eval_every:
+                points.append(_score(decoder, val_sent, val_x, seen, train_s))
+                stop = _stop_reason(points, seen, train_s, time_budget_s, flat_gain)
+                if stop is not None:
+                    break
+    return decoder.eval(), {"stopped": stop, "points": points, "images": seen,
+                            "train_s": round(train_s, 1), "ssim_weight": ssim_weight,
+                            "flat_gain": flat_gain, "time_budget_s": time_budget_s}
+
+
+def _score(decoder: nn.Module, sent: torch.Tensor, original: torch.Tensor, seen: int,
+           train_s: float) -> dict[str, float]:
+    rebuilt = reconstruct(decoder, sent)
+    return {"images": seen, "train_s": round(train_s, 1), "ssim": ssim(rebuilt, original)
+            .mean().item(), "psnr": psnr(rebuilt, original).mean().item()}
+
+
+def _stop_reason(points: list[dict[str, float]], seen: int, train_s: float, budget_s: float,
+                 flat_gain: float) -> str | None:
+    if len(points) >= 4:
+        quarter_ago = [p for p in points if p["images"] <= 0.75 * seen][-1]
+        if points[-1]["ssim"] - quarter_ago["ssim"] < flat_gain:
+            return "converged"
+    return "budget" if train_s >= budget_s else None

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from . import classifier as clf
 from . import obfuscator as obf
@@ -19,7 +23,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None,
                    help="data source: 'cifar10' (download), a folder, a .zip or 'sample' "
                         "(default: $VEIL_DATA or cifar10)")
-    p.add_argument("--out", required=True, help="run folder (config, metrics, checkpoints)")
+    p.add_argument("--config", type=Path, metavar="YAML",
+                   help="rerun a run folder's config.yaml; options given here override it")
+    p.add_argument("--out", help="run folder (config, metrics, checkpoints); required unless "
+                                 "--config names one")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -42,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        description="Train a zoo classifier (SGD-Nesterov, one-cycle, label "
                                    "smoothing, crop+flip on the device). Launch with torchrun "
                                    "for multi-GPU (DDP).")
-    c.add_argument("--model", default="fastnet", help="zoo classifier (see `veil models`)")
+    c.add_argument("--model", help="zoo classifier (see `veil models`; default fastnet)")
     _common(c)
     c.add_argument("--weight-decay", type=float)
     c.add_argument("--label-smoothing", type=float)
@@ -52,9 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "frozen classifier",
                        description="Adversarial training: the obfuscator minimises L_c - lambda "
                                    "* L_r, the deobfuscator minimises L_r, in the same steps.")
-    o.add_argument("--classifier", required=True, help="trained classifier checkpoint (model.pt)")
-    o.add_argument("--recipe", default="fast", choices=sorted(obf.RECIPES),
-                   help="'paper' (Appendix A exactly) or 'fast' (default, for limited compute)")
+    o.add_argument("--classifier", help="trained classifier checkpoint (model.pt); required "
+                                        "unless --config names one")
+    o.add_argument("--recipe", choices=sorted(obf.RECIPES),
+                   help=f"'{obf.DEFAULT_RECIPE}' (default: warm starts, then adversarial; for a "
+                        "CPU hour), 'fast' (adversarial only) or 'paper' (Appendix A exactly)")
     _common(o)
     o.add_argument("--lam", type=float, help="lambda, the weight of the privacy term")
     o.add_argument("--lr-deobfuscator", type=float)
@@ -64,6 +73,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--identity-epochs", type=float,
                    help="first train the obfuscator alone to reproduce its input for this many "
                         "epochs (a warm start; 0: off)")
+    o.add_argument("--encoder-epochs", type=float,
+                   help="warm start 1: epochs of the encoder alone as a classifier (0: off)")
+    o.add_argument("--utility-epochs", type=float,
+                   help="warm start 2: epochs of the obfuscator for the classifier alone, "
+                        "no deobfuscator (0: off)")
+    o.add_argument("--warm-start-lr", type=float, help="peak Adam learning rate of the warm starts")
+    o.add_argument("--warm-start-batch-size", type=int)
+    o.add_argument("--feature-weight", type=float,
+                   help="weight of the dense target: the classifier's penultimate features on "
+                        "the plain image (0: off)")
+    o.add_argument("--curve-every", type=int, metavar="IMAGES",
+                   help="log obfuscated accuracy on a test slice every IMAGES training images "
+                        "(curve.jsonl; 0: off)")
     o.add_argument("--schedule", choices=["step", "onecycle", "constant"])
     _optional_bool(o, "quantize", "8-bit straight-through quantisation of the sent image")
 
@@ -73,19 +95,45 @@ def _overrides(args: argparse.Namespace, config_type: type) -> dict:
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
+def config_file_values(path: Path, config_type: type) -> dict[str, Any]:
+    """The settings of a run folder's config.yaml; an unknown key is an error that names it."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise ValueError(f"--config {path}: cannot read it ({err.strerror})") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"--config {path}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a mapping of settings, got "
+                         f"{type(data).__name__}")
+    names = {f.name for f in fields(config_type)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"--config {path}: unknown key {unknown[0]!r} (valid keys: "
+                         f"{', '.join(sorted(names))})")
+    return data
+
+
+def settings(args: argparse.Namespace, config_type: type) -> dict[str, Any]:
+    """--config's values (if any) with the options given on the command line on top."""
+    values = config_file_values(args.config, config_type) if args.config else {}
+    values.update(_overrides(args, config_type))
+    if not values.get("out"):
+        raise ValueError("--out is required (or --config with an 'out' key)")
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     quiet = True if args.quiet else None
     if args.what == "classifier":
-        overrides = _overrides(args, clf.ClassifierConfig)
-        overrides.pop("model", None)
-        config = clf.make_config(args.model, **overrides)
+        values = settings(args, clf.ClassifierConfig)
+        config = clf.make_config(values.pop("model", None) or "fastnet", **values)
         row = clf.train_classifier(config, resume=args.resume, quiet=quiet)
         if os.environ.get("RANK", "0") == "0":
             print(f"done: test accuracy {row['test_acc']:.2%}; checkpoint {config.out}/model.pt")
         return 0
-    overrides = _overrides(args, obf.ObfuscatorConfig)
-    overrides.pop("recipe", None)
-    config = obf.make_config(args.recipe, **overrides)
+    values = settings(args, obf.ObfuscatorConfig)
+    config = obf.make_config(values.pop("recipe", None) or obf.DEFAULT_RECIPE, **values)
     row = obf.train_obfuscator(config, resume=args.resume, quiet=quiet)
     print(f"done: plain {row['plain_acc']:.2%}, obfuscated (8-bit) {row['obfuscated_acc']:.2%}, "
           f"deobfuscator PSNR {row['deobfuscator_psnr']:.1f} dB; "

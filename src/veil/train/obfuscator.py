@@ -18,12 +18,20 @@ Recipes:
     warm-up, and the learning rate follows a one-cycle schedule; crop + flip augmentation.
     Optionally (`identity_epochs`) the obfuscator first learns to reproduce its input, so that
     the adversarial phase starts from an image the classifier can already read.
+  * `staged`: for one CPU hour. Two cheap warm starts first (`warm_start.py`): the encoder alone
+    as a classifier (`encoder_epochs`), then the whole obfuscator for the classifier alone
+    (`utility_epochs`, no deobfuscator); then the adversarial phase, at batch 32 (the
+    obfuscator's activations stay in cache: ~2x the images/s of batch 128 on a 2-core CPU), with
+    the frozen classifier's penultimate features on the plain image as a dense target
+    (`feature_weight`).
+
+`curve_every` logs obfuscated accuracy on a fixed test slice against training wall time
+(`curve.jsonl`; evaluation time excluded), across all stages.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,7 @@ from ..eval.metrics import psnr, ssim
 from ..models import FrozenClassifier, create_model
 from .checkpoint import load_checkpoint, save_checkpoint, sha256_of
 from .classifier import load_classifier
+from .curve import LearningCurve
 from .engine import (
     autocast,
     configure_backends,
@@ -47,7 +56,15 @@ from .engine import (
 )
 from .quantize import quantize_8bit, quantize_8bit_ste
 from .runs import MetricsLog, environment, prepare_run_dir, write_config
+from .warm_start import (
+    EncoderClassifier,
+    pretrain_encoder,
+    pretrain_utility,
+    repeat_batches,
+    utility_loss,
+)
 
+DEFAULT_RECIPE = "staged"
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"epochs": 100, "lr": 1e-3, "lr_deobfuscator": 1e-3, "schedule": "step",
               "step_epochs": 30, "crop_padding": 0, "flip": True, "distill": 0.0,
@@ -55,6 +72,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fast": {"epochs": 4, "lr": 2e-3, "lr_deobfuscator": 2e-3, "schedule": "onecycle",
              "step_epochs": 0, "crop_padding": 4, "flip": True, "distill": 1.0,
              "warmup_epochs": 0.5, "lam": 1.0, "batch_size": 128},
+    "staged": {"epochs": 2, "lr": 2e-3, "lr_deobfuscator": 2e-3, "schedule": "onecycle",
+               "step_epochs": 0, "crop_padding": 4, "flip": True, "distill": 1.0,
+               "warmup_epochs": 0.3, "lam": 1.0, "batch_size": 32, "encoder_epochs": 6.0,
+               "utility_epochs": 1.0, "feature_weight": 1.0, "warm_start_lr": 3e-3,
+               "warm_start_batch_size": 64},
 }
 
 
@@ -75,6 +97,13 @@ class ObfuscatorConfig:
     temperature: float = 4.0
     warmup_epochs: float = 0.5
     identity_epochs: float = 0.0
+    encoder_epochs: float = 0.0
+    utility_epochs: float = 0.0
+    warm_start_lr: float = 3e-3
+    warm_start_batch_size: int = 64
+    feature_weight: float = 0.0
+    curve_every: int = 0
+    curve_images: int = 1000
     crop_padding: int = 4
     flip: bool = True
     quantize: bool = True
@@ -110,9 +139,9 @@ class AdversarialStep:
     """One training step of obfuscator and deobfuscator against a frozen classifier."""
 
     def __init__(self, obfuscator: nn.Module, deobfuscator: nn.Module, classifier: nn.Module,
-                 config: ObfuscatorConfig, device: torch.device) -> None:
+                 config: ObfuscatorConfig, device: torch.device, fold: bool = True) -> None:
         self.obfuscator, self.deobfuscator = obfuscator, deobfuscator
-        self.classifier = FrozenClassifier(classifier)
+        self.classifier = FrozenClassifier(classifier, fold=fold)
         self.config, self.device = config, device
         self.opt_obfuscator = torch.optim.Adam(obfuscator.parameters(), lr=config.lr,
                                                fused=True)
@@ -124,14 +153,7 @@ class AdversarialStep:
         with autocast(self.device, cfg.precision):
             obfuscated = self.obfuscator(x)
             sent = quantize_8bit_ste(obfuscated) if cfg.quantize else obfuscated
-            logits = self.classifier(sent)
-            loss_c = F.cross_entropy(logits.float(), y)
-            loss_obf_c = loss_c
-            if cfg.distill > 0:
-                with torch.no_grad():
-                    teacher = self.classifier(x).float()
-                loss_obf_c = loss_c + cfg.distill * distillation(logits.float(), teacher,
-                                                                 cfg.temperature)
+            logits, loss_obf_c = self._utility(x, sent, y)
             rebuilt = self.deobfuscator(GradientReversal.apply(sent, lam))
             loss_r = F.mse_loss(rebuilt.float(), x)
         self.opt_obfuscator.zero_grad(set_to_none=True)
@@ -139,15 +161,26 @@ class AdversarialStep:
         (loss_obf_c + loss_r).backward()
         self.opt_obfuscator.step()
         self.opt_deobfuscator.step()
+        loss_c = F.cross_entropy(logits.detach().float(), y)
         correct = (logits.argmax(1) == y).sum()
-        return {"loss_c": loss_c.detach(), "loss_r": loss_r.detach(), "correct": correct}
+        return {"loss_c": loss_c, "loss_r": loss_r.detach(), "correct": correct}
 
-
-def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float
-                 ) -> torch.Tensor:
-    t = temperature
-    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1),
-                    log_target=True, reduction="batchmean") * t * t
+    def _utility(self, x: torch.Tensor, sent: torch.Tensor, y: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits on the sent image, the obfuscator's classification loss)."""
+        cfg = self.config
+        if cfg.feature_weight > 0:
+            with torch.no_grad():
+                teacher, teacher_features = self.classifier.forward_with_features(x)
+            logits, features = self.classifier.forward_with_features(sent)
+            return logits, utility_loss(logits, y, teacher, cfg.distill, cfg.temperature,
+                                        features, teacher_features, cfg.feature_weight)
+        teacher = None
+        if cfg.distill > 0:
+            with torch.no_grad():
+                teacher = self.classifier(x)
+        logits = self.classifier(sent)
+        return logits, utility_loss(logits, y, teacher, cfg.distill, cfg.temperature)
 
 
 def pretrain_identity(obfuscator: nn.Module, loader: TensorLoader, steps: int, lr: float,
@@ -158,24 +191,13 @@ def pretrain_identity(obfuscator: nn.Module, loader: TensorLoader, steps: int, l
     optimizer = torch.optim.Adam(obfuscator.parameters(), lr=lr, fused=True)
     obfuscator.train()
     loss = torch.zeros(())
-    for x, _ in progress(_repeat(loader, steps), steps, "identity warm start", quiet):
+    for x, _ in progress(repeat_batches(loader, steps), steps, "identity warm start", quiet):
         with autocast(device, precision):
             loss = F.mse_loss(obfuscator(x).float(), x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     return loss.item()
-
-
-def _repeat(loader: TensorLoader, steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """`steps` batches from loader, starting over as often as needed."""
-    done = 0
-    while done < steps:
-        for batch in loader:
-            yield batch
-            done += 1
-            if done >= steps:
-                return
 
 
 def lambda_at(config: ObfuscatorConfig, epoch_progress: float) -> float:
@@ -254,6 +276,9 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
     test_loader = TensorLoader(ds.test, 500, device=device, channels_last=config.channels_last)
     schedulers = make_schedulers(step, config, len(loader))
     log = MetricsLog(out / "metrics.jsonl")
+    curve = LearningCurve(out / "curve.jsonl", config.curve_every, obfuscator, step.classifier,
+                          TensorLoader(ds.test.subset(config.curve_images, config.seed), 500,
+                                       device=device, channels_last=config.channels_last))
     start_epoch = 1
     if resume and (out / "last.pt").exists():
         state = load_checkpoint(out / "last.pt", map_location=device)
@@ -267,13 +292,9 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
         log.truncate_after(state["epoch"])
     else:
         write_config(out, config)
-        if config.identity_epochs > 0:
-            t0 = time.perf_counter()
-            loader.set_epoch(0)
-            mse = pretrain_identity(obfuscator, loader, round(config.identity_epochs * len(loader)),
-                                    config.lr, device, config.precision, quiet)
-            log.append({"epoch": 0, "identity_mse": mse,
-                        "wall_s": round(time.perf_counter() - t0, 2)})
+        if _has_warm_start(config):
+            log.append(_warm_start(config, obfuscator, step.classifier, ds, device, quiet,
+                                   curve))
     clf_info = {"model_name": clf_payload["model_name"], "path": str(config.classifier),
                 "sha256": sha256_of(config.classifier),
                 "test_acc": clf_payload.get("metrics", {}).get("test_acc")}
@@ -287,6 +308,7 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
         sums = torch.zeros(3, device=device)
         seen = 0
         t0 = time.perf_counter()
+        curve.phase = "adversarial"
         bar = progress(loader, len(loader), f"epoch {epoch}/{config.epochs}", quiet)
         for i, (x, y) in enumerate(bar):
             lam = lambda_at(config, epoch - 1 + i / len(loader))
@@ -297,6 +319,7 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
                                  out_step["loss_r"].float() * len(y),
                                  out_step["correct"].float()])
             seen += len(y)
+            curve.on_step(len(y))
         elapsed = time.perf_counter() - t0
         wall += elapsed
         metrics = evaluate_pair(obfuscator, deobfuscator, step.classifier, test_loader, device,
@@ -316,6 +339,51 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
             return row
     save_checkpoint(_payload(obfuscator, deobfuscator, config, row, ds, clf_info),
                     out / "model.pt")
+    return row
+
+
+def _has_warm_start(config: ObfuscatorConfig) -> bool:
+    return max(config.identity_epochs, config.encoder_epochs, config.utility_epochs) > 0
+
+
+def _warm_start(config: ObfuscatorConfig, obfuscator: nn.Module, classifier: FrozenClassifier,
+                ds, device: torch.device, quiet: bool, curve: LearningCurve) -> dict[str, Any]:
+    """The warm-start stages the config asks for, in order; their metrics row (epoch 0)."""
+    loader = TensorLoader(ds.train, config.warm_start_batch_size, shuffle=True,
+                          crop_padding=config.crop_padding, flip=config.flip,
+                          drop_last=len(ds.train) >= 2 * config.warm_start_batch_size,
+                          seed=config.seed + 1, device=device,
+                          channels_last=config.channels_last)
+    loader.set_epoch(0)
+    row: dict[str, Any] = {"epoch": 0}
+    t0 = time.perf_counter()
+    common = {"device": device, "precision": config.precision, "quiet": quiet,
+              "on_step": curve.on_step}
+    if config.identity_epochs > 0:
+        curve.phase = "identity"
+        row["identity_mse"] = pretrain_identity(
+            obfuscator, loader, round(config.identity_epochs * len(loader)), config.lr, device,
+            config.precision, quiet)
+    if config.encoder_epochs > 0:
+        curve.phase = "encoder"
+        curve.encoder_head = EncoderClassifier(obfuscator, len(ds.classes)).to(device)
+        stats = pretrain_encoder(curve.encoder_head, classifier, loader,
+                                 round(config.encoder_epochs * len(loader)),
+                                 config.warm_start_lr, distill=config.distill,
+                                 temperature=config.temperature, **common)
+        curve.encoder_head = None
+        row.update(encoder_loss=stats["loss"], encoder_train_acc=stats["train_acc"])
+        row["encoder_s"] = round(time.perf_counter() - t0, 2)
+    if config.utility_epochs > 0:
+        curve.phase = "utility"
+        stats = pretrain_utility(obfuscator, classifier, loader,
+                                 round(config.utility_epochs * len(loader)),
+                                 config.warm_start_lr, distill=config.distill,
+                                 temperature=config.temperature,
+                                 feature_weight=config.feature_weight,
+                                 quantize=config.quantize, **common)
+        row.update(utility_loss=stats["loss"], utility_train_acc=stats["train_acc"])
+    row["wall_s"] = round(time.perf_counter() - t0, 2)
     return row
 
 

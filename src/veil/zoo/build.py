@@ -18,10 +18,11 @@ from typing import Any
 import torch
 
 from ..data import TensorLoader, load_dataset
-from ..train.checkpoint import sha256_of
+from ..train.checkpoint import save_checkpoint, sha256_of
 from ..train.classifier import load_classifier
 from ..train.obfuscator import evaluate_pair, load_obfuscator
 from ..train.runs import MetricsLog, environment
+from . import card, load
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -61,21 +62,36 @@ def build(classifier_path: Path, obfuscator_path: Path, data: str, name: str,
     return info
 
 
+def extract_classifier(name: str, out: Path) -> Path:
+    """Write a shipped entry's classifier as a `veil train` classifier checkpoint (fp32), so that
+    an obfuscator can be trained against it; its card section travels with it (`zoo_card`)."""
+    info = card(name)
+    classifier = load(name).classifier
+    payload = {"kind": "classifier", "model_name": info["classifier"]["model"],
+               "num_classes": len(info["classes"]), "classes": info["classes"],
+               "model": classifier.state_dict(), "config": info["classifier"]["recipe"],
+               "metrics": {"test_acc": info["metrics"]["plain_acc"]}, "data": info["data"],
+               "environment": info["training_environment"], "zoo_card": info["classifier"]}
+    save_checkpoint(payload, out)
+    return out
+
+
 def _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, metrics):
     clf_log = MetricsLog(Path(classifier_path).parent / "metrics.jsonl").read()
     obf_log = MetricsLog(Path(obfuscator_path).parent / "metrics.jsonl").read()
+    clf_section = clf_payload.get("zoo_card") or {
+        "model": clf_payload["model_name"], "recipe": clf_payload["config"],
+        "train_wall_s": clf_log[-1]["wall_s"] if clf_log else None, "epochs": len(clf_log)}
     return {
         "name": name,
         "classes": list(ds.classes),
         "data": {"source": ds.name, "sha256": ds.source_sha256,
                  "description": "CIFAR-10 (JPEG-75)" if "jpeg75" in ds.name else ds.name,
                  "evaluated_on": f"full test split, {len(ds.test)} images"},
-        "classifier": {"model": clf_payload["model_name"], "recipe": clf_payload["config"],
-                       "train_wall_s": clf_log[-1]["wall_s"] if clf_log else None,
-                       "epochs": len(clf_log)},
+        "classifier": clf_section,
         "obfuscator": {"model": "obfuscator", "recipe": obf_payload["config"],
                        "train_wall_s": obf_log[-1]["wall_s"] if obf_log else None,
-                       "epochs": len(obf_log)},
+                       "epochs": sum(1 for row in obf_log if row["epoch"] > 0)},
         "storage": "fp16 state dicts (numbers below measured on them)",
         "metrics": {"plain_acc": metrics["plain_acc"],
                     "obfuscated_acc_8bit": metrics["obfuscated_acc"],
@@ -90,12 +106,19 @@ def _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Package trained runs as a shipped zoo entry.")
-    p.add_argument("--classifier", type=Path, required=True)
-    p.add_argument("--obfuscator", type=Path, required=True)
-    p.add_argument("--data", required=True)
+    p.add_argument("--classifier", type=Path)
+    p.add_argument("--obfuscator", type=Path)
+    p.add_argument("--data")
     p.add_argument("--name", default="default")
     p.add_argument("--out", type=Path, default=WEIGHTS)
+    p.add_argument("--extract-classifier", type=Path, metavar="PT",
+                   help="instead: write entry --name's classifier as a checkpoint to PT")
     args = p.parse_args(argv)
+    if args.extract_classifier:
+        print(extract_classifier(args.name, args.extract_classifier))
+        return 0
+    if not (args.classifier and args.obfuscator and args.data):
+        p.error("--classifier, --obfuscator and --data are required to build an entry")
     info = build(args.classifier, args.obfuscator, args.data, args.name, args.out)
     print(json.dumps(info["metrics"], indent=2))
     return 0

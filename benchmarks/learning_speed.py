@@ -1,0 +1,147 @@
+"""Which obfuscator recipe learns fastest on this CPU? Side-by-side curves, then attackers.
+
+Step 1 (`--grid`, optional): train the grid's recipes side by side with
+`obfuscator_recipe_search.py` (each a `veil train obfuscator` process, `--curve-every` set).
+Step 2: for every run folder under `--runs`: its curve (8-bit obfuscated accuracy on a fixed
+1,000-image test slice against training seconds, from `curve.jsonl`), the final checkpoint on the
+full test split (plain and obfuscated accuracy, co-trained deobfuscator PSNR/SSIM) and a fresh
+post-hoc attacker: a U-Net trained from the sent images of the training split back to the
+originals after the obfuscator is frozen, until its validation curve is flat or `--attack-s`
+runs out; it is scored on test images it never saw (the validation slice is separate).
+
+    python benchmarks/learning_speed.py --runs DIR --data SRC --out results/cpu/learning_speed
+
+Writes learning_speed.json, learning_speed.md and learning_speed.png (one line per recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from veil.attacks.decoders import make_decoder
+from veil.attacks.defenses import obfuscator_defense
+from veil.attacks.fresh_decoder import reconstruct, train_until_flat
+from veil.data import TensorLoader, load_dataset
+from veil.data.dataset import Split
+from veil.eval.metrics import psnr, ssim
+from veil.train.classifier import load_classifier
+from veil.train.obfuscator import evaluate_pair, load_obfuscator
+from veil.train.runs import environment
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def evaluate_run(run: Path, ds, args) -> dict[str, Any]:
+    device = torch.device("cpu")
+    obfuscator, deobfuscator, payload = load_obfuscator(run / "model.pt")
+    classifier, _ = load_classifier(payload["config"]["classifier"], expected_classes=ds.classes)
+    final = evaluate_pair(obfuscator, deobfuscator, classifier, TensorLoader(ds.test, 500), device)
+    attacker = attack(obfuscator, ds, args, run.name)
+    epochs = [r for r in read_jsonl(run / "metrics.jsonl") if r["epoch"] > 0]
+    return {"name": run.name, "config": payload["config"], "curve": read_jsonl(run / "curve.jsonl"),
+            "epochs": read_jsonl(run / "metrics.jsonl"), "final": final,
+            "train_s": epochs[-1]["wall_s"] if epochs else None, "attacker": attacker}
+
+
+def attack(obfuscator: torch.nn.Module, ds, args, name: str) -> dict[str, Any]:
+    """A fresh U-Net attacker on the frozen obfuscator; SSIM/PSNR on unseen test images."""
+    defense = obfuscator_defense(name, obfuscator)
+    val = Split(ds.test.images[:args.val_images], ds.test.labels[:args.val_images])
+    held = Split(ds.test.images[args.val_images:args.val_images + args.score_images],
+                 ds.test.labels[args.val_images:args.val_images + args.score_images])
+    torch.manual_seed(args.seed)
+    decoder, curve = train_until_flat(defense, make_decoder("unet", args.unet_width), ds.train,
+                                      val, torch.device("cpu"), time_budget_s=args.attack_s,
+                                      eval_every=args.attack_eval_every, seed=args.seed)
+    x = next(iter(TensorLoader(held, len(held))))[0]
+    rebuilt = reconstruct(decoder, defense.transmit_all(x))
+    return {"decoder": f"unet{args.unet_width}", "loss": "mse", **curve,
+            "test_ssim": ssim(rebuilt, x).mean().item(),
+            "test_psnr": psnr(rebuilt, x).mean().item(), "test_images": len(held)}
+
+
+def markdown(rows: list[dict[str, Any]], env: dict[str, Any], args) -> str:
+    lines = [f"# Learning speed of obfuscator recipes ({env['cpu']}, torch {env['torch']})", "",
+             "CIFAR-10 (JPEG-75), frozen classifier: the embedded default's fastnet, seed 0. The "
+             "recipes trained side by side in one run, one torch thread each (the cores were "
+             "shared, so compare within this table). Curve: 8-bit obfuscated accuracy on a fixed "
+             "1,000-image test slice against training seconds (evaluation excluded); final: "
+             "the full 10,000-image test split. Attacker: a fresh U-Net (width "
+             f"{args.unet_width}, MSE, Adam 2e-3, batch 64) trained on the sent images of the "
+             "training split after the obfuscator was frozen, until its validation SSIM gained "
+             f"< 0.005 over the last quarter of its images or {args.attack_s:.0f} s passed; "
+             f"scored on {args.score_images} other test images.", "",
+             "| recipe | train s | obfuscated % (full test) | plain % | co-trained deobf. SSIM | "
+             "fresh attacker SSIM / PSNR dB | attacker stopped | curve: obfuscated % at train s |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        f, a = r["final"], r["attacker"]
+        curve = ", ".join(f"{100 * p['obfuscated_acc']:.0f}@{p['train_s']:.0f}"
+                          for p in r["curve"][::max(1, len(r["curve"]) // 8)])
+        lines.append(f"| {r['name']} | {r['train_s']:.0f} | {100 * f['obfuscated_acc']:.2f} | "
+                     f"{100 * f['plain_acc']:.2f} | {f['deobfuscator_ssim']:.3f} | "
+                     f"{a['test_ssim']:.3f} / {a['test_psnr']:.2f} | {a['stopped']} after "
+                     f"{a['images']} images, {a['train_s']:.0f} s | {curve} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        ax.plot([p["train_s"] / 60 for p in r["curve"]],
+                [100 * p["obfuscated_acc"] for p in r["curve"]], label=r["name"])
+    ax.set_xlabel("training CPU minutes (one thread, shared cores)")
+    ax.set_ylabel("8-bit obfuscated accuracy, % (1,000 test images)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", required=True, type=Path, help="folder of obfuscator run folders")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--names", nargs="*", help="only these runs (default: all with a model.pt)")
+    p.add_argument("--attack-s", type=float, default=240.0, help="attacker time budget, s")
+    p.add_argument("--attack-eval-every", type=int, default=4000)
+    p.add_argument("--unet-width", type=int, default=32)
+    p.add_argument("--val-images", type=int, default=500)
+    p.add_argument("--score-images", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ds = load_dataset(args.data)
+    runs = sorted(r for r in args.runs.iterdir() if (r / "model.pt").exists()
+                  and (not args.names or r.name in args.names))
+    rows = []
+    for run in runs:
+        rows.append(evaluate_run(run, ds, args))
+        print(f"{run.name}: obfuscated {rows[-1]['final']['obfuscated_acc']:.2%}, attacker SSIM "
+              f"{rows[-1]['attacker']['test_ssim']:.3f}", flush=True)
+    env = environment()
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {k: str(v) for k, v in vars(args).items()}
+    (args.out / "learning_speed.json").write_text(
+        json.dumps({"environment": env, "settings": settings, "runs": rows}, indent=2))
+    (args.out / "learning_speed.md").write_text(markdown(rows, env, args))
+    plot(rows, args.out / "learning_speed.png")
+    print(markdown(rows, env, args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""A learning curve: obfuscated accuracy on a fixed test slice against training wall time."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data import TensorLoader
+from .quantize import quantize_8bit
+
+
+class LearningCurve:
+    """Every `every` training images, the 8-bit obfuscated accuracy on `loader`, appended to
+    `path` as one JSON line with the training seconds so far (evaluation time excluded)."""
+
+    def __init__(self, path: Path, every: int, obfuscator: nn.Module, classifier: nn.Module,
+                 loader: TensorLoader, start_s: float = 0.0) -> None:
+        self.path, self.every = Path(path), every
+        self.obfuscator, self.classifier, self.loader = obfuscator, classifier, loader
+        self.train_s, self.images, self.phase = start_s, 0, "start"
+        self.encoder_head: nn.Module | None = None  # set during the encoder warm start
+        self._since = time.perf_counter()
+        self._next = every
+
+    def on_step(self, images: int) -> None:
+        self.images += images
+        if self.every > 0 and self.images >= self._next:
+            self._next += self.every
+            self.record()
+
+    def record(self) -> None:
+        now = time.perf_counter()
+        self.train_s += now - self._since
+        row = {"phase": self.phase, "images": self.images, "train_s": round(self.train_s, 2),
+               "obfuscated_acc": self.accuracy(lambda x: self.classifier(
+                   quantize_8bit(self.obfuscator(x).float())))}
+        if self.encoder_head is not None:
+            row["encoder_acc"] = self.accuracy(self.encoder_head)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        self._since = time.perf_counter()
+
+    @torch.no_grad()
+    def accuracy(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        """Accuracy of predict(images) -> logits on the slice, the obfuscator in eval mode."""
+        modes = [(m, m.training) for m in (self.obfuscator, self.encoder_head) if m is not None]
+        for m, _ in modes:
+            m.eval()
+        correct = total = 0
+        for x, y in self.loader:
+            correct += (predict(x).argmax(1) == y).sum().item()
+            total += len(y)
+        for m, mode in modes:
+            m.train(mode)
+        return correct / max(total, 1)

@@ -1,0 +1,156 @@
+"""Warm starts that teach the obfuscator to serve the classifier before the adversary arrives.
+
+Training the whole adversarial step from random weights is slow: the obfuscator must learn to
+extract the evidence the classifier needs *and* to write it in a form the classifier reads, while
+two image-to-image networks run forward and backward for every image. Two cheaper stages come first:
+
+1. `pretrain_encoder`: the obfuscator's stem and encoder alone, as a classifier (a linear head on
+   the pooled 4x4x128 bottleneck), with cross-entropy and distillation from the frozen classifier.
+   Only the encoder runs, so an image costs a fraction of an adversarial step; the head is dropped.
+2. `pretrain_utility`: the whole obfuscator trained for the frozen classifier alone (lambda = 0),
+   without the deobfuscator, so again about half an adversarial step per image.
+
+Both losses are `utility_loss`, the classification term that the adversarial step also uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import TensorLoader
+from ..models import FrozenClassifier
+from .engine import autocast, progress
+from .quantize import quantize_8bit_ste
+
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+StepHook = Callable[[int], None]
+
+
+def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float
+                 ) -> torch.Tensor:
+    """KL divergence between softened distributions, scaled by T^2 (Hinton et al.)."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1),
+                    log_target=True, reduction="batchmean") * t * t
+
+
+def feature_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MSE between feature vectors, normalised by the teacher's mean square (scale-free)."""
+    student, teacher = student.float().flatten(1), teacher.float().flatten(1)
+    return F.mse_loss(student, teacher) / teacher.pow(2).mean().clamp_min(1e-8)
+
+
+def utility_loss(logits: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None,
+                 distill: float, temperature: float, features: torch.Tensor | None = None,
+                 teacher_features: torch.Tensor | None = None, feature_weight: float = 0.0
+                 ) -> torch.Tensor:
+    """CE + distill * KD(teacher) + feature_weight * feature distance: what the obfuscator
+    minimises for the classifier's sake."""
+    loss = F.cross_entropy(logits.float(), y)
+    if distill > 0 and teacher_logits is not None:
+        loss = loss + distill * distillation(logits.float(), teacher_logits.float(), temperature)
+    if feature_weight > 0 and features is not None and teacher_features is not None:
+        loss = loss + feature_weight * feature_distance(features, teacher_features)
+    return loss
+
+
+class EncoderClassifier(nn.Module):
+    """The obfuscator's stem and encoder (shared, not copied) with a linear head on the pooled
+    bottleneck."""
+
+    def __init__(self, obfuscator: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.stem, self.encoder = obfuscator.stem, obfuscator.encoder
+        width = self.encoder[-1].project[0].out_channels
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.stem(x)).mean((2, 3)))
+
+
+def pretrain_encoder(student: EncoderClassifier, classifier: FrozenClassifier,
+                     loader: TensorLoader, steps: int, lr: float, *, distill: float = 1.0,
+                     temperature: float = 4.0, device: torch.device | None = None,
+                     precision: str = "fp32", quiet: bool = True,
+                     on_step: StepHook | None = None) -> dict[str, float]:
+    """Stage 1: train an obfuscator's stem and encoder, with the head of `student`, as a
+    classifier for `steps` batches.
+
+    Only the obfuscator's `stem` and `encoder` (and the head) change. Returns the mean loss and
+    training accuracy over the last quarter of the steps."""
+    device = device or loader.device
+    student.to(device)
+
+    def forward(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            teacher = classifier(x) if distill > 0 else None
+        logits = student(x)
+        return utility_loss(logits, y, teacher, distill, temperature), logits
+
+    return _train_steps(student, list(student.parameters()), forward, loader, steps, lr, device,
+                        precision, "encoder warm start", quiet, on_step)
+
+
+def pretrain_utility(obfuscator: nn.Module, classifier: FrozenClassifier, loader: TensorLoader,
+                     steps: int, lr: float, *, distill: float = 1.0, temperature: float = 4.0,
+                     feature_weight: float = 0.0, quantize: bool = True,
+                     device: torch.device | None = None, precision: str = "fp32",
+                     quiet: bool = True, on_step: StepHook | None = None) -> dict[str, float]:
+    """Stage 2: train the whole obfuscator so that the frozen classifier reads its (8-bit) output,
+    with no privacy term, for `steps` batches. Returns what `pretrain_encoder` returns."""
+    device = device or loader.device
+
+    def forward(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            teacher, teacher_features = classifier.forward_with_features(x)
+        sent = obfuscator(x)
+        sent = quantize_8bit_ste(sent) if quantize else sent
+        logits, features = classifier.forward_with_features(sent)
+        return utility_loss(logits, y, teacher, distill, temperature, features,
+                            teacher_features, feature_weight), logits
+
+    return _train_steps(obfuscator, list(obfuscator.parameters()), forward, loader, steps, lr,
+                        device, precision, "utility warm start", quiet, on_step)
+
+
+def _train_steps(module: nn.Module, params: list[nn.Parameter], forward, loader: TensorLoader,
+                 steps: int, lr: float, device: torch.device, precision: str, desc: str,
+                 quiet: bool, on_step: StepHook | None) -> dict[str, float]:
+    """Adam with a one-cycle schedule over `steps` batches of `forward(x, y) -> (loss, logits)`."""
+    optimizer = torch.optim.Adam(params, lr=lr, fused=True)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=max(steps, 1),
+                                                    pct_start=0.15)
+    module.train()
+    tail = torch.zeros(3, device=device)
+    for i, (x, y) in enumerate(progress(repeat_batches(loader, steps), steps, desc, quiet)):
+        with autocast(device, precision):
+            loss, logits = forward(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if i >= steps * 3 // 4:
+            tail += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum(),
+                                 torch.tensor(len(y), device=device)]).float()
+        if on_step is not None:
+            on_step(len(y))
+    seen = tail[2].clamp_min(1)
+    return {"loss": (tail[0] / seen).item(), "train_acc": (tail[1] / seen).item(),
+            "steps": steps}
+
+
+def repeat_batches(loader: TensorLoader, steps: int) -> Batches:
+    """`steps` batches from loader, starting a new epoch as often as needed."""
+    done, epoch = 0, loader.epoch
+    while done < steps:
+        for batch in loader:
+            yield batch
+            done += 1
+            if done >= steps:
+                return
+        epoch += 1
+        loader.set_epoch(epoch)
