@@ -64,7 +64,8 @@ def attack(obfuscator: torch.nn.Module, ds, args, name: str) -> dict[str, Any]:
         torch.manual_seed(args.seed)
         decoder, curve = train_until_flat(
             defense, make_decoder("unet", args.unet_width), ds.train, val, torch.device("cpu"),
-            time_budget_s=args.attack_s, eval_every=args.attack_eval_every,
+            time_budget_s=args.attack_s, max_images=args.attack_images,
+            eval_every=args.attack_eval_every,
             ssim_weight=ssim_weight, seed=args.seed)
         rebuilt = reconstruct(decoder, sent)
         loss = "mse" if ssim_weight == 0 else f"mse + {ssim_weight:g} (1 - ssim)"
@@ -85,7 +86,8 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], args) -> str:
              f"{args.unet_width}; loss MSE, or MSE + w (1 - SSIM) for w in {args.ssim_weights}; "
              "Adam 2e-3, batch 64) trained on the sent images of the "
              "training split after the obfuscator was frozen, until its validation SSIM gained "
-             f"< 0.005 over the last quarter of its images or {args.attack_s:.0f} s passed; "
+             f"< 0.005 over the last quarter of its images, or it had seen {args.attack_images} "
+             f"images or trained {args.attack_s:.0f} s; "
              f"scored on {args.score_images} other test images.", "",
              "| recipe | train s | obfuscated % (full test) | plain % | co-trained deobf. SSIM | "
              "strongest fresh attacker SSIM / PSNR dB (loss) | attacker stopped | "
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--names", nargs="*", help="only these runs (default: all with a model.pt)")
     p.add_argument("--attack-s", type=float, default=240.0, help="attacker time budget, s")
+    p.add_argument("--attack-images", type=int, default=None,
+                   help="attacker budget in training images (the same for every run, whatever "
+                        "else shares the machine); --attack-s caps the time as well")
     p.add_argument("--attack-eval-every", type=int, default=4000)
     p.add_argument("--unet-width", type=int, default=32)
     p.add_argument("--ssim-weights", type=float, nargs="+", default=[0.0],
@@ -134,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score-images", type=int, default=2000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of other runs already in --out's learning_speed.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     ds = load_dataset(args.data)
@@ -145,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run.name}: obfuscated {rows[-1]['final']['obfuscated_acc']:.2%}, attacker SSIM "
               f"{rows[-1]['attacker']['test_ssim']:.3f}", flush=True)
     env = environment()
+    previous = args.out / "learning_speed.json"
+    if args.merge and previous.exists():
+        done = {r["name"] for r in rows}
+        rows = [r for r in json.loads(previous.read_text())["runs"] if r["name"] not in done] + rows
+        rows.sort(key=lambda r: r["name"])
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) for k, v in vars(args).items()}
     (args.out / "learning_speed.json").write_text(

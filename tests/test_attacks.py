@@ -303,3 +303,7 @@ def test_attacker_trained_until_flat_records_its_curve_and_why_it_stopped():
                                 torch.device("cpu"), time_budget_s=0.0, eval_every=100,
                                 batch_size=50)
     assert timed["stopped"] == "budget" and len(timed["points"]) == 1
+    _, counted = train_until_flat(identity, make_decoder("unet", 8), ds.train, ds.test,
+                                  torch.device("cpu"), time_budget_s=1e9, max_images=200,
+                                  eval_every=100, batch_size=50)
+    assert counted["stopped"] == "budget" and counted["images"] == 200

@@ -66,7 +66,8 @@ def reconstruct(decoder: nn.Module, sent: torch.Tensor, batch_size: int = 500) -
 
 
 def train_until_flat(defense: Defense, decoder: nn.Module, train: Split, val: Split,
-                     device: torch.device, *, time_budget_s: float, eval_every: int = 5000,
+                     device: torch.device, *, time_budget_s: float,
+                     max_images: int | None = None, eval_every: int = 5000,
                      batch_size: int = 64, lr: float = 2e-3, ssim_weight: float = 0.0,
                      flat_gain: float = 0.005, seed: int = 0, quiet: bool = True
                      ) -> tuple[nn.Module, dict[str, Any]]:
@@ -75,7 +76,8 @@ def train_until_flat(defense: Defense, decoder: nn.Module, train: Split, val: Sp
     Adam at a constant learning rate (no schedule: the length is not known in advance); every
     `eval_every` training images the decoder is scored on the held-out `val` images. It stops when
     the SSIM gained over the last quarter of the images seen is below `flat_gain` ("converged"),
-    or when `time_budget_s` of training has passed ("budget"). The loss is MSE, plus
+    or when `time_budget_s` of training has passed or it has seen `max_images` ("budget"). The
+    loss is MSE, plus
     `ssim_weight` x (1 - SSIM) when given. Returns the decoder (eval mode) and the curve.
     """
     val_x = next(iter(TensorLoader(val, len(val), device=device)))[0]
@@ -104,11 +106,14 @@ def train_until_flat(defense: Defense, decoder: nn.Module, train: Split, val: Sp
             if seen // eval_every > (seen - len(x)) // eval_every:
                 points.append(_score(decoder, val_sent, val_x, seen, train_s))
                 stop = _stop_reason(points, seen, train_s, time_budget_s, flat_gain)
+                if stop is None and max_images is not None and seen >= max_images:
+                    stop = "budget"
                 if stop is not None:
                     break
     return decoder.eval(), {"stopped": stop, "points": points, "images": seen,
                             "train_s": round(train_s, 1), "ssim_weight": ssim_weight,
-                            "flat_gain": flat_gain, "time_budget_s": time_budget_s}
+                            "flat_gain": flat_gain, "time_budget_s": time_budget_s,
+                            "max_images": max_images}
 
 
 def _score(decoder: nn.Module, sent: torch.Tensor, original: torch.Tensor, seen: int,
