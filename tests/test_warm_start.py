@@ -166,5 +166,6 @@ def test_staged_recipe_runs_every_stage_and_logs_its_curve(trained_classifier, t
 
 def test_staged_recipe_is_registered_with_its_stages():
     c = obf.make_config("staged")
-    assert c.encoder_epochs > 0 and c.utility_epochs > 0 and c.feature_weight > 0
+    assert c.encoder_epochs > 0 and c.utility_epochs == 0 and c.feature_weight > 0
+    assert obf.DEFAULT_RECIPE == "staged"
     assert c.batch_size == 32

@@ -91,7 +91,10 @@ def _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, 
         "classifier": clf_section,
         "obfuscator": {"model": "obfuscator", "recipe": obf_payload["config"],
                        "train_wall_s": obf_log[-1]["wall_s"] if obf_log else None,
-                       "epochs": sum(1 for row in obf_log if row["epoch"] > 0)},
+                       "epochs": sum(1 for row in obf_log if row["epoch"] > 0),
+                       "rerun": "save 'recipe' as config.yaml, then: veil train obfuscator "
+                                "--config config.yaml --out NEW_RUN (the classifier it names: "
+                                "python -m veil.zoo.build --extract-classifier PATH)"},
         "storage": "fp16 state dicts (numbers below measured on them)",
         "metrics": {"plain_acc": metrics["plain_acc"],
                     "obfuscated_acc_8bit": metrics["obfuscated_acc"],
@@ -100,6 +103,7 @@ def _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, 
         "seed": {"classifier": clf_payload["config"]["seed"],
                  "obfuscator": obf_payload["config"]["seed"]},
         "training_environment": clf_payload.get("environment"),
+        "obfuscator_training_environment": obf_payload.get("environment"),
         "card_environment": environment(),
     }
 
