@@ -76,6 +76,14 @@ def attack(obfuscator: torch.nn.Module, ds, args, name: str) -> dict[str, Any]:
     return {**strongest, "all": results}
 
 
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
+
+
+def seconds_to_reach(curve: list[dict[str, Any]], accuracy: float) -> float | None:
+    """Training seconds at the first curve point at or above `accuracy` (None: never)."""
+    return next((p["train_s"] for p in curve if p["obfuscated_acc"] >= accuracy), None)
+
+
 def markdown(rows: list[dict[str, Any]], env: dict[str, Any], args) -> str:
     lines = [f"# Learning speed of obfuscator recipes ({env['cpu']}, torch {env['torch']})", "",
              "CIFAR-10 (JPEG-75), frozen classifier: the embedded default's fastnet, seed 0. The "
@@ -101,6 +109,14 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], args) -> str:
                      f"{a['test_ssim']:.3f} / {a['test_psnr']:.2f} ({a['loss']}) | "
                      f"{a['stopped']} after "
                      f"{a['images']} images, {a['train_s']:.0f} s | {curve} |")
+    lines += ["", "Training seconds until the curve first reaches an obfuscated accuracy "
+              "(- : not within the run):", "",
+              "| recipe | " + " | ".join(f"{100 * t:.0f} %" for t in THRESHOLDS) + " |",
+              "|---|" + "---:|" * len(THRESHOLDS)]
+    for r in rows:
+        cells = [seconds_to_reach(r["curve"], t) for t in THRESHOLDS]
+        lines.append(f"| {r['name']} | " + " | ".join("-" if c is None else f"{c:.0f}"
+                                                      for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .allocator import keep_freed_memory
+
 # subcommand -> (module that defines `add_arguments(parser)` and `run(args)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("veil.models.cli", "list the model zoo with parameters, MACs and obfuscator "
@@ -87,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
+    keep_freed_memory()
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
