@@ -9,10 +9,12 @@ Speeds are images per second (medians over repeats), so steps at different batch
 * baseline_b128: `AdversarialStep` as it was before the learning-speed work (one backward pass
   through a gradient-reversal layer, channels-last, the classifier's BatchNorms run as layers),
   at the fast recipe's batch of 128. This is the reference of the >= 3x target.
-* folded_b128: the same with the frozen classifier's BatchNorms folded into its convolutions
-  (the library default now); its losses must equal the baseline's (checked over a few steps).
-* folded_b32 / folded_b32_bf16: batch 32, the `staged` recipe's batch: the obfuscator's and
-  deobfuscator's activations (up to 192 x 32 x 32 per image) then stay in cache.
+* allocator_b128: the baseline with freed memory kept in the process (`veil.allocator`, what
+  the `veil` command does now) instead of being unmapped and page-faulted back every step.
+* new_b128: the allocator setting plus the frozen classifier's BatchNorms folded into its
+  convolutions (the library default now); folding must not change the losses (checked over a
+  few steps against a noise floor).
+* new_b32 / new_b32_bf16: the same at batch 32, the `staged` recipe's batch.
 
 The distillation and feature terms are off so that all variants compute the same losses.
 
@@ -23,7 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from veil import zoo
+from veil.allocator import keep_freed_memory
 from veil.models import FrozenClassifier, create_model
 from veil.train.obfuscator import AdversarialStep, make_config
 from veil.train.quantize import quantize_8bit_ste
@@ -87,17 +93,50 @@ def batches(batch: int, count: int, seed: int = 0) -> list[tuple[torch.Tensor, t
             for _ in range(count)]
 
 
-def measure(steps: dict, sizes: dict[str, int], repeats: int) -> dict[str, list[float]]:
-    data = {name: batches(sizes[name], 1)[0] for name in steps}
-    for name, step in steps.items():
-        step(*data[name])  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            step(*data[name])
-            times[name].append(time.perf_counter() - t0)
-    return times
+VARIANTS = {
+    # name: (step factory arguments, batch, keep freed memory)
+    "plain_fp32_eager": ({"kind": "plain"}, 128, False),
+    "baseline_b128": ({"kind": "veil", "fold": False}, 128, False),
+    "allocator_b128": ({"kind": "veil", "fold": False}, 128, True),
+    "new_b128": ({"kind": "veil", "fold": True}, 128, True),
+    "new_b32": ({"kind": "veil", "fold": True}, 32, True),
+    "new_b32_bf16": ({"kind": "veil", "fold": True, "precision": "bf16"}, 32, True),
+}
+
+
+def worker(name: str, classifier: str, steps: int, threads: int) -> float:
+    """Images/s of one variant in this (fresh) process: median over `steps` timed steps."""
+    spec, batch, tuned = VARIANTS[name]
+    if tuned:
+        keep_freed_memory()
+    torch.set_num_threads(threads)
+    make = classifier_factory(classifier)
+    spec = dict(spec)
+    step = (plain_step(make, 1.0) if spec.pop("kind") == "plain" else veil_step(make, 1.0, **spec))
+    x, y = batches(batch, 1)[0]
+    step(x, y)  # warm-up
+    step(x, y)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step(x, y)
+        times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)
+
+
+def measure(names: list[str], args) -> dict[str, list[float]]:
+    """Each variant in its own process (the allocator setting is process-wide), rounds
+    alternating between variants so that machine noise hits all of them alike."""
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.repeats):
+        for name in names:
+            env = {**os.environ, "VEIL_MALLOC": "tuned" if VARIANTS[name][2] else "system"}
+            out = subprocess.run([sys.executable, __file__, "--worker", name, "--classifier",
+                                  args.classifier, "--steps", str(args.steps), "--threads",
+                                  str(args.threads), "--out", "-"], check=True, env=env,
+                                 capture_output=True, text=True)
+            rates[name].append(float(out.stdout.strip().splitlines()[-1]))
+    return rates
 
 
 def losses_agree(make_classifier, steps: int = 5) -> dict[str, list[float]]:
@@ -116,19 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--classifier", default="default",
                    help="'default' (the embedded default's trained fastnet) or a zoo name")
-    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--repeats", type=int, default=5, help="rounds over all variants")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per variant and round")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--worker", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.worker:
+        print(worker(args.worker, args.classifier, args.steps, args.threads))
+        return 0
     torch.set_num_threads(args.threads)
     make = classifier_factory(args.classifier)
-    steps = {"plain_fp32_eager": plain_step(make, 1.0),
-             "baseline_b128": veil_step(make, 1.0, fold=False),
-             "folded_b128": veil_step(make, 1.0),
-             "folded_b32": veil_step(make, 1.0),
-             "folded_b32_bf16": veil_step(make, 1.0, "bf16")}
-    sizes = {name: 32 if "b32" in name else 128 for name in steps}
-    times = measure(steps, sizes, args.repeats)
-    rate = {k: sizes[k] / statistics.median(v) for k, v in times.items()}
+    sizes = {name: VARIANTS[name][1] for name in VARIANTS}
+    times = measure(list(VARIANTS), args)
+    rate = {k: statistics.median(v) for k, v in times.items()}
     agreement = losses_agree(make)
     gap = [abs(a - b) for a, b in zip(agreement["folded"], agreement["unfolded"], strict=True)]
     noise = [abs(a - b) for a, b in zip(agreement["unfolded_nudged"], agreement["unfolded"],
@@ -139,15 +178,17 @@ def main(argv: list[str] | None = None) -> int:
               "speedup_vs_plain": {k: rate[k] / rate["plain_fp32_eager"] for k in rate},
               "loss_c_per_step": agreement, "loss_c_gap_folded": gap,
               "loss_c_gap_nudged_noise_floor": noise,
-              "seconds_per_step": times}
+              "images_per_s_per_round": times}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "adversarial_step.json").write_text(json.dumps(result, indent=2))
     env = result["environment"]
     lines = [f"# Adversarial step on CPU ({env['cpu']}, {args.threads} threads, torch "
              f"{env['torch']})", "",
-             f"Frozen classifier `{args.classifier}`, median of {args.repeats} alternating "
-             "repeats in one run (the machine is shared; compare the ratios), random images.", "",
+             f"Frozen classifier `{args.classifier}`, random images. Each variant runs in its own "
+             f"process (the allocator setting is process-wide), median of {args.steps} steps; "
+             f"the table gives the median over {args.repeats} rounds that alternate between the "
+             "variants (compare the ratios).", "",
              "| step | batch | images/s | vs baseline (today's step) | vs plain |",
              "|---|---:|---:|---:|---:|"]
     for k in rate:
