@@ -23,6 +23,7 @@ from veil.client import (
     encode_png,
     fit_image,
     load_image,
+    quantize_uint8,
 )
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
@@ -264,3 +265,74 @@ def test_cli_classify_reports_an_unreadable_image(artifacts, server, tmp_path, c
     code = main(["classify", str(bad), "--server", server, "--obfuscator", str(artifacts.onnx)])
     assert code == 2
     assert "bad.png: not an image" in capsys.readouterr().err
+
+
+# --- answers that do not add up, and obfuscator outputs that must not leave the device --------
+def _client_answering(handler, obfuscator=None):
+    import httpx
+
+    def fake_obfuscator(images):
+        return images  # uint8 NHWC in, uint8 NHWC out: enough for the HTTP path
+
+    return VeilClient("http://veil.test", obfuscator or fake_obfuscator,
+                      transport=httpx.MockTransport(handler))
+
+
+def _answer(body=None, status=200, text=None):
+    import httpx
+
+    def handler(request):
+        if request.url.path == "/healthz":
+            return httpx.Response(404)
+        if text is not None:
+            return httpx.Response(status, text=text)
+        return httpx.Response(status, json=body)
+    return handler
+
+
+def _good(i):
+    return {"index": i, "label": "cat", "class_index": 3, "confidence": 0.9,
+            "top_k": [{"label": "cat", "class_index": 3, "probability": 0.9}]}
+
+
+@pytest.mark.parametrize("handler, message", [
+    (_answer({"predictions": [_good(0)]}), "sent 3 image(s) but got 1 prediction(s); "
+                                           "affected: b.png, c.png"),
+    (_answer(text="<html>hello</html>"), "not a JSON object"),
+    (_answer({"results": []}), "no list of predictions"),
+    (_answer({"predictions": [_good(0), {"label": 3}, _good(2)]}), "malformed or out-of-order "
+                                                                  "prediction for b.png"),
+    (_answer({"predictions": [_good(0), _good(2), _good(1)]}), "prediction for b.png"),
+    (_answer([1, 2, 3]), "not a JSON object"),
+])
+def test_answers_that_do_not_add_up_are_errors_naming_the_images(tmp_path, handler, message):
+    paths = []
+    for name in ("a.png", "b.png", "c.png"):
+        path = tmp_path / name
+        path.write_bytes(png_bytes(sample_images(1)[0]))
+        paths.append(str(path))
+    with _client_answering(handler) as client, pytest.raises(ServerError) as err:
+        client.classify(paths)
+    assert message in str(err.value).replace(str(tmp_path) + "/", "")
+
+
+@pytest.mark.parametrize("bad, message", [(np.nan, "NaN or infinite"),
+                                          (np.inf, "NaN or infinite"),
+                                          (1.5, "outside [0, 1]"), (-0.2, "outside [0, 1]")])
+def test_an_obfuscator_output_that_is_not_an_image_is_not_sent(bad, message):
+    out = np.full((1, 3, 32, 32), 0.5, np.float32)
+    out[0, 1, 2, 3] = bad
+    with pytest.raises(ValueError, match=re.escape(message)):
+        quantize_uint8(out)
+    assert quantize_uint8(np.clip(out, 0, 1) if np.isfinite(bad) else
+                          np.full_like(out, 1.0005)).dtype == np.uint8
+
+
+def test_a_health_answer_with_a_non_numeric_image_limit_is_a_clear_error():
+    import httpx
+
+    def handler(request):
+        return httpx.Response(200, json={"max_images": "many"})
+    client = _client_answering(handler)
+    with client, pytest.raises(ServerError, match="max_images 'many'"):
+        client.classify(sample_images(1)[0])

@@ -213,6 +213,7 @@ def test_bad_body_is_rejected(http, obfuscated, request_kwargs, status, code):
     ("POST", "/v1/classify", {"top_k": 0}, 422),
     ("POST", "/v1/classify", {"top_k": 11}, 422),
     ("POST", "/v1/classify", {"top_k": "abc"}, 422),
+    ("POST", "/v1/classify", {"top_k": "7" * 5000}, 422),  # past int()'s digit limit
     ("GET", "/v1/classify", {}, 405),
     ("GET", "/nowhere", {}, 404),
 ])

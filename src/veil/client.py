@@ -128,8 +128,21 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
+OUTPUT_TOLERANCE = 1e-3  # float rounding around the sigmoid's [0, 1]; more is a broken model
+
+
 def quantize_uint8(x: np.ndarray) -> np.ndarray:
-    """float NCHW in [0, 1] -> uint8 NHWC, the 8-bit image that is transmitted."""
+    """float NCHW in [0, 1] -> uint8 NHWC, the 8-bit image that is transmitted.
+
+    Refuses NaN, infinities and values outside [0, 1]: an obfuscator that outputs them is not
+    the one that was evaluated, and its 8-bit image (NaN casts to an arbitrary byte) should not
+    leave the device."""
+    if not np.isfinite(x).all():
+        raise ValueError("the obfuscator produced NaN or infinite values; refusing to send them "
+                         "(is the model file damaged?)")
+    if x.min() < -OUTPUT_TOLERANCE or x.max() > 1 + OUTPUT_TOLERANCE:
+        raise ValueError(f"the obfuscator's output lies outside [0, 1] ({x.min():.3g} to "
+                         f"{x.max():.3g}); refusing to send it (is it the exported obfuscator?)")
     return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
@@ -270,6 +283,7 @@ class VeilClient:
         for start in range(0, len(payloads), self.batch_size):
             chunk = payloads[start:start + self.batch_size]
             results = self._post(chunk)
+            check_predictions(results, names[start:start + len(chunk)])
             predictions += [_prediction(names[start + i], r, len(chunk[i]))
                             for i, r in enumerate(results)]
         return predictions
@@ -282,7 +296,11 @@ class VeilClient:
                  for i, data in enumerate(payloads)]
         response = self._request("POST", "/v1/classify", files=files,
                                  params={"top_k": self.top_k})
-        return self._json(response)["predictions"]
+        predictions = self._json(response).get("predictions")
+        if not isinstance(predictions, list):
+            raise ServerError(response.status_code, "bad_response",
+                              "the answer holds no list of predictions")
+        return predictions
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
@@ -298,10 +316,14 @@ class VeilClient:
         try:
             body = response.json()
         except ValueError:
-            body = {}
+            body = None
         if response.status_code >= 400:
+            body = body if isinstance(body, dict) else {}
             raise ServerError(response.status_code, str(body.get("error", "http_error")),
                               str(body.get("detail", response.text[:200])))
+        if not isinstance(body, dict):
+            raise ServerError(response.status_code, "bad_response",
+                              "the answer is not a JSON object (is the URL a veil server?)")
         return body
 
     def _check_server_once(self) -> None:
@@ -313,8 +335,11 @@ class VeilClient:
             health = self.health()
         except ServerError:
             return  # a proxy may hide /healthz; the defaults still work
-        self.batch_size = max(1, min(self.batch_size, int(health.get("max_images",
-                                                                     self.batch_size))))
+        limit = health.get("max_images", self.batch_size)
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise ServerError(200, "bad_response", f"/healthz gives max_images {limit!r:.40}, "
+                                                   "not a whole number")
+        self.batch_size = max(1, min(self.batch_size, limit))
         expected = (getattr(self.obfuscator, "manifest", None) or {}).get("classifier", {})
         served = health.get("classifier", {})
         if expected.get("sha256") and served.get("sha256") not in (None, expected["sha256"]):
@@ -327,6 +352,31 @@ def _source_name(source: ImageInput, index: int) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
     return f"image-{index}"
+
+
+def check_predictions(results: list[Any], names: list[str]) -> None:
+    """One well-formed prediction per image sent, in order; otherwise an error naming the
+    images whose results are missing or malformed (none is dropped silently)."""
+    if len(results) != len(names):
+        missing = names[len(results):] or names
+        raise ServerError(200, "bad_response", f"sent {len(names)} image(s) but got "
+                          f"{len(results)} prediction(s); affected: {', '.join(missing[:10])}")
+    for i, (result, name) in enumerate(zip(results, names, strict=True)):
+        if not _well_formed(result) or result.get("index", i) != i:
+            raise ServerError(200, "bad_response", f"malformed or out-of-order prediction for "
+                              f"{name} (position {i})")
+
+
+def _well_formed(result: Any) -> bool:
+    try:
+        return (isinstance(result, dict) and isinstance(result["label"], str)
+                and isinstance(result["class_index"], int)
+                and isinstance(result["confidence"], (int, float))
+                and isinstance(result["top_k"], list)
+                and all(isinstance(t["label"], str) and isinstance(t["probability"], (int, float))
+                        for t in result["top_k"]))
+    except (KeyError, TypeError):
+        return False
 
 
 def _prediction(source: str, result: dict[str, Any], sent: int) -> Prediction:
