@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from veil.allocator import keep_freed_memory
 from veil.attacks.decoders import make_decoder
 from veil.attacks.defenses import obfuscator_defense
 from veil.attacks.fresh_decoder import reconstruct, train_until_flat
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of other runs already in --out's learning_speed.json")
     args = p.parse_args(argv)
+    keep_freed_memory()
     torch.set_num_threads(args.threads)
     ds = load_dataset(args.data)
     runs = sorted(r for r in args.runs.iterdir() if (r / "model.pt").exists()
