@@ -332,3 +332,29 @@ def test_config_file_errors_name_the_problem(tmp_path, capsys):
     bad.write_text("epochs: 2\n")
     assert main(["train", "classifier", "--config", str(bad)]) == 2
     assert "--out is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"classes": ["a", "b", "c"]}, "names 3 classes for a model with 10 outputs"),
+    ({"classes": [str(i) for i in range(11)]}, "names 11 classes for a model with 10 outputs"),
+    ({"model_name": None}, "classifier checkpoint without model_name"),
+])
+def test_inconsistent_classifier_checkpoints_are_refused_on_load(trained_classifier, tmp_path,
+                                                                 change, message):
+    payload = load_checkpoint(trained_classifier)
+    for key, value in change.items():
+        if value is None:
+            del payload[key]
+        else:
+            payload[key] = value
+    save_checkpoint(payload, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=message):
+        clf.load_classifier(tmp_path / "bad.pt")
+
+
+def test_an_empty_sha256_sidecar_is_a_clear_error(trained_classifier, tmp_path):
+    copy = tmp_path / "model.pt"
+    copy.write_bytes(trained_classifier.read_bytes())
+    (tmp_path / "model.pt.sha256").write_text("")
+    with pytest.raises(CheckpointError, match="empty or not a sha256 line"):
+        load_checkpoint(copy)

@@ -36,7 +36,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     data = path.read_bytes()
     sidecar = path.with_name(path.name + ".sha256")
     if verify and sidecar.exists():
-        expected = sidecar.read_text().split()[0]
+        words = sidecar.read_text(errors="replace").split()
+        if not words or len(words[0]) != 64:
+            raise CheckpointError(f"{sidecar}: empty or not a sha256 line; delete it to load "
+                                  f"{path.name} unverified, or restore it")
+        expected = words[0]
         got = hashlib.sha256(data).hexdigest()
         if got != expected:
             raise CheckpointError(f"{path}: sha256 mismatch (file {got[:12]}..., recorded "

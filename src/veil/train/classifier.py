@@ -216,6 +216,12 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu",
     if expected_classes is not None and tuple(payload["classes"]) != tuple(expected_classes):
         raise ValueError(f"{path}: classifier was trained on classes {payload['classes']}, "
                          f"but the data source has {list(expected_classes)}")
+    missing = [k for k in ("model_name", "num_classes", "classes", "model") if k not in payload]
+    if missing:
+        raise ValueError(f"{path}: classifier checkpoint without {', '.join(missing)}")
+    if len(payload["classes"]) != payload["num_classes"]:
+        raise ValueError(f"{path}: names {len(payload['classes'])} classes for a model with "
+                         f"{payload['num_classes']} outputs")
     model = create_model(payload["model_name"], num_classes=payload["num_classes"])
     model.load_state_dict(payload["model"])
     return model.to(device).eval(), payload
