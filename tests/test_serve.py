@@ -569,3 +569,46 @@ def _wait_for_exit(pid: int, timeout: float = 10) -> None:
             return  # a zombie: dead, waiting for its parent to reap it
         time.sleep(0.05)
     raise AssertionError(f"process {pid} is still running")
+
+
+# --- PNGs that are whole on the outside and broken inside -----------------------------------
+def _png(rows: bytes, width: int = 32, height: int = 32, extra: bytes = b"") -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_a_png_whose_image_data_ends_early_is_refused(http, obfuscated):
+    from veil.serve.validation import ApiError, decode_png
+    row = b"\x00" + bytes(range(96))
+    half = _png(row * 16)  # a complete zlib stream that holds 16 of the 32 rows
+    with pytest.raises(ApiError, match=r"image data ends early \(16 of 32 rows\)"):
+        decode_png(half, (32, 32))
+    response = http.post("/v1/classify", files=files(half))
+    assert response.status_code == 400 and response.json()["error"] == "corrupt_image"
+    assert decode_png(_png(row * 32), (32, 32)).shape == (32, 32, 3)  # the whole one decodes
+    assert classify(http, encode_png(obfuscated[0])).status_code == 200
+
+
+def test_a_crc_error_in_any_chunk_is_refused_the_same_way():
+    import struct
+    import zlib
+
+    from veil.serve.validation import ApiError, decode_png
+    text = b"Comment\x00hello"
+    bad_text = (struct.pack(">I", len(text)) + b"tEXt" + text
+                + struct.pack(">I", zlib.crc32(b"tEXt" + text) ^ 1))
+    with pytest.raises(ApiError, match="chunk tEXt fails its CRC check"):
+        decode_png(_png((b"\x00" + bytes(96)) * 32, extra=bad_text), (32, 32))
+
+
+def test_error_texts_show_no_python_object_reprs():
+    from veil.serve.validation import _without_reprs
+    err = OSError("cannot identify image file <_io.BytesIO object at 0x7f3a2b1c9d50>")
+    assert _without_reprs(err) == "cannot identify image file the upload"

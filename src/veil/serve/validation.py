@@ -7,6 +7,7 @@ nothing; every failure becomes an ApiError with an HTTP status and a message for
 from __future__ import annotations
 
 import io
+import re
 import zlib
 
 import numpy as np
@@ -45,12 +46,14 @@ def decode_png(data: bytes, size: tuple[int, int], name: str = "image") -> np.nd
     simple = decode_simple_png(data, width, height)
     if simple is not None:
         return simple
+    _check_integrity(data, width, height, name)
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
             im.load()
             array = np.asarray(im)
     except Exception as e:  # Pillow raises many types on hostile input
-        raise ApiError(400, "corrupt_image", f"{name}: truncated or corrupt PNG ({e})") from None
+        raise ApiError(400, "corrupt_image", f"{name}: truncated or corrupt PNG "
+                                             f"({_without_reprs(e)})") from None
     if array.shape != (height, width, 3) or array.dtype != np.uint8:
         raise ApiError(422, "wrong_mode", f"{name}: decoded to {array.dtype} {array.shape}")
     return array
@@ -103,6 +106,44 @@ def _idat(data: bytes) -> bytes | None:
             return None
         pos = end + 4
     return None
+
+
+def _check_integrity(data: bytes, width: int, height: int, name: str) -> None:
+    """Before Pillow sees it (it zero-fills missing rows): every chunk whole with a valid CRC up
+    to IEND, and, for a non-interlaced image, a zlib stream that holds every row."""
+    pos, parts = 8, []
+    while True:
+        if pos + 12 > len(data):
+            raise ApiError(400, "corrupt_image", f"{name}: truncated PNG (no IEND chunk)")
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, end = data[pos + 4:pos + 8], pos + 8 + length
+        label = kind.decode("ascii", "replace") if kind.isalpha() else "?"
+        if end + 4 > len(data):
+            raise ApiError(400, "corrupt_image", f"{name}: truncated PNG (chunk {label} is cut)")
+        if zlib.crc32(data[pos + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+            raise ApiError(400, "corrupt_image", f"{name}: chunk {label} fails its CRC check")
+        if kind == b"IEND":
+            break
+        if kind == b"IDAT":
+            parts.append(data[pos + 8:end])
+        pos = end + 4
+    if data[28] != 0:  # interlaced: rows are not contiguous, leave the count to Pillow
+        return
+    expected = height * (1 + 3 * width)
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(b"".join(parts), expected + 1)
+    except zlib.error as e:
+        raise ApiError(400, "corrupt_image", f"{name}: corrupt image data ({e})") from None
+    if len(raw) < expected or not inflater.eof:
+        rows = len(raw) // (1 + 3 * width)
+        raise ApiError(400, "corrupt_image", f"{name}: image data ends early ({rows} of "
+                                             f"{height} rows)")
+
+
+def _without_reprs(error: Exception) -> str:
+    """An exception's text without Python object reprs such as <_io.BytesIO object at 0x...>."""
+    return re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the upload", str(error))
 
 
 def _allowed_chunk(kind: bytes, pos: int) -> bool:
