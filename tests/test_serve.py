@@ -612,3 +612,14 @@ def test_error_texts_show_no_python_object_reprs():
     from veil.serve.validation import _without_reprs
     err = OSError("cannot identify image file <_io.BytesIO object at 0x7f3a2b1c9d50>")
     assert _without_reprs(err) == "cannot identify image file the upload"
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.3.4.5", True), ("::1", True), ("[::1]", True),
+    ("localhost", True), ("0.0.0.0", False), ("10.0.0.1", False), ("::", False),
+    # a name that merely starts like a loopback address proves nothing: it may resolve anywhere
+    ("127.evil.example", False), ("no-such-host.invalid", False),
+])
+def test_loopback_is_decided_from_addresses_not_from_a_string_prefix(host, loopback):
+    from veil.serve.runner import is_loopback
+    assert is_loopback(host) is loopback

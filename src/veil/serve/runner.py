@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -9,11 +10,22 @@ from typing import Any
 
 import uvicorn
 
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK or host.startswith("127.")
+    """True if every address `host` stands for is a loopback address.
+
+    A literal IP is judged as it is; a name is resolved, and a name that does not resolve, or
+    resolves to any other address (`127.evil.example` may point anywhere), is not loopback."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0].split("%")[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
 def serve_forever(app: Any, host: str, port: int, log_level: str = "info") -> None:
