@@ -334,6 +334,43 @@ def test_cifar_batches_folder_with_a_corrupt_batch(tmp_path):
         load_dataset(folder, cache=tmp_path / "cache")
 
 
+class _WritesAFile:
+    """A pickle that, when loaded by plain pickle, writes a file (what a hostile folder holds)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.target), "owned"))
+
+
+def test_a_crafted_batch_file_cannot_run_code(tmp_path):
+    import pickle
+
+    folder = write_batches(tmp_path / CIFAR10_FOLDER, fake_batches())
+    target = tmp_path / "owned.txt"
+    (folder / "data_batch_1").write_bytes(pickle.dumps({b"data": _WritesAFile(str(target))}))
+    with pytest.raises(DataError, match=r"data_batch_1: refusing to load pathlib.*write_text"):
+        load_dataset(folder, cache=tmp_path / "cache")
+    assert not target.exists()
+    # the same file under plain pickle would have run it: the test's file is really hostile
+    pickle.loads((folder / "data_batch_1").read_bytes())
+    assert target.read_text() == "owned"
+
+
+def test_the_restricted_unpickler_reads_what_official_batches_hold():
+    import pickle
+
+    from veil.data.safe_pickle import load_restricted
+    batch = {b"batch_label": b"training batch 1 of 5", b"labels": [3, 1, 4],
+             b"data": np.arange(3 * 3072, dtype=np.uint8).reshape(3, 3072),
+             b"filenames": [b"a.png", b"b.png", b"c.png"]}
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        loaded = load_restricted(pickle.dumps(batch, protocol=protocol))
+        assert loaded[b"labels"] == [3, 1, 4] and loaded[b"filenames"][2] == b"c.png"
+        assert np.array_equal(loaded[b"data"], batch[b"data"])
+
+
 # --- download --------------------------------------------------------------------------------
 
 

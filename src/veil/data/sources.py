@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
 import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .dataset import CIFAR10_CLASSES, Dataset, Split
 from .download import download_cifar10, file_digest
+from .safe_pickle import UnsafePickleError, load_restricted
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 CACHE_VERSION = "1"
@@ -105,11 +105,13 @@ def _read_cifar_batches(folder: Path) -> Dataset:
             file = folder / name
             try:
                 with open(file, "rb") as f:
-                    batch = pickle.load(f, encoding="bytes")
+                    batch = load_restricted(f)
                 xs.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32))
                 ys.append(np.asarray(batch[b"labels"], np.int64))
             except FileNotFoundError:
                 raise DataError(f"{file}: missing CIFAR-10 batch file") from None
+            except UnsafePickleError as e:
+                raise DataError(f"{file}: {e}") from None
             except Exception as e:
                 raise DataError(f"{file}: corrupt CIFAR-10 batch file ({e})") from e
         return Split(np.ascontiguousarray(np.concatenate(xs).transpose(0, 2, 3, 1)),
