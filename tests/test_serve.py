@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -623,3 +624,50 @@ def test_error_texts_show_no_python_object_reprs():
 def test_loopback_is_decided_from_addresses_not_from_a_string_prefix(host, loopback):
     from veil.serve.runner import is_loopback
     assert is_loopback(host) is loopback
+
+
+def test_a_stuck_inference_process_is_replaced_and_the_batch_answered_503(artifacts, obfuscated):
+    with InferenceProcess(artifacts.classifier, threads=1, batch_timeout_s=1.0) as worker, \
+            BackgroundServer(create_app(worker)) as url, httpx.Client(base_url=url,
+                                                                      timeout=60) as http:
+        assert classify(http, encode_png(obfuscated[0])).status_code == 200
+        assert http.get("/healthz").json()["inference"] == "ok"
+        stuck = worker.pid
+        os.kill(stuck, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            answer = classify(http, encode_png(obfuscated[0]))
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"] == "inference_timeout"
+            assert answer.headers["Retry-After"].isdigit()
+            assert time.monotonic() - start < 30  # not forever
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stuck, signal.SIGCONT)
+        assert worker.pid not in (None, stuck) and worker.timeouts == 1
+        assert worker.restarts == 1
+        health = http.get("/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert classify(http, encode_png(obfuscated[0])).status_code == 200
+        text = http.get("/metrics").text
+        assert metric(text, "veil_inference_timeouts_total") == 1
+        assert metric(text, "veil_inference_restarts_total") == 1
+    _wait_for_exit(stuck)
+
+
+def test_healthz_says_degraded_while_the_inference_process_is_replaced(artifacts):
+    class Restarting:
+        classes, info, image_size, state = ["a", "b"], {"model_name": "x"}, (32, 32), "restarting"
+
+        def __call__(self, images):
+            raise AssertionError("not called")
+
+    with BackgroundServer(create_app(Restarting())) as url, httpx.Client(base_url=url) as http:
+        health = http.get("/healthz")
+    assert health.status_code == 503 and health.json()["status"] == "degraded"
+    assert health.json()["inference"] == "restarting"
+
+
+def test_the_inference_timeout_must_be_positive(artifacts):
+    with pytest.raises(ValueError, match="inference timeout must be positive"):
+        InferenceProcess(artifacts.classifier, batch_timeout_s=0)

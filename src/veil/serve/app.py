@@ -33,6 +33,7 @@ from .batching import MicroBatcher
 from .metrics import Metrics
 from .multipart import Part, split_simple
 from .validation import ApiError, decode_png
+from .worker import InferenceTimeout
 
 if TYPE_CHECKING:  # the app runs without torch when the classifier runs in a child process
     from .inference import Predictor
@@ -100,6 +101,7 @@ class ErrorBody(BaseModel):
 
 class Health(BaseModel):
     status: str
+    inference: str
     classifier: ClassifierInfo
     classes: list[str]
     image_size: list[int]
@@ -118,6 +120,7 @@ def create_app(predictor: Backend, config: ServerConfig | None = None,
     config = config or ServerConfig()
     metrics = Metrics()
     metrics.inference_restarts = lambda: getattr(predictor, "restarts", 0)
+    metrics.inference_timeouts = lambda: getattr(predictor, "timeouts", 0)
     batcher = MicroBatcher(predictor, config.max_batch, config.max_wait_ms, metrics)
 
     @asynccontextmanager
@@ -180,11 +183,16 @@ def _add_routes(app: FastAPI, predictor: Backend, config: ServerConfig, metrics:
                       responses=ERRORS, dependencies=_auth_docs(config.token),
                       openapi_extra=spec, summary="Classify one or more 8-bit obfuscated PNGs")
 
-    @app.get("/healthz", response_model=Health, summary="Liveness and what is served")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "classifier": classifier, "classes": predictor.classes,
+    @app.get("/healthz", response_model=Health, summary="Liveness and what is served",
+             responses={503: {"model": Health}})
+    async def healthz() -> JSONResponse:
+        # an inference process that is being replaced (dead or stuck) makes the server degraded
+        inference = getattr(predictor, "state", "ok")
+        body = {"status": "ok" if inference == "ok" else "degraded", "inference": inference,
+                "classifier": classifier, "classes": predictor.classes,
                 "image_size": list(predictor.image_size), "max_images": config.max_images,
                 "max_batch": config.max_batch, "auth": bool(config.token)}
+        return JSONResponse(body, status_code=200 if inference == "ok" else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def prometheus() -> PlainTextResponse:
@@ -295,9 +303,13 @@ def bearer_check(token: str | None) -> Callable[[Request], None]:
 
 
 # --- errors ------------------------------------------------------------------------------------
+RETRY_AFTER_S = 2  # what a 503 tells clients: a replaced inference process loads in seconds
+
+
 def error_response(metrics: Metrics, status: int, code: str, detail: str) -> JSONResponse:
     metrics.errors[code] += 1
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = ({"WWW-Authenticate": "Bearer"} if status == 401 else
+               {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -320,6 +332,10 @@ def _add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         detail = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
                            for err in e.errors())
         return error_response(metrics, 422, "invalid_parameter", detail)
+
+    @app.exception_handler(InferenceTimeout)
+    async def timed_out(_: Request, e: InferenceTimeout) -> JSONResponse:
+        return error_response(metrics, 503, "inference_timeout", str(e))
 
     @app.exception_handler(Exception)
     async def internal(_: Request, e: Exception) -> JSONResponse:
@@ -390,6 +406,8 @@ class GuardMiddleware:
             response = await endpoint(Request(scope, receive))
         except ApiError as e:
             response = error_response(self.metrics, e.status, e.code, e.detail)
+        except InferenceTimeout as e:
+            response = error_response(self.metrics, 503, "inference_timeout", str(e))
         except Exception as e:  # answer it here: re-raised, it would drop the connection
             log.error("internal error: %s: %s", type(e).__name__, e)
             response = error_response(self.metrics, 500, "internal_error",

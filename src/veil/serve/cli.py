@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the classifier in a child process, where its forward pass "
                              "never waits for the event loop's GIL (default), or in a thread "
                              "of the server's process")
+    parser.add_argument("--inference-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds a batch may take in the inference process before it is "
+                             "treated as stuck: replaced, and the batch answered 503 "
+                             "(default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"])
 
@@ -77,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                           max_images=args.max_images, max_body_bytes=args.max_body_bytes,
                           token=token)
-    predictor = load_predictor(args.classifier, args.threads, args.inference)
+    predictor = load_predictor(args.classifier, args.threads, args.inference,
+                               args.inference_timeout)
     try:
         print(f"serving {predictor.info['model_name']} ({len(predictor.classes)} classes) on "
               f"http://{args.host}:{args.port}  inference: {args.inference}  auth: "
@@ -89,13 +94,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_predictor(checkpoint: Path, threads: int | None, mode: str
+def load_predictor(checkpoint: Path, threads: int | None, mode: str, timeout_s: float = 10.0
                    ) -> Predictor | InferenceProcess:
     """The classifier, warmed up, in a child process (`mode="process"`) or in this one."""
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint}: no such classifier checkpoint")
     if mode == "process":
-        return InferenceProcess(checkpoint, threads)
+        return InferenceProcess(checkpoint, threads, batch_timeout_s=timeout_s)
     import torch
 
     from .inference import Predictor

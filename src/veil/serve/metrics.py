@@ -48,6 +48,7 @@ class Metrics:
         self.max_batch_seen = 0
         self.queue_depth = 0
         self.inference_restarts: Callable[[], int] = lambda: 0
+        self.inference_timeouts: Callable[[], int] = lambda: 0
 
     def record_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1
@@ -78,8 +79,11 @@ class Metrics:
         out += _header("veil_queue_depth", "gauge", "requests waiting for a batch")
         out.append(f"veil_queue_depth {self.queue_depth}")
         out += _header("veil_inference_restarts_total", "counter",
-                       "times the inference process died and was started again")
+                       "times the inference process was replaced (died or timed out)")
         out.append(f"veil_inference_restarts_total {self.inference_restarts()}")
+        out += _header("veil_inference_timeouts_total", "counter",
+                       "batches the inference process did not answer in time (it was replaced)")
+        out.append(f"veil_inference_timeouts_total {self.inference_timeouts()}")
         return "\n".join(out) + "\n"
 
 

@@ -10,7 +10,9 @@ pipe: uint8 images one way, float32 probabilities the other.
 It has the `Predictor`'s interface (`classes`, `info`, `image_size`, calling it on images), so
 the micro-batcher uses either. If the child dies (killed, out of memory), a fresh one is started
 and the batch is tried once more (inference has no side effects); a batch on which two children
-die in a row fails.
+die in a row fails. A child that does not answer a batch within `batch_timeout_s` (stopped,
+stuck) is killed and replaced, and the batch fails with `InferenceTimeout` (the server answers
+503 with Retry-After); `state` says "ok", or "restarting" while a new child loads.
 """
 
 from __future__ import annotations
@@ -29,14 +31,21 @@ log = logging.getLogger("veil.serve")
 _OK, _ERROR = b"\x00", b"\x01"
 
 
+class InferenceTimeout(RuntimeError):
+    """The inference process did not answer a batch in time; it has been replaced."""
+
+
 class InferenceProcess:
     """`Predictor.from_checkpoint(path)` running in a child process."""
 
     def __init__(self, checkpoint: str | os.PathLike, threads: int | None = None,
-                 start_timeout_s: float = 300.0) -> None:
+                 start_timeout_s: float = 300.0, batch_timeout_s: float = 10.0) -> None:
+        if batch_timeout_s <= 0:
+            raise ValueError(f"the inference timeout must be positive, got {batch_timeout_s}")
         self.checkpoint, self.threads = str(checkpoint), threads
-        self.start_timeout_s = start_timeout_s
-        self.restarts = 0
+        self.start_timeout_s, self.batch_timeout_s = start_timeout_s, batch_timeout_s
+        self.restarts = self.timeouts = 0
+        self.state = "starting"
         self._closed = False
         self._lock = threading.Lock()
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -74,6 +83,12 @@ class InferenceProcess:
     def _exchange(self, images: np.ndarray) -> bytes:
         assert self._conn is not None
         self._conn.send_bytes(images.reshape(-1))  # 1-D: send_bytes counts items, not bytes
+        if not self._conn.poll(self.batch_timeout_s):
+            self.timeouts += 1
+            self._restart(f"the inference process did not answer within "
+                          f"{self.batch_timeout_s:g} s")
+            raise InferenceTimeout(f"inference took longer than {self.batch_timeout_s:g} s; "
+                                   "the inference process was replaced, try again")
         return self._conn.recv_bytes()
 
     def warm_up(self) -> None:
@@ -114,16 +129,29 @@ class InferenceProcess:
             self._stop()
             raise RuntimeError(f"the inference process could not load {self.checkpoint}: "
                                f"{payload}")
+        self.state = "ok"
         return payload
 
     def _restart(self, reason: str) -> None:
-        log.warning("%s (exit code %s); starting a new one", reason, self._exit_code())
+        self.state = "restarting"
+        if self._alive():  # stuck, not dead: it will not exit on its own
+            assert self._process is not None
+            self._process.kill()
+        log.warning("%s (%s); starting a new one", reason, self._exit_status())
+        self.restarts += 1
         self._stop()
         self._start()
-        self.restarts += 1
 
     def _alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
+
+    def _exit_status(self) -> str:
+        code = self._exit_code()
+        if code is None:
+            return "still running"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit code {code}"
 
     def _exit_code(self) -> int | None:
         if self._process is None:
