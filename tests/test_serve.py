@@ -305,7 +305,23 @@ def test_bearer_token(predictor, obfuscated):
                           headers={"Authorization": "Bearer s3cret-token"})
         assert right.status_code == 200
         assert http.get("/healthz").json()["auth"] is True
-        assert "HTTPBearer" in json.dumps(http.get("/openapi.json").json()["components"])
+        auth = {"Authorization": "Bearer s3cret-token"}
+        spec = http.get("/openapi.json", headers=auth).json()
+        assert "HTTPBearer" in json.dumps(spec["components"])
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/openapi.json", "/docs", "/redoc"])
+def test_with_a_token_metrics_and_docs_need_it_unless_made_public(predictor, path):
+    auth = {"Authorization": "Bearer s3cret-token"}
+    guarded = create_app(predictor, ServerConfig(token="s3cret-token"))
+    with BackgroundServer(guarded) as url, httpx.Client(base_url=url) as http:
+        refused = http.get(path)
+        assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
+        assert http.get(path, headers=auth).status_code == 200
+        assert http.get("/healthz").status_code == 200  # stays open for load balancers
+    public = create_app(predictor, ServerConfig(token="s3cret-token", public_metrics=True))
+    with BackgroundServer(public) as url, httpx.Client(base_url=url) as http:
+        assert http.get(path).status_code == 200
 
 
 def test_serve_refuses_a_public_address_without_a_token(artifacts, capsys, monkeypatch):

@@ -43,6 +43,9 @@ if TYPE_CHECKING:  # the app runs without torch when the classifier runs in a ch
 
 CLASSIFY = "/v1/classify"
 ROUTES = {CLASSIFY, "/healthz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+# with a token set these need it too (they show limits, error counts and the API); /healthz stays
+# open for load balancers and the edge client's first contact
+TOKEN_GUARDED = {"/metrics", "/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"}
 FIELD = "files"
 log = logging.getLogger("veil.serve")
 OnReceive = Callable[[list[bytes], np.ndarray], None]
@@ -58,6 +61,7 @@ class ServerConfig:
     body_timeout_s: float = 10.0
     default_top_k: int = 3
     token: str | None = None
+    public_metrics: bool = False  # with a token: let /metrics and the API docs be read without
 
     def __post_init__(self) -> None:
         if self.max_images < 1:
@@ -352,6 +356,7 @@ class GuardMiddleware:
                  direct: dict[str, Endpoint] | None = None) -> None:
         self.app, self.config, self.metrics, self.batcher = app, config, metrics, batcher
         self.direct = direct or {}
+        self.check_token = bearer_check(config.token)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -380,6 +385,8 @@ class GuardMiddleware:
 
     async def _handle(self, scope: dict, receive: Callable, send: Callable) -> None:
         try:
+            if scope["path"] in TOKEN_GUARDED and not self.config.public_metrics:
+                self.check_token(Request(scope))
             body = await self._read_body(scope, receive)
         except ApiError as e:
             response = error_response(self.metrics, e.status, e.code, e.detail)

@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-file", type=Path, default=None,
                         help=f"file holding the bearer token clients must send (or set "
                              f"${TOKEN_ENV}); TLS in front is then a must")
+    parser.add_argument("--public-metrics", action="store_true",
+                        help="with a token set, still serve /metrics and the API docs without it")
     parser.add_argument("--no-auth", action="store_true",
                         help="allow binding a non-loopback address without a token")
     parser.add_argument("--threads", type=int, default=None,
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                           max_images=args.max_images, max_body_bytes=args.max_body_bytes,
-                          token=token)
+                          token=token, public_metrics=args.public_metrics)
     predictor = load_predictor(args.classifier, args.threads, args.inference,
                                args.inference_timeout)
     try:
