@@ -336,3 +336,21 @@ def test_a_health_answer_with_a_non_numeric_image_limit_is_a_clear_error():
     client = _client_answering(handler)
     with client, pytest.raises(ServerError, match="max_images 'many'"):
         client.classify(sample_images(1)[0])
+
+
+@pytest.mark.parametrize("text, message", [("[1, 2]", "a manifest is a JSON object"),
+                                           ("{not json", "not a JSON manifest"),
+                                           ('{"onnx": [1]}', "a manifest is a JSON object")])
+def test_a_manifest_that_is_not_an_object_is_a_clear_error(artifacts, tmp_path, text, message):
+    copy = tmp_path / "obfuscator.onnx"
+    copy.write_bytes(Path(artifacts.onnx).read_bytes())
+    (tmp_path / "obfuscator.json").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        OnnxObfuscator(copy)
+
+
+def test_an_onnx_obfuscator_for_another_image_size_is_a_clear_error(artifacts):
+    obfuscator = OnnxObfuscator(artifacts.onnx)
+    obfuscator.input_shape = ["batch", 3, 64, 64]  # as an export at 64x64 would declare
+    with pytest.raises(ValueError, match=r"takes images of shape \(3, 64, 64\).*\(3, 32, 32\)"):
+        obfuscator(sample_images(2))

@@ -172,8 +172,19 @@ class OnnxObfuscator:
             raise ValueError(f"{self.path}: not a loadable ONNX model ({e})") from None
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        self.input_shape = self.session.get_inputs()[0].shape  # [N, 3, H, W]; N symbolic
+
+    def check_input(self, x: np.ndarray) -> None:
+        """The images must have the size the model was exported for."""
+        expected = [d if isinstance(d, int) else None for d in self.input_shape[1:]]
+        got = list(x.shape[1:])
+        if len(expected) != len(got) or any(e is not None and e != g
+                                             for e, g in zip(expected, got, strict=True)):
+            raise ValueError(f"{self.path}: the model takes images of shape "
+                             f"{tuple(self.input_shape[1:])} (C, H, W), got {tuple(got)}")
 
     def run_float(self, x: np.ndarray) -> np.ndarray:
+        self.check_input(x)
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -214,7 +225,13 @@ def read_manifest(onnx_path: Path) -> dict[str, Any]:
     manifest_path = onnx_path.with_suffix(".json")
     if not manifest_path.is_file():
         return {}
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{manifest_path}: not a JSON manifest ({e})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("onnx", {}), dict):
+        raise ValueError(f"{manifest_path}: a manifest is a JSON object with an 'onnx' object, "
+                         f"got {type(manifest).__name__}")
     expected = manifest.get("onnx", {}).get("sha256")
     if expected and hashlib.sha256(onnx_path.read_bytes()).hexdigest() != expected:
         raise ValueError(f"{onnx_path}: sha256 differs from {manifest_path.name}; the model was "

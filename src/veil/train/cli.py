@@ -8,8 +8,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import classifier as clf
 from . import obfuscator as obf
 
@@ -97,6 +95,8 @@ def _overrides(args: argparse.Namespace, config_type: type) -> dict:
 
 def config_file_values(path: Path, config_type: type) -> dict[str, Any]:
     """The settings of a run folder's config.yaml; an unknown key is an error that names it."""
+    import yaml
+
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as err:
