@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..allocator import keep_freed_memory
 from ..data import TensorLoader, load_dataset
 from ..train.checkpoint import save_checkpoint, sha256_of
 from ..train.classifier import load_classifier
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extract-classifier", type=Path, metavar="PT",
                    help="instead: write entry --name's classifier as a checkpoint to PT")
     args = p.parse_args(argv)
+    keep_freed_memory()
     if args.extract_classifier:
         print(extract_classifier(args.name, args.extract_classifier))
         return 0
