@@ -21,8 +21,8 @@ Recipes:
   * `staged` (the default): for one CPU hour. A cheap warm start first (`warm_start.py`): the
     encoder alone as a classifier (`encoder_epochs`; optionally then the whole obfuscator for the
     classifier alone, `utility_epochs`, no deobfuscator); then the adversarial phase at batch 32
-    (the obfuscator's activations stay in cache: ~2.5x the images/s of batch 128 on a 2-core
-    CPU), with the frozen classifier's penultimate features on the plain image as a dense target
+    (4x the updates per image of batch 128, which learned faster per image on the CPU), with the
+    frozen classifier's penultimate features on the plain image as a dense target
     (`feature_weight`) beside CE and distillation.
 
 `curve_every` logs obfuscated accuracy on a fixed test slice against training wall time
