@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..models.fold import fold_batchnorm as fold_conv_batchnorm
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "obfuscated"
@@ -45,24 +46,14 @@ class ExportResult:
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of model in which every Conv2d -> BatchNorm2d pair is one biased conv."""
-    folded = copy.deepcopy(model).eval()
-    _fold_children(folded)
+    """An eval-mode copy of model in which every Conv2d -> BatchNorm2d pair is one biased conv
+    (`veil.models.fold`); an export must leave no BatchNorm behind."""
+    folded = fold_conv_batchnorm(model)
     left = [name for name, m in folded.named_modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if left:
         raise ExportError(f"BatchNorm layers not preceded by a conv cannot be folded: {left}")
     return folded
-
-
-def _fold_children(module: nn.Module) -> None:
-    children = list(module.named_children())
-    for (name, child), (next_name, following) in zip(children, children[1:], strict=False):
-        if isinstance(child, nn.Conv2d) and isinstance(following, nn.BatchNorm2d):
-            setattr(module, name, fuse_conv_bn_eval(child, following))
-            setattr(module, next_name, nn.Identity())
-    for child in module.children():
-        _fold_children(child)
 
 
 def onnx_bytes(model: nn.Module, image_size: tuple[int, int] = (32, 32),

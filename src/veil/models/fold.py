@@ -1,4 +1,4 @@
-"""BatchNorm folding for networks that no longer learn.
+"""BatchNorm folding for networks that no longer learn (a frozen classifier, an export).
 
 A BatchNorm2d in eval mode is a per-channel affine map, so when it directly follows a Conv2d it can
 be folded into that convolution's weights and bias. It can also be moved across a max pool that
@@ -13,6 +13,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -34,23 +35,16 @@ def _fold_sequential(seq: nn.Sequential) -> None:
     for i, bn in enumerate(children):
         if not isinstance(bn, nn.BatchNorm2d) or i == 0:
             continue
-        conv = children[i - 1]
-        if isinstance(conv, nn.MaxPool2d) and i >= 2 and bool((_scale(bn) > 0).all()):
-            conv = children[i - 2]
+        at = i - 1
+        if isinstance(children[at], nn.MaxPool2d) and i >= 2 and _scales_positive(bn):
+            at = i - 2
+        conv = children[at]
         if isinstance(conv, nn.Conv2d) and conv.out_channels == bn.num_features:
-            _fold_into(conv, bn)
+            seq[at] = fuse_conv_bn_eval(conv, bn)
             seq[i] = nn.Identity()
 
 
-def _scale(bn: nn.BatchNorm2d) -> torch.Tensor:
+def _scales_positive(bn: nn.BatchNorm2d) -> bool:
+    """Whether every channel's affine map is increasing (then it commutes with a max pool)."""
     gamma = bn.weight if bn.affine else torch.ones_like(bn.running_var)
-    return gamma / torch.sqrt(bn.running_var + bn.eps)
-
-
-@torch.no_grad()
-def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-    scale = _scale(bn)
-    shift = (bn.bias if bn.affine else torch.zeros_like(scale)) - bn.running_mean * scale
-    conv.weight.mul_(scale.view(-1, 1, 1, 1))
-    bias = conv.bias * scale + shift if conv.bias is not None else shift
-    conv.bias = nn.Parameter(bias.clone(), requires_grad=conv.weight.requires_grad)
+    return bool((gamma / torch.sqrt(bn.running_var + bn.eps) > 0).all())
