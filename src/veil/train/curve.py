@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..data import TensorLoader
+from .engine import accuracy
 from .quantize import quantize_8bit
 
 
@@ -36,25 +38,29 @@ class LearningCurve:
     def record(self) -> None:
         now = time.perf_counter()
         self.train_s += now - self._since
-        row = {"phase": self.phase, "images": self.images, "train_s": round(self.train_s, 2),
-               "obfuscated_acc": self.accuracy(lambda x: self.classifier(
-                   quantize_8bit(self.obfuscator(x).float())))}
-        if self.encoder_head is not None:
-            row["encoder_acc"] = self.accuracy(self.encoder_head)
+        row = {"phase": self.phase, "images": self.images, "train_s": round(self.train_s, 2)}
+        device = self.loader.device.type
+        with _evaluating(self.obfuscator, self.encoder_head):
+            row["obfuscated_acc"] = accuracy(self.classifier, self.loader, device,
+                                             transform=self._sent)
+            if self.encoder_head is not None:
+                row["encoder_acc"] = accuracy(self.encoder_head, self.loader, device)
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         self._since = time.perf_counter()
 
-    @torch.no_grad()
-    def accuracy(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
-        """Accuracy of predict(images) -> logits on the slice, the obfuscator in eval mode."""
-        modes = [(m, m.training) for m in (self.obfuscator, self.encoder_head) if m is not None]
-        for m, _ in modes:
-            m.eval()
-        correct = total = 0
-        for x, y in self.loader:
-            correct += (predict(x).argmax(1) == y).sum().item()
-            total += len(y)
+    def _sent(self, x: torch.Tensor) -> torch.Tensor:
+        return quantize_8bit(self.obfuscator(x).float())
+
+
+@contextlib.contextmanager
+def _evaluating(*modules: nn.Module | None) -> Iterator[None]:
+    """Eval mode for the modules while the curve measures, their own modes again afterwards."""
+    modes = [(m, m.training) for m in modules if m is not None]
+    for m, _ in modes:
+        m.eval()
+    try:
+        yield
+    finally:
         for m, mode in modes:
             m.train(mode)
-        return correct / max(total, 1)
