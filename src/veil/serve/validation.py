@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
@@ -69,12 +70,11 @@ def decode_simple_png(data: bytes, width: int, height: int) -> np.ndarray | None
     if idat is None:
         return None
     expected = height * (1 + 3 * width)
-    inflater = zlib.decompressobj()
     try:
-        raw = inflater.decompress(idat, expected + 1)
+        raw, complete = _inflate(idat, expected)
     except zlib.error:
         return None
-    if len(raw) != expected or not inflater.eof:
+    if len(raw) != expected or not complete:
         return None
     rows = np.frombuffer(raw, np.uint8).reshape(height, 1 + 3 * width)
     kind = rows[0, 0]
@@ -88,54 +88,67 @@ def decode_simple_png(data: bytes, width: int, height: int) -> np.ndarray | None
     return pixels.copy()
 
 
+class _BrokenPng(ValueError):
+    """A chunk is cut short, fails its CRC, or IEND never comes (the text says which)."""
+
+
+def _chunks(data: bytes) -> Iterator[tuple[int, bytes, bytes]]:
+    """(position, kind, payload) of every chunk after the signature, up to and including IEND;
+    `_BrokenPng` as soon as one is not whole."""
+    pos = 8
+    while True:
+        if pos + 12 > len(data):
+            raise _BrokenPng("truncated PNG (no IEND chunk)")
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, end = data[pos + 4:pos + 8], pos + 8 + length
+        label = kind.decode("ascii", "replace") if kind.isalpha() else "?"
+        if end + 4 > len(data):
+            raise _BrokenPng(f"truncated PNG (chunk {label} is cut)")
+        if zlib.crc32(data[pos + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+            raise _BrokenPng(f"chunk {label} fails its CRC check")
+        yield pos, kind, data[pos + 8:end]
+        if kind == b"IEND":
+            return
+        pos = end + 4
+
+
+def _inflate(idat: bytes, expected: int) -> tuple[bytes, bool]:
+    """At most expected + 1 bytes of the zlib stream, and whether the stream ended there."""
+    inflater = zlib.decompressobj()
+    raw = inflater.decompress(idat, expected + 1)
+    return raw, inflater.eof
+
+
 def _idat(data: bytes) -> bytes | None:
     """The IDAT payload, if every chunk up to IEND is whole, has a valid CRC, and no critical
     chunk other than IHDR (first), IDAT and IEND appears."""
-    pos, parts = 8, []
-    while pos + 12 <= len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        kind, end = data[pos + 4:pos + 8], pos + 8 + length
-        if end + 4 > len(data) or zlib.crc32(data[pos + 4:end]) != int.from_bytes(
-                data[end:end + 4], "big"):
-            return None
-        if kind == b"IEND":
-            return b"".join(parts)
-        if kind == b"IDAT":
-            parts.append(data[pos + 8:end])
-        elif not _allowed_chunk(kind, pos):
-            return None
-        pos = end + 4
-    return None
+    parts = []
+    try:
+        for pos, kind, payload in _chunks(data):
+            if kind == b"IDAT":
+                parts.append(payload)
+            elif kind != b"IEND" and not _allowed_chunk(kind, pos):
+                return None
+    except _BrokenPng:
+        return None
+    return b"".join(parts)
 
 
 def _check_integrity(data: bytes, width: int, height: int, name: str) -> None:
     """Before Pillow sees it (it zero-fills missing rows): every chunk whole with a valid CRC up
     to IEND, and, for a non-interlaced image, a zlib stream that holds every row."""
-    pos, parts = 8, []
-    while True:
-        if pos + 12 > len(data):
-            raise ApiError(400, "corrupt_image", f"{name}: truncated PNG (no IEND chunk)")
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        kind, end = data[pos + 4:pos + 8], pos + 8 + length
-        label = kind.decode("ascii", "replace") if kind.isalpha() else "?"
-        if end + 4 > len(data):
-            raise ApiError(400, "corrupt_image", f"{name}: truncated PNG (chunk {label} is cut)")
-        if zlib.crc32(data[pos + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
-            raise ApiError(400, "corrupt_image", f"{name}: chunk {label} fails its CRC check")
-        if kind == b"IEND":
-            break
-        if kind == b"IDAT":
-            parts.append(data[pos + 8:end])
-        pos = end + 4
+    try:
+        idat = b"".join(payload for _, kind, payload in _chunks(data) if kind == b"IDAT")
+    except _BrokenPng as e:
+        raise ApiError(400, "corrupt_image", f"{name}: {e}") from None
     if data[28] != 0:  # interlaced: rows are not contiguous, leave the count to Pillow
         return
     expected = height * (1 + 3 * width)
-    inflater = zlib.decompressobj()
     try:
-        raw = inflater.decompress(b"".join(parts), expected + 1)
+        raw, complete = _inflate(idat, expected)
     except zlib.error as e:
         raise ApiError(400, "corrupt_image", f"{name}: corrupt image data ({e})") from None
-    if len(raw) < expected or not inflater.eof:
+    if len(raw) < expected or not complete:
         rows = len(raw) // (1 + 3 * width)
         raise ApiError(400, "corrupt_image", f"{name}: image data ends early ({rows} of "
                                              f"{height} rows)")
