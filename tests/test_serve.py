@@ -27,6 +27,7 @@ from veil.cli import main
 from veil.client import OnnxObfuscator, encode_png
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
+from veil.serve.limits import ConnectionLimits
 from veil.serve.runner import BackgroundServer
 from veil.serve.worker import InferenceProcess
 
@@ -687,3 +688,123 @@ def test_healthz_says_degraded_while_the_inference_process_is_replaced(artifacts
 def test_the_inference_timeout_must_be_positive(artifacts):
     with pytest.raises(ValueError, match="inference timeout must be positive"):
         InferenceProcess(artifacts.classifier, batch_timeout_s=0)
+
+
+# --- hostile connections: huge or endless request heads, one host holding every slot ----------
+GUARDS = ConnectionLimits(max_header_bytes=8192, max_headers=20, head_timeout_s=0.6,
+                          max_connections=64, max_connections_per_host=4)
+
+
+@pytest.fixture(scope="module")
+def guarded_server(predictor):
+    with BackgroundServer(create_app(predictor, ServerConfig()), limits=GUARDS) as url:
+        yield url
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _send_until_answered(sock: socket.socket, head: bytes, filler: bytes, most: int
+                         ) -> tuple[bytes, int]:
+    """Send head, then filler over and over (up to `most` bytes) until the server answers."""
+    sock.sendall(head)
+    sent = len(head)
+    sock.setblocking(False)
+    try:
+        while sent < most:
+            try:
+                sock.send(filler)
+                sent += len(filler)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            with contextlib.suppress(BlockingIOError):
+                if reply := sock.recv(65536):
+                    return reply, sent
+    finally:
+        sock.setblocking(True)
+    return _read_all(sock), sent
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    with contextlib.suppress(ConnectionResetError):
+        while data := sock.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+def test_a_64_mib_header_is_answered_431_before_it_is_read(guarded_server):
+    with _connect(guarded_server) as sock:
+        reply, sent = _send_until_answered(sock, b"GET /healthz HTTP/1.1\r\nX-Big: ",
+                                           b"a" * 65536, most=64 << 20)
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
+    assert sent < 8 << 20, f"the server read {sent} bytes of a header before refusing it"
+
+
+def test_30000_headers_are_answered_431(guarded_server):
+    with _connect(guarded_server) as sock:
+        reply, _ = _send_until_answered(sock, b"GET /healthz HTTP/1.1\r\n", b"X-A: b\r\n" * 500,
+                                        most=30000 * 8)
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
+
+
+def test_21_small_headers_are_431_and_20_are_served(guarded_server):
+    def request(n: int) -> bytes:
+        with _connect(guarded_server) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                         + b"".join(b"X-%d: v\r\n" % i for i in range(n - 1))
+                         + b"Connection: close\r\n\r\n")
+            return _read_all(sock)
+    assert request(21).startswith(b"HTTP/1.1 431")
+    assert request(19).startswith(b"HTTP/1.1 200")  # 19 + Host = 20 fields
+
+
+@pytest.mark.parametrize("trickle", [b"", b"GET /healthz HTTP/1.1\r\nX-Slow: "],
+                         ids=["silent", "slowloris"])
+def test_a_request_head_that_never_ends_is_closed_408(guarded_server, trickle):
+    start = time.monotonic()
+    with _connect(guarded_server) as sock:
+        sock.sendall(trickle)
+        reply = b""
+        sock.settimeout(0.1)
+        while time.monotonic() - start < 10 and not reply:
+            with contextlib.suppress(TimeoutError, BrokenPipeError):
+                if trickle:
+                    sock.send(b"a")  # one byte every 0.1 s keeps a naive server waiting
+                reply = sock.recv(65536)
+    waited = time.monotonic() - start
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:80]
+    assert GUARDS.head_timeout_s <= waited < GUARDS.head_timeout_s + 3
+
+
+def test_keep_alive_requests_are_not_cut_by_the_head_timeout(guarded_server):
+    with httpx.Client(base_url=guarded_server, timeout=10) as client:
+        for _ in range(3):
+            assert client.get("/healthz").status_code == 200
+            time.sleep(GUARDS.head_timeout_s / 2)
+
+
+def test_one_host_cannot_hold_every_connection(predictor):
+    limits = ConnectionLimits(max_connections_per_host=3, head_timeout_s=30)
+    with BackgroundServer(create_app(predictor, ServerConfig()), limits=limits) as url:
+        held = [_connect(url) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            with _connect(url) as extra:
+                assert _read_all(extra).startswith(b"HTTP/1.1 503")
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.2)
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("field", ["max_header_bytes", "max_headers", "max_connections",
+                                   "max_connections_per_host", "head_timeout_s"])
+def test_connection_limits_must_be_positive(field):
+    with pytest.raises(ValueError, match=field):
+        ConnectionLimits(**{field: 0})

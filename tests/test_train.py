@@ -266,6 +266,56 @@ def test_corrupt_checkpoint_is_refused(trained_classifier, tmp_path):
         load_checkpoint(bad)
 
 
+def _flip_a_weight_byte(path: Path, weight: torch.Tensor) -> None:
+    """Flip one byte inside `weight`'s stored bytes (the zip keeps tensors uncompressed)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(weight.numpy().tobytes()[:64])
+    assert at > 0, "the weight's bytes are not in the file"
+    data[at + 3] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_tensor_bytes_are_refused_with_or_without_the_sidecar(trained_classifier,
+                                                                      tmp_path):
+    payload = load_checkpoint(trained_classifier)
+    weight = next(v for v in payload["model"].values() if v.dim() == 1 and v.numel() >= 16
+                  and v.is_floating_point())
+    save_checkpoint(payload, tmp_path / "model.pt")
+    _flip_a_weight_byte(tmp_path / "model.pt", weight)
+    with pytest.raises(CheckpointError, match="sha256 mismatch.*corrupt or was modified"):
+        clf.load_classifier(tmp_path / "model.pt")
+    (tmp_path / "model.pt.sha256").unlink()
+    with pytest.raises(CheckpointError, match="content sha256 mismatch.*corrupt or was modified"):
+        clf.load_classifier(tmp_path / "model.pt")
+    from veil.serve.inference import Predictor
+    with pytest.raises(CheckpointError, match="corrupt or was modified"):
+        Predictor.from_checkpoint(tmp_path / "model.pt")
+
+
+def test_the_content_hash_survives_a_reload_and_a_resave(trained_classifier, tmp_path):
+    from veil.train.checkpoint import content_sha256
+    payload = load_checkpoint(trained_classifier)
+    assert "content_sha256" not in payload  # checked and removed on load
+    save_checkpoint(payload, tmp_path / "a.pt")
+    again = load_checkpoint(tmp_path / "a.pt")
+    assert content_sha256(again) == content_sha256(payload)
+    again["model"][next(iter(again["model"]))].view(-1)[0] += 1
+    assert content_sha256(again) != content_sha256(payload)
+
+
+def test_a_checkpoint_with_neither_hash_nor_sidecar_needs_verify_false(tmp_path):
+    torch.save({"kind": "classifier", "model": {"w": torch.ones(3)}}, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="cannot be verified.*--no-verify"):
+        load_checkpoint(tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt", verify=False)["kind"] == "classifier"
+
+
+def test_veil_serve_has_a_no_verify_escape(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "--no-verify" in capsys.readouterr().out
+
+
 def test_obfuscator_checkpoint_is_not_a_classifier(trained_classifier, tmp_path):
     save_checkpoint({"kind": "obfuscator"}, tmp_path / "o.pt")
     with pytest.raises(ValueError, match="not a classifier"):

@@ -66,3 +66,15 @@ def test_shipped_default_is_small_and_loads():
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert p.classifier(p.obfuscator(x)).shape == (2, 10)
+
+
+def test_pretrained_weights_that_do_not_match_their_card_are_refused(built, tmp_path):
+    import shutil
+    where, _ = built
+    copy = tmp_path / "weights"
+    shutil.copytree(where, copy)
+    data = bytearray((copy / "tiny.pt").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / "tiny.pt").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt or were modified"):
+        zoo.load("tiny", where=copy)

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .limits import ConnectionLimits
 from .worker import InferenceProcess
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"${TOKEN_ENV}); TLS in front is then a must")
     parser.add_argument("--public-metrics", action="store_true",
                         help="with a token set, still serve /metrics and the API docs without it")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="serve a checkpoint that has neither a .sha256 sidecar nor a "
+                             "content hash (older files); corrupt ones are refused regardless")
     parser.add_argument("--no-auth", action="store_true",
                         help="allow binding a non-loopback address without a token")
     parser.add_argument("--threads", type=int, default=None,
@@ -57,6 +61,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds a batch may take in the inference process before it is "
                              "treated as stuck: replaced, and the batch answered 503 "
                              "(default %(default)s)")
+    defaults = ConnectionLimits()
+    parser.add_argument("--max-header-bytes", type=int, default=defaults.max_header_bytes,
+                        help="largest request head, request line and headers (answered 431; "
+                             "default %(default)s)")
+    parser.add_argument("--max-headers", type=int, default=defaults.max_headers,
+                        help="most header fields per request (answered 431; default %(default)s)")
+    parser.add_argument("--head-timeout", type=float, default=defaults.head_timeout_s,
+                        metavar="S", help="seconds a client may take to send a request head "
+                                          "(answered 408 and closed; default %(default)s)")
+    parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
+                        help="open connections in all (beyond: 503; default %(default)s)")
+    parser.add_argument("--max-connections-per-host", type=int,
+                        default=defaults.max_connections_per_host,
+                        help="open connections from one client address (beyond: 503 and "
+                             "closed; default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"])
 
@@ -80,35 +99,38 @@ def run(args: argparse.Namespace) -> int:
     from .app import ServerConfig, create_app
     from .runner import serve_forever
 
+    limits = ConnectionLimits(args.max_header_bytes, args.max_headers, args.head_timeout,
+                              args.max_connections, args.max_connections_per_host)
     config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                           max_images=args.max_images, max_body_bytes=args.max_body_bytes,
                           token=token, public_metrics=args.public_metrics)
     predictor = load_predictor(args.classifier, args.threads, args.inference,
-                               args.inference_timeout)
+                               args.inference_timeout, verify=not args.no_verify)
     try:
         print(f"serving {predictor.info['model_name']} ({len(predictor.classes)} classes) on "
               f"http://{args.host}:{args.port}  inference: {args.inference}  auth: "
               f"{'bearer token' if token else 'off'}", flush=True)
-        serve_forever(create_app(predictor, config), args.host, args.port, args.log_level)
+        serve_forever(create_app(predictor, config), args.host, args.port, args.log_level,
+                      limits)
     finally:
         if isinstance(predictor, InferenceProcess):
             predictor.close()
     return 0
 
 
-def load_predictor(checkpoint: Path, threads: int | None, mode: str, timeout_s: float = 10.0
-                   ) -> Predictor | InferenceProcess:
+def load_predictor(checkpoint: Path, threads: int | None, mode: str, timeout_s: float = 10.0,
+                   verify: bool = True) -> Predictor | InferenceProcess:
     """The classifier, warmed up, in a child process (`mode="process"`) or in this one."""
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint}: no such classifier checkpoint")
     if mode == "process":
-        return InferenceProcess(checkpoint, threads, batch_timeout_s=timeout_s)
+        return InferenceProcess(checkpoint, threads, batch_timeout_s=timeout_s, verify=verify)
     import torch
 
     from .inference import Predictor
 
     if threads:
         torch.set_num_threads(threads)
-    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, verify=verify)
     predictor.warm_up()
     return predictor

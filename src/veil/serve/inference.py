@@ -22,11 +22,11 @@ class Predictor:
         self.image_size = tuple(image_size)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike) -> Predictor:
+    def from_checkpoint(cls, path: str | os.PathLike, verify: bool = True) -> Predictor:
         from ..train.checkpoint import sha256_of
         from ..train.classifier import load_classifier
 
-        model, payload = load_classifier(path)
+        model, payload = load_classifier(path, verify=verify)
         info = {"model_name": payload["model_name"], "sha256": sha256_of(path),
                 "path": str(Path(path)), "test_acc": (payload.get("metrics") or {}).get("test_acc")}
         return cls(model, payload["classes"], info)

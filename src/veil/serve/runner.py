@@ -10,6 +10,9 @@ from typing import Any
 
 import uvicorn
 
+from .limits import ConnectionLimits
+from .protocol import uvicorn_options
+
 
 def is_loopback(host: str) -> bool:
     """True if every address `host` stands for is a loopback address.
@@ -28,22 +31,24 @@ def is_loopback(host: str) -> bool:
     return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
-def serve_forever(app: Any, host: str, port: int, log_level: str = "info") -> None:
+def serve_forever(app: Any, host: str, port: int, log_level: str = "info",
+                  limits: ConnectionLimits | None = None) -> None:
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, **uvicorn_options(limits or ConnectionLimits()))
 
 
 class BackgroundServer:
     """`with BackgroundServer(app) as url:` serves app on a free loopback port in a thread."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0,
-                 log_level: str = "warning") -> None:
+                 log_level: str = "warning", limits: ConnectionLimits | None = None) -> None:
         self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((host, port))
         self.host, self.port = host, self.socket.getsockname()[1]
         config = uvicorn.Config(app, log_level=log_level, lifespan="on", server_header=False,
-                                timeout_graceful_shutdown=2)
+                                timeout_graceful_shutdown=2,
+                                **uvicorn_options(limits or ConnectionLimits()))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
                                        name="veil-server", daemon=True)

@@ -39,10 +39,11 @@ class InferenceProcess:
     """`Predictor.from_checkpoint(path)` running in a child process."""
 
     def __init__(self, checkpoint: str | os.PathLike, threads: int | None = None,
-                 start_timeout_s: float = 300.0, batch_timeout_s: float = 10.0) -> None:
+                 start_timeout_s: float = 300.0, batch_timeout_s: float = 10.0,
+                 verify: bool = True) -> None:
         if batch_timeout_s <= 0:
             raise ValueError(f"the inference timeout must be positive, got {batch_timeout_s}")
-        self.checkpoint, self.threads = str(checkpoint), threads
+        self.checkpoint, self.threads, self.verify = str(checkpoint), threads, verify
         self.start_timeout_s, self.batch_timeout_s = start_timeout_s, batch_timeout_s
         self.restarts = self.timeouts = 0
         self.state = "starting"
@@ -110,7 +111,7 @@ class InferenceProcess:
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(target=_serve, args=(child_conn, self.checkpoint,
-                                                             self.threads),
+                                                             self.threads, self.verify),
                                         name="veil-inference", daemon=True)
         self._process.start()
         child_conn.close()
@@ -171,7 +172,7 @@ class InferenceProcess:
             self._process = None
 
 
-def _serve(conn: Connection, checkpoint: str, threads: int | None) -> None:
+def _serve(conn: Connection, checkpoint: str, threads: int | None, verify: bool = True) -> None:
     """The child: load the classifier, report its metadata, then answer batches until EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which closes the pipe
     try:
@@ -181,7 +182,7 @@ def _serve(conn: Connection, checkpoint: str, threads: int | None) -> None:
 
         if threads:
             torch.set_num_threads(threads)
-        predictor = Predictor.from_checkpoint(checkpoint)
+        predictor = Predictor.from_checkpoint(checkpoint, verify=verify)
         predictor.warm_up()
     except Exception as e:  # reported to the parent, which raises it with the checkpoint's name
         conn.send(("error", f"{type(e).__name__}: {e}"))

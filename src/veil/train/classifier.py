@@ -208,9 +208,10 @@ def _format_row(row: dict[str, Any]) -> str:
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu",
-                    expected_classes: tuple[str, ...] | None = None) -> tuple[nn.Module, dict]:
+                    expected_classes: tuple[str, ...] | None = None, verify: bool = True
+                    ) -> tuple[nn.Module, dict]:
     """Rebuild a trained classifier from its checkpoint; check its classes if given."""
-    payload = load_checkpoint(path, map_location=device)
+    payload = load_checkpoint(path, map_location=device, verify=verify)
     if payload.get("kind") != "classifier":
         raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not a classifier")
     if expected_classes is not None and tuple(payload["classes"]) != tuple(expected_classes):

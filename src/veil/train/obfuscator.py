@@ -406,10 +406,10 @@ def format_row(row: dict[str, Any]) -> str:
             f"{row['images_per_s']:.0f} img/s")
 
 
-def load_obfuscator(path: str | Path, device: str | torch.device = "cpu"
+def load_obfuscator(path: str | Path, device: str | torch.device = "cpu", verify: bool = True
                     ) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
     """(obfuscator, deobfuscator, payload) from an obfuscator checkpoint, in eval mode."""
-    payload = load_checkpoint(path, map_location=device)
+    payload = load_checkpoint(path, map_location=device, verify=verify)
     if payload.get("kind") != "obfuscator":
         raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not an obfuscator")
     obfuscator, deobfuscator = create_model("obfuscator"), create_model("deobfuscator")

@@ -7,6 +7,7 @@ Weights are stored in fp16 to keep the package small; the card's numbers are mea
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -53,6 +54,11 @@ def load(name: str = DEFAULT, device: str | torch.device = "cpu",
     """Load a shipped classifier + obfuscator + deobfuscator, in eval mode, in fp32."""
     info = card(name, where)
     data = _weights_dir(where).joinpath(f"{name}.pt").read_bytes()
+    expected = info.get("weights_sha256")
+    if expected != hashlib.sha256(data).hexdigest():
+        raise ValueError(f"pretrained {name!r}: {name}.pt does not match the sha256 its card "
+                         f"records ({str(expected)[:12]}...): the weights are corrupt or were "
+                         f"modified")
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     nets = {}
     for role, model_name in (("classifier", info["classifier"]["model"]),

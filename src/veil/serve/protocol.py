@@ -1,0 +1,141 @@
+"""Connection guards in front of the app: request-head size, header count, head timeout and
+connections per client host.
+
+uvicorn's httptools protocol parses request heads of any size and waits for them forever, so
+one client can hold memory (a 64 MiB header) or every connection slot (slowloris: a byte a
+second). `guarded_protocol(limits)` subclasses it; a refused connection gets a short plain-text
+answer (431, 408 or 503) and is closed before the app ever sees the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .limits import ConnectionLimits
+
+_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large",
+            503: "Service Unavailable"}
+
+
+def refusal(status: int, message: str) -> bytes:
+    """A complete HTTP/1.1 response that closes the connection."""
+    body = message.encode()
+    return (f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    limits = ConnectionLimits()
+    per_host: Counter  # open connections by client host, shared by one server's connections
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._host: str | None = None
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_count = 0
+        self._refused = False
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        host = self.client[0] if self.client else "?"
+        if self.per_host[host] >= self.limits.max_connections_per_host:
+            self._refuse(503, f"too many connections from {host}")
+            return
+        self._host = host
+        self.per_host[host] += 1
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        if self._host is not None:
+            self.per_host[self._host] -= 1
+            if self.per_host[self._host] <= 0:
+                del self.per_host[self._host]
+            self._host = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._refused or self.transport.is_closing():
+            return
+        if self._in_head and self._head_bytes > self.limits.max_header_bytes:
+            self._refuse(431, f"request head larger than {self.limits.max_header_bytes} bytes")
+        elif self._header_count > self.limits.max_headers:
+            self._refuse(431, f"more than {self.limits.max_headers} header fields")
+
+    def on_message_begin(self) -> None:
+        if self._refused:
+            return
+        self._in_head = True
+        self._header_count = 0
+        self._arm_head_timer()
+        super().on_message_begin()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count <= self.limits.max_headers:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused or self._header_count > self.limits.max_headers:
+            return  # refused after this feed; the app never sees the request
+        self._in_head = False
+        self._head_bytes = 0
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not (self._in_head or self._refused):
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not (self._in_head or self._refused):
+            super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        self._in_head = True  # what arrives next is the next request's head
+        self._head_bytes = 0
+        super().on_response_complete()
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_timeout)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self._refuse(408, f"request head not received within {self.limits.head_timeout_s:g} s")
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._refused = True
+        self._disarm_head_timer()
+        self.logger.warning("%s: refused with %d: %s", self.client[0] if self.client else "?",
+                            status, message)
+        if not self.transport.is_closing():
+            self.transport.write(refusal(status, message))
+            self.transport.close()
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[GuardedProtocol]:
+    """A protocol class for one server: its limits and its own per-host connection counts."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits, "per_host": Counter()})
+
+
+def uvicorn_options(limits: ConnectionLimits) -> dict[str, Any]:
+    """The uvicorn.Config keywords that put these limits in force."""
+    return {"http": guarded_protocol(limits), "limit_concurrency": limits.max_connections}
