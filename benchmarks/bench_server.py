@@ -134,14 +134,14 @@ def in_process(predictor: Predictor, images: np.ndarray, batch: int, seconds: fl
 
 class ServerProcess:
     def __init__(self, classifier: Path, threads: int, max_batch: int, max_wait_ms: float,
-                 inference: str) -> None:
+                 inference: str, extra: tuple[str, ...] = ()) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "veil", "serve", "--classifier", str(classifier),
              "--port", str(self.port), "--threads", str(threads), "--max-batch", str(max_batch),
              "--max-wait-ms", str(max_wait_ms), "--inference", inference,
-             "--log-level", "warning"],
+             "--log-level", "warning", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._wait()
 
@@ -255,9 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
     parser.add_argument("--load-seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "serve")
+    parser.add_argument("--guards-rounds", type=int, default=0, metavar="N",
+                        help="instead of the sweep: N alternating rounds at 32 clients of "
+                             "`veil serve` with and without its connection guards "
+                             "(results in OUT/guards.*)")
     args = parser.parse_args(argv)
     args.load_before = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
+    if args.guards_rounds:
+        return guards_ab(args)
     images = load_dataset("sample").test.images
     sweeps, load = {}, None
     with tempfile.TemporaryDirectory() as tmp:
@@ -284,6 +290,76 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "serve.md").write_text(markdown(result))
     print(markdown(result))
     return 0
+
+
+def guards_ab(args: argparse.Namespace) -> int:
+    """The connection guards' cost: two servers, alternating 32-client runs, median ratio."""
+    images = load_dataset("sample").test.images
+    variants = {"guarded": (), "unguarded": ("--no-connection-guards",)}
+    with tempfile.TemporaryDirectory() as tmp:
+        classifier, source = pick_classifier(args.classifier, Path(tmp))
+        expected = Predictor.from_checkpoint(classifier)(images).argmax(1)
+        servers = {name: ServerProcess(classifier, args.threads, args.max_batch,
+                                       args.max_wait_ms, "process", extra)
+                   for name, extra in variants.items()}
+        try:
+            requests = {name: [http_request_bytes(encode_png(im), s.port) for im in images]
+                        for name, s in servers.items()}
+            for name, server in servers.items():
+                run_load(server.port, 32, 2.0, requests[name], expected)  # warm-up
+            rounds = []
+            for k in range(args.guards_rounds):
+                order = list(servers) if k % 2 == 0 else list(servers)[::-1]
+                row = {}
+                for name in order:
+                    r = run_load(servers[name].port, 32, args.seconds, requests[name], expected)
+                    row[name] = {key: r[key] for key in ("images_per_s", "p50_ms", "p99_ms",
+                                                         "errors", "wrong_label")}
+                row["ratio"] = row["guarded"]["images_per_s"] / row["unguarded"]["images_per_s"]
+                rounds.append(row)
+                print(f"  round {k + 1}: guarded {row['guarded']['images_per_s']:.1f}, unguarded "
+                      f"{row['unguarded']['images_per_s']:.1f} img/s: {row['ratio']:.3f}x",
+                      flush=True)
+        finally:
+            for server in servers.values():
+                server.stop()
+    ratio = statistics.median(r["ratio"] for r in rounds)
+    result = {"classifier": source, "threads": args.threads, "clients": 32,
+              "seconds_per_run": args.seconds, "rounds": rounds, "median_ratio": ratio,
+              "target_ratio": 0.95, "target_met": ratio >= 0.95
+              and all(r[v]["errors"] == 0 for r in rounds for v in variants),
+              "environment": environment(),
+              "load_average_before_after": [args.load_before, os.getloadavg()[0]]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "guards.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "guards.md").write_text(guards_markdown(result))
+    print(guards_markdown(result))
+    return 0
+
+
+def guards_markdown(r: dict) -> str:
+    rows = "\n".join(f"| {k + 1} | {x['guarded']['images_per_s']:.1f} | "
+                     f"{x['unguarded']['images_per_s']:.1f} | {x['ratio']:.3f} | "
+                     f"{x['guarded']['p99_ms']:.1f} / {x['unguarded']['p99_ms']:.1f} |"
+                     for k, x in enumerate(r["rounds"]))
+    env = r["environment"]
+    verdict = "met" if r["target_met"] else "**missed**"
+    return f"""# The connection guards' cost (`veil serve` vs `veil serve --no-connection-guards`)
+
+Classifier: {r['classifier']}. Both servers run at once (`--inference process`,
+{r['threads']} torch thread(s)); {r['clients']} keep-alive clients, one 8-bit PNG per request,
+{r['seconds_per_run']:.0f} s per run, the two servers alternating (order flipped each round).
+
+| round | guarded img/s | unguarded img/s | ratio | p99 ms guarded / unguarded |
+|---:|---:|---:|---:|---|
+{rows}
+
+Median ratio: **{r['median_ratio']:.3f}** (target ≥ 0.95: {verdict}).
+
+Environment: {env.get('cpu')}, torch {env.get('torch')}, {env.get('date', '')}; load average
+(1 min) before / after: {r['load_average_before_after'][0]:.2f} /
+{r['load_average_before_after'][1]:.2f}.
+"""
 
 
 def _at_32(rows: list[dict]) -> dict:

@@ -76,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=defaults.max_connections_per_host,
                         help="open connections from one client address (beyond: 503 and "
                              "closed; default %(default)s)")
+    parser.add_argument("--no-connection-guards", action="store_true",
+                        help="drop the five limits above (only behind a reverse proxy that "
+                             "enforces its own)")
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"])
 
@@ -99,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
     from .app import ServerConfig, create_app
     from .runner import serve_forever
 
-    limits = ConnectionLimits(args.max_header_bytes, args.max_headers, args.head_timeout,
-                              args.max_connections, args.max_connections_per_host)
+    limits = None if args.no_connection_guards else ConnectionLimits(
+        args.max_header_bytes, args.max_headers, args.head_timeout, args.max_connections,
+        args.max_connections_per_host)
     config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                           max_images=args.max_images, max_body_bytes=args.max_body_bytes,
                           token=token, public_metrics=args.public_metrics)

@@ -81,12 +81,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._arm_head_timer()
         super().on_message_begin()
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count <= self.limits.max_headers:
-            super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        # the header bytes are capped, so counting them here (not one by one) bounds memory too
+        self._header_count = len(self.headers)
         if self._refused or self._header_count > self.limits.max_headers:
             return  # refused after this feed; the app never sees the request
         self._in_head = False

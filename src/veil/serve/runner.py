@@ -13,6 +13,8 @@ import uvicorn
 from .limits import ConnectionLimits
 from .protocol import uvicorn_options
 
+DEFAULT_LIMITS = ConnectionLimits()
+
 
 def is_loopback(host: str) -> bool:
     """True if every address `host` stands for is a loopback address.
@@ -32,23 +34,26 @@ def is_loopback(host: str) -> bool:
 
 
 def serve_forever(app: Any, host: str, port: int, log_level: str = "info",
-                  limits: ConnectionLimits | None = None) -> None:
+                  limits: ConnectionLimits | None = DEFAULT_LIMITS) -> None:
+    """Serve until stopped; `limits=None` leaves uvicorn's own protocol unguarded."""
+    guards = uvicorn_options(limits) if limits is not None else {}
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False,
-                timeout_graceful_shutdown=5, **uvicorn_options(limits or ConnectionLimits()))
+                timeout_graceful_shutdown=5, **guards)
 
 
 class BackgroundServer:
     """`with BackgroundServer(app) as url:` serves app on a free loopback port in a thread."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0,
-                 log_level: str = "warning", limits: ConnectionLimits | None = None) -> None:
+                 log_level: str = "warning", limits: ConnectionLimits = DEFAULT_LIMITS
+                 ) -> None:
         self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((host, port))
         self.host, self.port = host, self.socket.getsockname()[1]
         config = uvicorn.Config(app, log_level=log_level, lifespan="on", server_header=False,
                                 timeout_graceful_shutdown=2,
-                                **uvicorn_options(limits or ConnectionLimits()))
+                                **uvicorn_options(limits))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
                                        name="veil-server", daemon=True)
