@@ -523,18 +523,24 @@ def test_inference_process_reports_a_failed_batch_and_keeps_serving(inference_pr
 
 
 def test_a_killed_inference_process_is_replaced_and_the_server_keeps_serving(artifacts,
-                                                                             obfuscated):
+                                                                             obfuscated, caplog):
+    caplog.set_level("WARNING", logger="veil.serve")
     with InferenceProcess(artifacts.classifier, threads=1) as worker, \
             BackgroundServer(create_app(worker)) as url, httpx.Client(base_url=url) as http:
         assert classify(http, encode_png(obfuscated[0])).status_code == 200
-        first = worker.pid
-        os.kill(first, signal.SIGKILL)
-        _wait_for_exit(first)
-        answer = classify(http, encode_png(obfuscated[0]))
-        assert answer.status_code == 200, answer.text
-        second = worker.pid
-        assert second not in (None, first) and worker.restarts == 1
-        assert metric(http.get("/metrics").text, "veil_inference_restarts_total") == 1
+        pids = [worker.pid]
+        for kills in (1, 2, 3):  # every replacement is counted, each with its real cause
+            os.kill(pids[-1], signal.SIGKILL)
+            _wait_for_exit(pids[-1])
+            answer = classify(http, encode_png(obfuscated[0]))
+            assert answer.status_code == 200, answer.text
+            pids.append(worker.pid)
+            assert worker.restarts == kills
+        assert len(set(pids)) == 4 and None not in pids
+        second = pids[-1]
+        assert metric(http.get("/metrics").text, "veil_inference_restarts_total") == 3
+    replaced = [r.getMessage() for r in caplog.records if "starting a new one" in r.getMessage()]
+    assert len(replaced) == 3 and all("killed by SIGKILL" in m for m in replaced), replaced
     assert worker.pid is None
     with pytest.raises(ProcessLookupError):  # closing stopped and reaped the child
         os.kill(second, 0)
