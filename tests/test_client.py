@@ -192,6 +192,7 @@ def test_onnx_and_torch_obfuscators_agree_on_8_bit_output(artifacts):
     assert (onnx_out == torch_out).mean() >= 0.999
 
 
+@pytest.mark.hostile
 def test_a_modified_onnx_file_is_refused(artifacts, tmp_path):
     copy = tmp_path / "obfuscator.onnx"
     copy.write_bytes(artifacts.onnx.read_bytes() + b"\0")
@@ -230,6 +231,7 @@ def test_classify_arrays_matches_in_process(artifacts, server):
     assert len(predictions[0].top_k) == 3 and single[0].label == predictions[0].label
 
 
+@pytest.mark.hostile
 def test_server_errors_and_unreachable_servers_are_reported(artifacts, server):
     with VeilClient(server, artifacts.onnx, top_k=11) as client, \
             pytest.raises(ServerError, match="422 \\(invalid_parameter\\)"):
@@ -305,6 +307,7 @@ def _good(i):
     (_answer({"predictions": [_good(0), _good(2), _good(1)]}), "prediction for b.png"),
     (_answer([1, 2, 3]), "not a JSON object"),
 ])
+@pytest.mark.hostile
 def test_answers_that_do_not_add_up_are_errors_naming_the_images(tmp_path, handler, message):
     paths = []
     for name in ("a.png", "b.png", "c.png"):
@@ -319,6 +322,7 @@ def test_answers_that_do_not_add_up_are_errors_naming_the_images(tmp_path, handl
 @pytest.mark.parametrize("bad, message", [(np.nan, "NaN or infinite"),
                                           (np.inf, "NaN or infinite"),
                                           (1.5, "outside [0, 1]"), (-0.2, "outside [0, 1]")])
+@pytest.mark.hostile
 def test_an_obfuscator_output_that_is_not_an_image_is_not_sent(bad, message):
     out = np.full((1, 3, 32, 32), 0.5, np.float32)
     out[0, 1, 2, 3] = bad
@@ -328,6 +332,7 @@ def test_an_obfuscator_output_that_is_not_an_image_is_not_sent(bad, message):
                           np.full_like(out, 1.0005)).dtype == np.uint8
 
 
+@pytest.mark.hostile
 def test_a_health_answer_with_a_non_numeric_image_limit_is_a_clear_error():
     import httpx
 
@@ -341,6 +346,7 @@ def test_a_health_answer_with_a_non_numeric_image_limit_is_a_clear_error():
 @pytest.mark.parametrize("text, message", [("[1, 2]", "a manifest is a JSON object"),
                                            ("{not json", "not a JSON manifest"),
                                            ('{"onnx": [1]}', "a manifest is a JSON object")])
+@pytest.mark.hostile
 def test_a_manifest_that_is_not_an_object_is_a_clear_error(artifacts, tmp_path, text, message):
     copy = tmp_path / "obfuscator.onnx"
     copy.write_bytes(Path(artifacts.onnx).read_bytes())
@@ -349,6 +355,7 @@ def test_a_manifest_that_is_not_an_object_is_a_clear_error(artifacts, tmp_path, 
         OnnxObfuscator(copy)
 
 
+@pytest.mark.hostile
 def test_an_onnx_obfuscator_for_another_image_size_is_a_clear_error(artifacts):
     obfuscator = OnnxObfuscator(artifacts.onnx)
     obfuscator.input_shape = ["batch", 3, 64, 64]  # as an export at 64x64 would declare

@@ -239,6 +239,7 @@ def test_zip_with_an_undecodable_member_names_it(tmp_path):
         load_dataset(path, cache=tmp_path / "cache")
 
 
+@pytest.mark.hostile
 def test_zip_with_a_damaged_member_names_it(tmp_path):
     files = class_folder_files()
     files["test/dog/1.png"] = png_bytes(200)  # unique bytes, so that find() lands in this member
@@ -327,6 +328,7 @@ def test_cifar_batches_folder_with_a_missing_batch(tmp_path):
         load_dataset(folder, cache=tmp_path / "cache")
 
 
+@pytest.mark.hostile
 def test_cifar_batches_folder_with_a_corrupt_batch(tmp_path):
     folder = write_batches(tmp_path / CIFAR10_FOLDER, fake_batches())
     (folder / "test_batch").write_bytes(b"garbage")
@@ -344,6 +346,7 @@ class _WritesAFile:
         return (Path.write_text, (Path(self.target), "owned"))
 
 
+@pytest.mark.hostile
 def test_a_crafted_batch_file_cannot_run_code(tmp_path):
     import pickle
 
@@ -420,6 +423,7 @@ def test_download_verifies_an_already_complete_part_file(serve, tmp_path):
     assert download(url, tmp_path / "a.bin", md5(PAYLOAD)).read_bytes() == PAYLOAD
 
 
+@pytest.mark.hostile
 def test_download_checksum_mismatch_removes_the_part_file(serve, tmp_path):
     url, _ = serve(PAYLOAD)
     with pytest.raises(DownloadError, match="checksum mismatch.*partial file was removed"):

@@ -190,6 +190,7 @@ BAD_UPLOADS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
+@pytest.mark.hostile
 def test_bad_upload_is_rejected_then_serving_continues(http, obfuscated, case):
     upload, status, code = BAD_UPLOADS[case]
     response = http.post("/v1/classify", files=upload)
@@ -204,6 +205,7 @@ def test_bad_upload_is_rejected_then_serving_continues(http, obfuscated, case):
     ({"content": b"--x--\r\n", "headers": {"content-type": "multipart/form-data; boundary=x"}},
      400, "no_images"),
 ])
+@pytest.mark.hostile
 def test_bad_body_is_rejected(http, obfuscated, request_kwargs, status, code):
     response = http.post("/v1/classify", **request_kwargs)
     assert response.status_code == status, response.text
@@ -219,6 +221,7 @@ def test_bad_body_is_rejected(http, obfuscated, request_kwargs, status, code):
     ("GET", "/v1/classify", {}, 405),
     ("GET", "/nowhere", {}, 404),
 ])
+@pytest.mark.hostile
 def test_bad_request_line(http, obfuscated, method, path, params, status):
     kwargs = {"files": files(encode_png(obfuscated[0]))} if method == "POST" else {}
     response = http.request(method, path, params=params, **kwargs)
@@ -240,6 +243,7 @@ def _raw_request(url: str, declared: int, sent: bytes, close: bool) -> bytes:
         return b"".join(chunks)
 
 
+@pytest.mark.hostile
 def test_truncated_upload_times_out_with_408(server, http, obfuscated):
     reply = _raw_request(server, 5000, b"--x\r\n" + bytes(100), close=False)
     head, _, body = reply.partition(b"\r\n\r\n")
@@ -248,6 +252,7 @@ def test_truncated_upload_times_out_with_408(server, http, obfuscated):
     assert classify(http, encode_png(obfuscated[0])).status_code == 200
 
 
+@pytest.mark.hostile
 def test_client_vanishing_mid_upload_leaves_the_server_serving(server, http, obfuscated):
     _raw_request(server, 5000, b"--x\r\n" + bytes(100), close=True)
     assert classify(http, encode_png(obfuscated[0])).status_code == 200
@@ -292,6 +297,7 @@ def test_metrics_count_requests_errors_and_latency(http, obfuscated):
 
 
 # --- auth --------------------------------------------------------------------------------------
+@pytest.mark.hostile
 def test_bearer_token(predictor, obfuscated):
     app = create_app(predictor, ServerConfig(token="s3cret-token"))
     png = encode_png(obfuscated[0])
@@ -312,6 +318,7 @@ def test_bearer_token(predictor, obfuscated):
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/openapi.json", "/docs", "/redoc"])
+@pytest.mark.hostile
 def test_with_a_token_metrics_and_docs_need_it_unless_made_public(predictor, path):
     auth = {"Authorization": "Bearer s3cret-token"}
     guarded = create_app(predictor, ServerConfig(token="s3cret-token"))
@@ -325,6 +332,7 @@ def test_with_a_token_metrics_and_docs_need_it_unless_made_public(predictor, pat
         assert http.get(path).status_code == 200
 
 
+@pytest.mark.hostile
 def test_serve_refuses_a_public_address_without_a_token(artifacts, capsys, monkeypatch):
     monkeypatch.delenv("VEIL_TOKEN", raising=False)
     code = main(["serve", "--classifier", str(artifacts.classifier), "--host", "0.0.0.0"])
@@ -390,6 +398,7 @@ def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> Non
 
 # --- fuzzing the OpenAPI document --------------------------------------------------------------
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+@pytest.mark.hostile
 def test_openapi_fuzzing_never_gives_a_5xx(server, mode):
     schema = schemathesis.openapi.from_url(f"{server}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -475,6 +484,7 @@ def test_fast_png_decoding_matches_pillow():
     assert decode_simple_png(bytes(crc_broken), 32, 32) is None
 
 
+@pytest.mark.hostile
 def test_a_failing_forward_pass_is_a_500_and_serving_continues(predictor, obfuscated):
     class Flaky:
         classes, info, image_size = predictor.classes, predictor.info, predictor.image_size
@@ -522,6 +532,7 @@ def test_inference_process_reports_a_failed_batch_and_keeps_serving(inference_pr
     assert inference_process.pid == pid and inference_process.restarts == 0
 
 
+@pytest.mark.hostile
 def test_a_killed_inference_process_is_replaced_and_the_server_keeps_serving(artifacts,
                                                                              obfuscated, caplog):
     caplog.set_level("WARNING", logger="veil.serve")
@@ -548,6 +559,7 @@ def test_a_killed_inference_process_is_replaced_and_the_server_keeps_serving(art
         worker(obfuscated[:1])
 
 
+@pytest.mark.hostile
 def test_a_batch_on_which_the_inference_process_keeps_dying_fails(artifacts, obfuscated,
                                                                   monkeypatch):
     with InferenceProcess(artifacts.classifier, threads=1) as worker:
@@ -608,6 +620,7 @@ def _png(rows: bytes, width: int = 32, height: int = 32, extra: bytes = b"") -> 
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
+@pytest.mark.hostile
 def test_a_png_whose_image_data_ends_early_is_refused(http, obfuscated):
     from veil.serve.validation import ApiError, decode_png
     row = b"\x00" + bytes(range(96))
@@ -620,6 +633,7 @@ def test_a_png_whose_image_data_ends_early_is_refused(http, obfuscated):
     assert classify(http, encode_png(obfuscated[0])).status_code == 200
 
 
+@pytest.mark.hostile
 def test_a_crc_error_in_any_chunk_is_refused_the_same_way():
     import struct
     import zlib
@@ -632,6 +646,7 @@ def test_a_crc_error_in_any_chunk_is_refused_the_same_way():
         decode_png(_png((b"\x00" + bytes(96)) * 32, extra=bad_text), (32, 32))
 
 
+@pytest.mark.hostile
 def test_error_texts_show_no_python_object_reprs():
     from veil.serve.validation import _without_reprs
     err = OSError("cannot identify image file <_io.BytesIO object at 0x7f3a2b1c9d50>")
@@ -644,11 +659,13 @@ def test_error_texts_show_no_python_object_reprs():
     # a name that merely starts like a loopback address proves nothing: it may resolve anywhere
     ("127.evil.example", False), ("no-such-host.invalid", False),
 ])
+@pytest.mark.hostile
 def test_loopback_is_decided_from_addresses_not_from_a_string_prefix(host, loopback):
     from veil.serve.runner import is_loopback
     assert is_loopback(host) is loopback
 
 
+@pytest.mark.hostile
 def test_a_stuck_inference_process_is_replaced_and_the_batch_answered_503(artifacts, obfuscated):
     with InferenceProcess(artifacts.classifier, threads=1, batch_timeout_s=1.0) as worker, \
             BackgroundServer(create_app(worker)) as url, httpx.Client(base_url=url,
@@ -678,6 +695,7 @@ def test_a_stuck_inference_process_is_replaced_and_the_batch_answered_503(artifa
     _wait_for_exit(stuck)
 
 
+@pytest.mark.hostile
 def test_healthz_says_degraded_while_the_inference_process_is_replaced(artifacts):
     class Restarting:
         classes, info, image_size, state = ["a", "b"], {"model_name": "x"}, (32, 32), "restarting"
@@ -743,6 +761,7 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.hostile
 def test_a_64_mib_header_is_answered_431_before_it_is_read(guarded_server):
     with _connect(guarded_server) as sock:
         reply, sent = _send_until_answered(sock, b"GET /healthz HTTP/1.1\r\nX-Big: ",
@@ -751,6 +770,7 @@ def test_a_64_mib_header_is_answered_431_before_it_is_read(guarded_server):
     assert sent < 8 << 20, f"the server read {sent} bytes of a header before refusing it"
 
 
+@pytest.mark.hostile
 def test_30000_headers_are_answered_431(guarded_server):
     with _connect(guarded_server) as sock:
         reply, _ = _send_until_answered(sock, b"GET /healthz HTTP/1.1\r\n", b"X-A: b\r\n" * 500,
@@ -758,6 +778,7 @@ def test_30000_headers_are_answered_431(guarded_server):
     assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
 
 
+@pytest.mark.hostile
 def test_21_small_headers_are_431_and_20_are_served(guarded_server):
     def request(n: int) -> bytes:
         with _connect(guarded_server) as sock:
@@ -771,6 +792,7 @@ def test_21_small_headers_are_431_and_20_are_served(guarded_server):
 
 @pytest.mark.parametrize("trickle", [b"", b"GET /healthz HTTP/1.1\r\nX-Slow: "],
                          ids=["silent", "slowloris"])
+@pytest.mark.hostile
 def test_a_request_head_that_never_ends_is_closed_408(guarded_server, trickle):
     start = time.monotonic()
     with _connect(guarded_server) as sock:
@@ -794,6 +816,7 @@ def test_keep_alive_requests_are_not_cut_by_the_head_timeout(guarded_server):
             time.sleep(GUARDS.head_timeout_s / 2)
 
 
+@pytest.mark.hostile
 def test_one_host_cannot_hold_every_connection(predictor):
     limits = ConnectionLimits(max_connections_per_host=3, head_timeout_s=30)
     with BackgroundServer(create_app(predictor, ServerConfig()), limits=limits) as url:

@@ -255,6 +255,7 @@ def test_missing_classifier_checkpoint(tmp_path, capsys):
     assert code == 2 and "checkpoint not found" in capsys.readouterr().err
 
 
+@pytest.mark.hostile
 def test_corrupt_checkpoint_is_refused(trained_classifier, tmp_path):
     bad = tmp_path / "model.pt"
     data = bytearray(trained_classifier.read_bytes())
@@ -275,6 +276,7 @@ def _flip_a_weight_byte(path: Path, weight: torch.Tensor) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.hostile
 def test_flipped_tensor_bytes_are_refused_with_or_without_the_sidecar(trained_classifier,
                                                                       tmp_path):
     payload = load_checkpoint(trained_classifier)
@@ -303,6 +305,7 @@ def test_the_content_hash_survives_a_reload_and_a_resave(trained_classifier, tmp
     assert content_sha256(again) != content_sha256(payload)
 
 
+@pytest.mark.hostile
 def test_a_checkpoint_with_neither_hash_nor_sidecar_needs_verify_false(tmp_path):
     torch.save({"kind": "classifier", "model": {"w": torch.ones(3)}}, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match="cannot be verified.*--no-verify"):
@@ -389,6 +392,7 @@ def test_config_file_errors_name_the_problem(tmp_path, capsys):
     ({"classes": [str(i) for i in range(11)]}, "names 11 classes for a model with 10 outputs"),
     ({"model_name": None}, "classifier checkpoint without model_name"),
 ])
+@pytest.mark.hostile
 def test_inconsistent_classifier_checkpoints_are_refused_on_load(trained_classifier, tmp_path,
                                                                  change, message):
     payload = load_checkpoint(trained_classifier)
@@ -402,6 +406,7 @@ def test_inconsistent_classifier_checkpoints_are_refused_on_load(trained_classif
         clf.load_classifier(tmp_path / "bad.pt")
 
 
+@pytest.mark.hostile
 def test_an_empty_sha256_sidecar_is_a_clear_error(trained_classifier, tmp_path):
     copy = tmp_path / "model.pt"
     copy.write_bytes(trained_classifier.read_bytes())

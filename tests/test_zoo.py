@@ -68,6 +68,7 @@ def test_shipped_default_is_small_and_loads():
         assert p.classifier(p.obfuscator(x)).shape == (2, 10)
 
 
+@pytest.mark.hostile
 def test_pretrained_weights_that_do_not_match_their_card_are_refused(built, tmp_path):
     import shutil
     where, _ = built
