@@ -312,19 +312,26 @@ def guards_ab(args: argparse.Namespace) -> int:
                 order = list(servers) if k % 2 == 0 else list(servers)[::-1]
                 row = {}
                 for name in order:
+                    cpu = servers[name].cpu_seconds()[0]
                     r = run_load(servers[name].port, 32, args.seconds, requests[name], expected)
                     row[name] = {key: r[key] for key in ("images_per_s", "p50_ms", "p99_ms",
                                                          "errors", "wrong_label")}
+                    row[name]["server_cpu_ms_per_image"] = (
+                        (servers[name].cpu_seconds()[0] - cpu) * 1000 / max(1, r["requests"]))
                 row["ratio"] = row["guarded"]["images_per_s"] / row["unguarded"]["images_per_s"]
+                row["cpu_ratio"] = (row["guarded"]["server_cpu_ms_per_image"]
+                                    / row["unguarded"]["server_cpu_ms_per_image"])
                 rounds.append(row)
                 print(f"  round {k + 1}: guarded {row['guarded']['images_per_s']:.1f}, unguarded "
-                      f"{row['unguarded']['images_per_s']:.1f} img/s: {row['ratio']:.3f}x",
-                      flush=True)
+                      f"{row['unguarded']['images_per_s']:.1f} img/s: {row['ratio']:.3f}x; "
+                      f"server CPU per image {row['cpu_ratio']:.3f}x", flush=True)
         finally:
             for server in servers.values():
                 server.stop()
     ratio = statistics.median(r["ratio"] for r in rounds)
-    result = {"classifier": source, "threads": args.threads, "clients": 32,
+    cpu_ratio = statistics.median(r["cpu_ratio"] for r in rounds)
+    result = {"median_cpu_ratio": cpu_ratio, "classifier": source, "threads": args.threads,
+              "clients": 32,
               "seconds_per_run": args.seconds, "rounds": rounds, "median_ratio": ratio,
               "target_ratio": 0.95, "target_met": ratio >= 0.95
               and all(r[v]["errors"] == 0 for r in rounds for v in variants),
@@ -340,6 +347,8 @@ def guards_ab(args: argparse.Namespace) -> int:
 def guards_markdown(r: dict) -> str:
     rows = "\n".join(f"| {k + 1} | {x['guarded']['images_per_s']:.1f} | "
                      f"{x['unguarded']['images_per_s']:.1f} | {x['ratio']:.3f} | "
+                     f"{x['guarded']['server_cpu_ms_per_image']:.3f} / "
+                     f"{x['unguarded']['server_cpu_ms_per_image']:.3f} | "
                      f"{x['guarded']['p99_ms']:.1f} / {x['unguarded']['p99_ms']:.1f} |"
                      for k, x in enumerate(r["rounds"]))
     env = r["environment"]
@@ -350,11 +359,13 @@ Classifier: {r['classifier']}. Both servers run at once (`--inference process`,
 {r['threads']} torch thread(s)); {r['clients']} keep-alive clients, one 8-bit PNG per request,
 {r['seconds_per_run']:.0f} s per run, the two servers alternating (order flipped each round).
 
-| round | guarded img/s | unguarded img/s | ratio | p99 ms guarded / unguarded |
-|---:|---:|---:|---:|---|
+| round | guarded img/s | unguarded img/s | ratio | server CPU ms/img (guarded / not) | p99 ms |
+|---:|---:|---:|---:|---|---|
 {rows}
 
-Median ratio: **{r['median_ratio']:.3f}** (target ≥ 0.95: {verdict}).
+Median throughput ratio: **{r['median_ratio']:.3f}** (target ≥ 0.95: {verdict}). Median ratio of
+the server's CPU time per image (all its processes; less distorted by other work on the machine):
+{r['median_cpu_ratio']:.3f}.
 
 Environment: {env.get('cpu')}, torch {env.get('torch')}, {env.get('date', '')}; load average
 (1 min) before / after: {r['load_average_before_after'][0]:.2f} /
