@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 
 from veil import zoo
-from veil.allocator import keep_freed_memory
+from veil.core.allocator import keep_freed_memory
+from veil.core.eightbit import quantize_8bit_ste
+from veil.core.runtime import environment
 from veil.models import FrozenClassifier, create_model
 from veil.train.obfuscator import AdversarialStep, make_config
-from veil.train.quantize import quantize_8bit_ste
-from veil.train.runs import environment
 
 
 def classifier_factory(name: str):

@@ -23,11 +23,12 @@ import numpy as np
 import onnxruntime
 import torch
 
-from veil.client import OnnxObfuscator, encode_png, load_image, to_float_nchw
+from veil.client import OnnxObfuscator, encode_png, load_image
+from veil.core.eightbit import from_uint8_array
+from veil.core.runtime import environment
 from veil.data import load_dataset
 from veil.export.onnx_export import onnx_bytes, verify_parity
 from veil.models import create_model
-from veil.train.runs import environment
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OBFUSCATORS = ("runs/default-obfuscator/model.pt", "runs/obfuscator/model.pt")
@@ -84,7 +85,7 @@ def summary(seconds: list[float]) -> dict[str, float]:
 
 def bench_latency(model: torch.nn.Module, onnx_path: Path, image: np.ndarray, runs: int) -> dict:
     edge = OnnxObfuscator(onnx_path, threads=1)
-    x_np = to_float_nchw(image[None])
+    x_np = from_uint8_array(image[None])
     x_torch = torch.from_numpy(x_np)
 
     def eager() -> None:

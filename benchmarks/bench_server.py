@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 from veil.client import encode_png
+from veil.core.checkpoint import save_checkpoint
+from veil.core.runtime import environment
 from veil.data import load_dataset
 from veil.models import create_model
 from veil.serve.inference import Predictor
-from veil.train.checkpoint import save_checkpoint
-from veil.train.runs import environment
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLASSIFIER = REPO / "runs" / "default-classifier" / "model.pt"

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import torch
 
+from veil.core.runtime import environment, resolve_device
 from veil.eval.reproduce_budget import classifier_step, obfuscator_step, synchronize
-from veil.train.engine import resolve_device
 from veil.train.obfuscator import make_config
-from veil.train.runs import environment
 
 CLASSIFIERS = ("vgg19", "resnet18", "resnet50", "googlenet", "fastnet")
 

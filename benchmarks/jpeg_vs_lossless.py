@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from veil.core.eightbit import quantize_8bit
+from veil.core.files import sha256_of
+from veil.core.runtime import environment
 from veil.data import Split, TensorLoader, load_dataset
 from veil.data.lossless import jpeg_twins, load_lossless_slice
-from veil.train.checkpoint import sha256_of
 from veil.train.classifier import load_classifier
 from veil.train.obfuscator import load_obfuscator
-from veil.train.quantize import quantize_8bit
-from veil.train.runs import environment
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

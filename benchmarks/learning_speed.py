@@ -23,16 +23,16 @@ from typing import Any
 
 import torch
 
-from veil.allocator import keep_freed_memory
 from veil.attacks.decoders import make_decoder
 from veil.attacks.defenses import obfuscator_defense
 from veil.attacks.fresh_decoder import reconstruct, train_until_flat
+from veil.core.allocator import keep_freed_memory
+from veil.core.runtime import environment
 from veil.data import TensorLoader, load_dataset
 from veil.data.dataset import Split
 from veil.eval.metrics import psnr, ssim
 from veil.train.classifier import load_classifier
 from veil.train.obfuscator import evaluate_pair, load_obfuscator
-from veil.train.runs import environment
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from veil.core.checkpoint import save_checkpoint
+from veil.core.files import sha256_of
 from veil.data import CIFAR10_CLASSES, load_dataset
 from veil.models import create_model
-from veil.train.checkpoint import save_checkpoint, sha256_of
 
 
 @dataclass(frozen=True)

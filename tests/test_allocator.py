@@ -7,7 +7,7 @@ import platform
 
 import pytest
 
-from veil.allocator import keep_freed_memory
+from veil.core.allocator import keep_freed_memory
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's mallopt")

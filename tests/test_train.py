@@ -17,12 +17,12 @@ import yaml
 
 from conftest import REPO
 from veil.cli import main
+from veil.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from veil.core.eightbit import quantize_8bit, quantize_8bit_ste, to_uint8
 from veil.data import TensorLoader, load_dataset
 from veil.models import create_model
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
-from veil.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from veil.train.quantize import quantize_8bit, quantize_8bit_ste, to_uint8
 from veil.train.runs import RunDirError
 
 
@@ -295,7 +295,7 @@ def test_flipped_tensor_bytes_are_refused_with_or_without_the_sidecar(trained_cl
 
 
 def test_the_content_hash_survives_a_reload_and_a_resave(trained_classifier, tmp_path):
-    from veil.train.checkpoint import content_sha256
+    from veil.core.checkpoint import content_sha256
     payload = load_checkpoint(trained_classifier)
     assert "content_sha256" not in payload  # checked and removed on load
     save_checkpoint(payload, tmp_path / "a.pt")

@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .allocator import keep_freed_memory
+from .core.allocator import keep_freed_memory
 
 # subcommand -> (module that defines `add_arguments(parser)` and `run(args)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

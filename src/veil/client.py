@@ -14,7 +14,6 @@ never imports torch, unless a PyTorch checkpoint is given as the obfuscator.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -29,8 +28,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .core.eightbit import from_uint8_array, to_uint8_array
+from .core.files import sha256_bytes
+from .core.wire import PNG_SIGNATURE, manifest_path_for
+
 IMAGE_SIZE = 32
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ImageInput = str | os.PathLike | bytes | np.ndarray
 Obfuscate = Callable[[np.ndarray], np.ndarray]
 
@@ -143,11 +145,7 @@ def quantize_uint8(x: np.ndarray) -> np.ndarray:
     if x.min() < -OUTPUT_TOLERANCE or x.max() > 1 + OUTPUT_TOLERANCE:
         raise ValueError(f"the obfuscator's output lies outside [0, 1] ({x.min():.3g} to "
                          f"{x.max():.3g}); refusing to send it (is it the exported obfuscator?)")
-    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
-
-
-def to_float_nchw(images: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / np.float32(255)
+    return to_uint8_array(x).transpose(0, 2, 3, 1)
 
 
 # --- obfuscators -------------------------------------------------------------------------------
@@ -188,7 +186,7 @@ class OnnxObfuscator:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return quantize_uint8(self.run_float(to_float_nchw(images)))
+        return quantize_uint8(self.run_float(from_uint8_array(images)))
 
 
 class TorchObfuscator:
@@ -209,7 +207,7 @@ class TorchObfuscator:
         import torch
 
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(to_float_nchw(images))).numpy()
+            out = self.model(torch.from_numpy(from_uint8_array(images))).numpy()
         return quantize_uint8(out)
 
 
@@ -222,7 +220,7 @@ def load_obfuscator(path: str | os.PathLike, threads: int = 1) -> OnnxObfuscator
 
 def read_manifest(onnx_path: Path) -> dict[str, Any]:
     """The export manifest beside the ONNX file ({} if absent); checks the file's sha256."""
-    manifest_path = onnx_path.with_suffix(".json")
+    manifest_path = manifest_path_for(onnx_path)
     if not manifest_path.is_file():
         return {}
     try:
@@ -233,7 +231,7 @@ def read_manifest(onnx_path: Path) -> dict[str, Any]:
         raise ValueError(f"{manifest_path}: a manifest is a JSON object with an 'onnx' object, "
                          f"got {type(manifest).__name__}")
     expected = manifest.get("onnx", {}).get("sha256")
-    if expected and hashlib.sha256(onnx_path.read_bytes()).hexdigest() != expected:
+    if expected and sha256_bytes(onnx_path.read_bytes()) != expected:
         raise ValueError(f"{onnx_path}: sha256 differs from {manifest_path.name}; the model was "
                          f"modified or the manifest belongs to another export")
     return manifest

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .core.eightbit import from_uint8_array, to_uint8
 from .data import load_dataset
 
 DEFAULT_OUT = "results/demo"
@@ -132,8 +133,8 @@ def _grid(deobfuscator: torch.nn.Module, sample, server_images: np.ndarray, path
 
     pick = np.concatenate([np.where(sample.labels == c)[0][:1] for c in range(10)])
     with torch.no_grad():
-        x = torch.as_tensor(server_images[pick]).permute(0, 3, 1, 2).float() / 255
-        rebuilt = deobfuscator(x).clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+        x = torch.from_numpy(from_uint8_array(server_images[pick]))
+        rebuilt = to_uint8(deobfuscator(x)).permute(0, 2, 3, 1).numpy()
     save_grid(path, [("original", sample.images[pick]), ("server received", server_images[pick]),
                      ("attacker rebuilt", rebuilt)], CIFAR10_CLASSES, 4,
               "veil demo: what the cloud sees")

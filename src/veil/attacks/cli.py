@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.runtime import quiet_default
 from ..data import Dataset, to_tensor_images
 from ..eval.cli import add_common, setup
 from ..eval.loading import (
@@ -22,7 +23,6 @@ from ..eval.loading import (
     pair_with_classifiers,
 )
 from ..eval.report import write_result
-from ..train.engine import quiet_default
 from ..train.obfuscator import RECIPES
 from .baselines import expand_names, make_baseline
 from .budget import AttackBudget

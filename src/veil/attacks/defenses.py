@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..train.quantize import quantize_8bit
+from ..core.eightbit import quantize_8bit
 
 
 @dataclass

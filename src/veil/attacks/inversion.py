@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..train.engine import progress
+from ..core.runtime import progress
 from .budget import AttackBudget
 
 

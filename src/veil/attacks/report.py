@@ -5,16 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..core.markdown import table
 from ..eval.figures import save_grid, save_tradeoff
-from ..eval.markdown import (
-    grid_figure_name,
-    grid_rows,
-    mean_std,
-    pct,
-    plural,
-    provenance,
-    table,
-)
+from ..eval.markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance
 from .runner import SCHEMA
 
 __all__ = ["SCHEMA", "attacks_figures", "attacks_markdown"]

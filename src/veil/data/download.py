@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from ..core.files import file_digest
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -22,14 +23,6 @@ OFFLINE_HELP = (
 
 class DownloadError(RuntimeError):
     pass
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(url: str, dest: Path, md5: str, timeout: float = 10.0) -> Path:

@@ -21,8 +21,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..core.files import atomic_write, sha256_of
 from .dataset import CIFAR10_CLASSES, Dataset, Split
-from .download import download_cifar10, file_digest
+from .download import download_cifar10
 from .safe_pickle import UnsafePickleError, load_restricted
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -67,7 +68,7 @@ def load_dataset(source: str | os.PathLike | None = None, cache: Path | None = N
 def _source_key(path: Path) -> str:
     """sha256 of the file's bytes, or of a directory's file names, sizes and mtimes."""
     if path.is_file():
-        return file_digest(path)
+        return sha256_of(path)
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         st = f.stat()
@@ -90,10 +91,10 @@ def _cached(path: Path, cache: Path, reader: Callable[[Path], Dataset]) -> Datas
                            key)
     ds = reader(path)
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, name=ds.name, classes=np.array(ds.classes), x_train=ds.train.images,
+    buffer = io.BytesIO()
+    np.savez(buffer, name=ds.name, classes=np.array(ds.classes), x_train=ds.train.images,
              y_train=ds.train.labels, x_test=ds.test.images, y_test=ds.test.labels)
-    os.replace(tmp, file)
+    atomic_write(file, buffer.getvalue())
     return Dataset(ds.name, ds.classes, ds.train, ds.test, key)
 
 

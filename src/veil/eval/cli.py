@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from ..train.engine import resolve_device, seed_everything
+from ..core.runtime import resolve_device, seed_everything
 from .loading import load_classifiers, load_data, load_obfuscators, pair_with_classifiers
 from .report import write_result
 from .tables import evaluate_tables

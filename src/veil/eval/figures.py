@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..train.quantize import to_uint8
+from ..core.eightbit import to_uint8
 
 GAP = 2  # pixels between grid cells, before upscaling
 

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.files import sha256_of
 from ..data import Dataset, load_dataset
 from ..data.sources import default_source
-from ..train.checkpoint import sha256_of
 from ..train.classifier import load_classifier
 from ..train.obfuscator import load_obfuscator
 

@@ -5,14 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..core.markdown import table
 from .figures import decode_strip, save_grid, slug
-
-
-def table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
-    """A Markdown table; the first `text_columns` columns are left-aligned, the rest right."""
-    align = ["---" if i < text_columns else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def pct(x: float | None) -> str:

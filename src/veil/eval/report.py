@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..core.files import atomic_write
+
 Renderer = tuple[str, Callable[[dict[str, Any]], str], Callable[[dict[str, Any], Path], list[Path]]]
 
 
@@ -44,7 +46,7 @@ def write_result(result: dict[str, Any], out: str | Path) -> list[Path]:
     stem = renderer(result)[0]
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stem}.json"
-    path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    atomic_write(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
     return [path, *render(result, out, stem)]
 
 

@@ -36,15 +36,16 @@ from typing import Any
 import torch
 
 from ..attacks import AttackBudget, AttackSetup, obfuscator_defense, run_attack_suite
+from ..core.files import atomic_write
+from ..core.runtime import environment, quiet_default, resolve_device, seed_everything
 from ..data import Dataset
 from ..models import create_model
 from ..models.complexity import count_params
 from ..train import classifier as clf
 from ..train import obfuscator as obf
 from ..train.classifier import train_classifier
-from ..train.engine import quiet_default, resolve_device, seed_everything
 from ..train.obfuscator import train_obfuscator
-from ..train.runs import MetricsLog, config_from_dict, environment
+from ..train.runs import MetricsLog, config_from_dict
 from .cli import add_data_argument
 from .figures import pareto_front
 from .loading import (
@@ -185,9 +186,7 @@ class Progress:
         return cls(path, data)
 
     def save(self) -> None:
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self.data, indent=1) + "\n")
 
     def phase(self, name: str) -> dict[str, Any]:
         return self.data["phases"].get(name, {})
@@ -486,7 +485,7 @@ def run_attack(ctx: Context, phase: Phase, budget_s: float | None
     result = run_attack_suite([defense], setup, log=lambda line: ctx.log("    " + line.strip()))
     path = attack_file(ctx, phase.slot)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    atomic_write(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
     scores = result["defenses"][0]["attacks"]
     return {"file": str(path), "epochs": budget.epochs,
             "plan": ctx.progress.data["plans"]["attack"],

@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from ..core.eightbit import quantize_8bit
+from ..core.runtime import autocast
 from ..models import create_model
-from ..train.engine import autocast
 from ..train.obfuscator import AdversarialStep, ObfuscatorConfig
-from ..train.quantize import quantize_8bit
 
 SAFETY = 0.9  # plan to use this fraction of a phase's share
 # bf16 training speeds on one H100 (images/s), rounded down from results/gpu/throughput.md (batch

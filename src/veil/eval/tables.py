@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.eightbit import quantize_8bit
+from ..core.runtime import environment
 from ..data import Dataset, to_tensor_images
 from ..models.complexity import count_macs, count_params
-from ..train.quantize import quantize_8bit
-from ..train.runs import environment
 from .figures import encode_strip
 from .loading import LoadedClassifier, LoadedObfuscator
 from .metrics import image_scores

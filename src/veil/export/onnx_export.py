@@ -9,7 +9,6 @@ export never leaves a half-verified model behind.
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import os
@@ -23,6 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.eightbit import from_uint8_array, to_uint8_array
+from ..core.files import atomic_write, sha256_bytes, sha256_of
+from ..core.wire import manifest_path_for
 from ..models.fold import fold_batchnorm as fold_conv_batchnorm
 
 INPUT_NAME = "image"
@@ -107,21 +109,17 @@ def verify_parity(model: nn.Module, onnx_model: bytes | str | os.PathLike, image
         start += size
         if not len(chunk):
             break
-        x = np.ascontiguousarray(chunk.transpose(0, 3, 1, 2), np.float32) / 255
+        x = from_uint8_array(chunk)
         with torch.no_grad():
             x_torch = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
             expected = model(x_torch).contiguous().numpy()
         got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
         max_abs = max(max_abs, float(np.abs(got - expected).max()))
-        equal += int((_to_uint8(got) == _to_uint8(expected)).sum())
+        equal += int((to_uint8_array(got) == to_uint8_array(expected)).sum())
         total += expected.size
     return {"images": int(len(images)), "max_abs_diff": max_abs,
             "uint8_equal_fraction": equal / total, "max_abs_diff_limit": MAX_ABS_DIFF,
             "uint8_equal_fraction_limit": MIN_UINT8_EQUAL}
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
 def check_parity(parity: dict[str, Any]) -> None:
@@ -138,7 +136,6 @@ def export_obfuscator(checkpoint: str | os.PathLike, out: str | os.PathLike = "o
                       opset: int = DEFAULT_OPSET) -> ExportResult:
     """Export an obfuscator checkpoint to `out` and write its manifest to `out` with .json."""
     from ..data import load_dataset
-    from ..train.checkpoint import sha256_of
     from ..train.obfuscator import load_obfuscator
 
     obfuscator, _, payload = load_obfuscator(checkpoint)
@@ -150,16 +147,12 @@ def export_obfuscator(checkpoint: str | os.PathLike, out: str | os.PathLike = "o
     check_parity(parity)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, data_bytes)
+    atomic_write(out, data_bytes)
     manifest = build_manifest(out, data_bytes, payload, parity, opset,
                               {"path": str(checkpoint), "sha256": sha256_of(checkpoint)})
     manifest_path = manifest_path_for(out)
-    _atomic_write(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return ExportResult(out, manifest_path, manifest)
-
-
-def manifest_path_for(onnx_path: str | os.PathLike) -> Path:
-    return Path(onnx_path).with_suffix(".json")
 
 
 def build_manifest(onnx_path: Path, data: bytes, payload: dict[str, Any], parity: dict[str, Any],
@@ -174,7 +167,7 @@ def build_manifest(onnx_path: Path, data: bytes, payload: dict[str, Any], parity
               "range": [0.0, 1.0], "color": "RGB"}
     return {
         "format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION,
-        "onnx": {"file": onnx_path.name, "sha256": hashlib.sha256(data).hexdigest(),
+        "onnx": {"file": onnx_path.name, "sha256": sha256_bytes(data),
                  "bytes": len(data), "opset": opset, "batchnorm_folded": True,
                  "ops": sorted(onnx_op_types(data))},
         "input": {"name": INPUT_NAME, **tensor, "preprocess": "RGB uint8 / 255, shorter side "
@@ -198,9 +191,3 @@ def _accuracy(metrics: dict[str, Any], classifier: dict[str, Any]) -> dict[str, 
               "classifier_card": classifier.get("test_acc")}
     values = {k: v for k, v in values.items() if v is not None}
     return values or None
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

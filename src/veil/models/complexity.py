@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..core.markdown import table
 from .registry import PAPER_CLASSIFIERS, create_model, list_models, model_kind
 
 INPUT_SHAPE = (3, 32, 32)
@@ -107,13 +108,6 @@ def models_report(names: list[str] | None = None) -> dict[str, Any]:
     }
 
 
-def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
-    """A Markdown table; the first `text_columns` columns are left-aligned, the rest right."""
-    align = ["---" if i < text_columns else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def overhead_markdown(report: dict[str, Any]) -> list[str]:
     header = ["classifier", "params", "MACs", "FLOPs overhead %", "paper", "diff (pp)",
               "params overhead %", "paper", "diff (pp)"]
@@ -122,13 +116,13 @@ def overhead_markdown(report: dict[str, Any]) -> list[str]:
              f"{r['flops_diff_pp']:+.2f}", f"{r['params_overhead_pct']:.2f}",
              f"{r['paper_params_overhead_pct']:.1f}", f"{r['params_diff_pp']:+.2f}"]
             for r in report["overhead"]]
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def models_markdown(report: dict[str, Any]) -> list[str]:
     rows = [[m["name"], m["kind"], f"{m['params']:,}", f"{m['macs']:,}"]
             for m in report["models"]]
-    return _table(["model", "kind", "params", "MACs"], rows, text_columns=2)
+    return table(["model", "kind", "params", "MACs"], rows, text_columns=2)
 
 
 def report_markdown(report: dict[str, Any]) -> str:

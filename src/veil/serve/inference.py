@@ -23,7 +23,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, verify: bool = True) -> Predictor:
-        from ..train.checkpoint import sha256_of
+        from ..core.files import sha256_of
         from ..train.classifier import load_classifier
 
         model, payload = load_classifier(path, verify=verify)

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from ..core.wire import PNG_SIGNATURE
+
 PNG_COLOR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
 OTHER_FORMATS = {b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP", b"RIFF": "RIFF/WebP",
                  b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}

@@ -14,21 +14,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import TensorLoader, load_dataset
-from ..models import create_model, model_kind
-from .checkpoint import load_checkpoint, save_checkpoint
-from .engine import (
-    Distributed,
-    accuracy,
+from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.runtime import (
     autocast,
     configure_backends,
+    environment,
     progress,
     quiet_default,
     resolve_device,
     seed_everything,
-    unwrap,
 )
-from .runs import MetricsLog, config_from_dict, environment, prepare_run_dir, write_config
+from ..data import TensorLoader, load_dataset
+from ..models import create_model, model_kind
+from .engine import Distributed, accuracy, unwrap
+from .runs import MetricsLog, config_from_dict, prepare_run_dir, write_config
 
 # Per-model defaults that differ from ClassifierConfig's.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..core.eightbit import quantize_8bit
 from ..data import TensorLoader
 from .engine import accuracy
-from .quantize import quantize_8bit
 
 
 class LearningCurve:

@@ -1,51 +1,15 @@
-"""Shared pieces of the training loops: devices, precision, distributed setup, progress, eval."""
+"""Shared pieces of the training loops: distributed setup and accuracy."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but CUDA is not available")
-    return device
-
-
-def configure_backends(device: torch.device) -> None:
-    """Fast defaults on GPUs: cuDNN autotuning and TF32 matrix products."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision not in ("bf16", "fp16"):
-        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def quiet_default() -> bool:
-    return bool(os.environ.get("VEIL_QUIET")) or not sys.stderr.isatty()
-
-
-def progress(iterable: Iterable, total: int, desc: str, quiet: bool) -> Iterator:
-    return iter(tqdm(iterable, total=total, desc=desc, leave=False, disable=quiet,
-                     unit="batch", dynamic_ncols=True))
+from ..core.runtime import autocast
 
 
 class Distributed:
@@ -103,7 +67,3 @@ def accuracy(model: nn.Module, loader: Iterable, device_type: str = "cpu",
 
 def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)

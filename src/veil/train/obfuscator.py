@@ -40,22 +40,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import TensorLoader, load_dataset
-from ..eval.metrics import psnr, ssim
-from ..models import FrozenClassifier, create_model
-from .checkpoint import load_checkpoint, save_checkpoint, sha256_of
-from .classifier import load_classifier
-from .curve import LearningCurve
-from .engine import (
+from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.eightbit import quantize_8bit, quantize_8bit_ste
+from ..core.files import sha256_of
+from ..core.runtime import (
     autocast,
     configure_backends,
+    environment,
     progress,
     quiet_default,
     resolve_device,
     seed_everything,
 )
-from .quantize import quantize_8bit, quantize_8bit_ste
-from .runs import MetricsLog, environment, prepare_run_dir, write_config
+from ..data import TensorLoader, load_dataset
+from ..eval.metrics import psnr, ssim
+from ..models import FrozenClassifier, create_model
+from .classifier import load_classifier
+from .curve import LearningCurve
+from .runs import MetricsLog, prepare_run_dir, write_config
 from .warm_start import (
     EncoderClassifier,
     pretrain_encoder,

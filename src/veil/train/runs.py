@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import time
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
+
+from ..core.files import atomic_write
 
 
 class RunDirError(RuntimeError):
@@ -36,7 +35,7 @@ def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
 
 def write_config(path: Path, config: Any) -> None:
     data = asdict(config) if is_dataclass(config) else dict(config)
-    (path / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    atomic_write(path / "config.yaml", yaml.safe_dump(data, sort_keys=False))
 
 
 def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
@@ -54,7 +53,7 @@ class MetricsLog:
         if not self.path.exists():
             return
         rows = [r for r in self.read() if r.get("epoch", 0) <= epoch]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def append(self, row: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
@@ -64,28 +63,3 @@ class MetricsLog:
         if not self.path.exists():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-
-
-def environment() -> dict[str, Any]:
-    """What produced a number: hardware, software versions."""
-    info = {
-        "torch": str(torch.__version__),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.eightbit import quantize_8bit_ste
+from ..core.runtime import autocast, progress
 from ..data import TensorLoader
 from ..models import FrozenClassifier
-from .engine import autocast, progress
-from .quantize import quantize_8bit_ste
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 StepHook = Callable[[int], None]

@@ -7,7 +7,6 @@ Weights are stored in fp16 to keep the package small; the card's numbers are mea
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.files import sha256_bytes
 from ..models import create_model
 
 DEFAULT = "default"
@@ -55,7 +55,7 @@ def load(name: str = DEFAULT, device: str | torch.device = "cpu",
     info = card(name, where)
     data = _weights_dir(where).joinpath(f"{name}.pt").read_bytes()
     expected = info.get("weights_sha256")
-    if expected != hashlib.sha256(data).hexdigest():
+    if expected != sha256_bytes(data):
         raise ValueError(f"pretrained {name!r}: {name}.pt does not match the sha256 its card "
                          f"records ({str(expected)[:12]}...): the weights are corrupt or were "
                          f"modified")

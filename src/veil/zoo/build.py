@@ -17,12 +17,14 @@ from typing import Any
 
 import torch
 
-from ..allocator import keep_freed_memory
+from ..core.allocator import keep_freed_memory
+from ..core.checkpoint import save_checkpoint
+from ..core.files import atomic_write, sha256_of
+from ..core.runtime import environment
 from ..data import TensorLoader, load_dataset
-from ..train.checkpoint import save_checkpoint, sha256_of
 from ..train.classifier import load_classifier
 from ..train.obfuscator import evaluate_pair, load_obfuscator
-from ..train.runs import MetricsLog, environment
+from ..train.runs import MetricsLog
 from . import card, load
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -59,7 +61,7 @@ def build(classifier_path: Path, obfuscator_path: Path, data: str, name: str,
     weights.write_bytes(buffer.getvalue())
     info = _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, metrics)
     info["weights_sha256"] = sha256_of(weights)
-    (out_dir / f"{name}.card.json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write(out_dir / f"{name}.card.json", json.dumps(info, indent=2) + "\n")
     return info
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from .files import atomic_write, sha256_bytes
+
 CONTENT_KEY = "content_sha256"
 
 
@@ -55,9 +57,9 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> str:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    _atomic_write(path, data)
-    _atomic_write(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode())
+    digest = sha256_bytes(data)
+    atomic_write(path, data)
+    atomic_write(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
     return digest
 
 
@@ -75,7 +77,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             raise CheckpointError(f"{sidecar}: empty or not a sha256 line; delete it to load "
                                   f"{path.name} unverified, or restore it")
         expected = words[0]
-        got = hashlib.sha256(data).hexdigest()
+        got = sha256_bytes(data)
         if got != expected:
             raise CheckpointError(f"{path}: sha256 mismatch (file {got[:12]}..., recorded "
                                   f"{expected[:12]}...): {_CORRUPT}")
@@ -96,20 +98,3 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 _CORRUPT = "the checkpoint is corrupt or was modified"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
