@@ -18,12 +18,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/veil demo --out results/demo
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+test: lint
 	$(BIN)/python -m pytest -q
 
+# ruff, then the import contract in pyproject.toml (layers; the edge never imports torch)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

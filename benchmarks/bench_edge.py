@@ -23,10 +23,11 @@ import numpy as np
 import onnxruntime
 import torch
 
-from veil.client import OnnxObfuscator, encode_png, load_image
 from veil.core.eightbit import from_uint8_array
 from veil.core.runtime import environment
 from veil.data import load_dataset
+from veil.edge.images import encode_png, load_image
+from veil.edge.obfuscators import OnnxObfuscator
 from veil.export.onnx_export import onnx_bytes, verify_parity
 from veil.models import create_model
 
@@ -35,12 +36,12 @@ DEFAULT_OBFUSCATORS = ("runs/default-obfuscator/model.pt", "runs/obfuscator/mode
 
 
 def pick_obfuscator(path: str | None) -> tuple[torch.nn.Module, str]:
-    from veil.train.obfuscator import load_obfuscator
+    from veil.models.checkpoints import load_obfuscator_pair
 
     candidates = [path] if path else [str(REPO / p) for p in DEFAULT_OBFUSCATORS]
     for candidate in candidates:
         if Path(candidate).is_file():
-            model, _, _ = load_obfuscator(candidate)
+            model, _, _ = load_obfuscator_pair(candidate)
             return model, f"trained obfuscator {Path(candidate).relative_to(REPO)}"
     if path:
         raise FileNotFoundError(path)

@@ -30,10 +30,10 @@ import httpx
 import numpy as np
 import torch
 
-from veil.client import encode_png
 from veil.core.checkpoint import save_checkpoint
 from veil.core.runtime import environment
 from veil.data import load_dataset
+from veil.edge.images import encode_png
 from veil.models import create_model
 from veil.serve.inference import Predictor
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from veil.core.runtime import environment, resolve_device
-from veil.eval.reproduce_budget import classifier_step, obfuscator_step, synchronize
+from veil.pipeline.reproduce_budget import classifier_step, obfuscator_step, synchronize
 from veil.train.obfuscator import make_config
 
 CLASSIFIERS = ("vgg19", "resnet18", "resnet50", "googlenet", "fastnet")

@@ -23,8 +23,7 @@ from veil.core.files import sha256_of
 from veil.core.runtime import environment
 from veil.data import Split, TensorLoader, load_dataset
 from veil.data.lossless import jpeg_twins, load_lossless_slice
-from veil.train.classifier import load_classifier
-from veil.train.obfuscator import load_obfuscator
+from veil.models.checkpoints import load_classifier, load_obfuscator_pair
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     classifier, payload = load_classifier(args.classifier, "cpu")
     rows = {"plain": compare(correct(lossless, classifier), correct(jpeg, classifier))}
     if args.obfuscator:
-        obfuscator = load_obfuscator(args.obfuscator)[0]
+        obfuscator = load_obfuscator_pair(args.obfuscator)[0]
         rows["obfuscated_8bit"] = compare(correct(lossless, classifier, obfuscator),
                                           correct(jpeg, classifier, obfuscator))
     rmse = float(np.sqrt(((jpeg.images.astype(np.float64) - lossless.images) ** 2).mean()))

@@ -30,9 +30,9 @@ from veil.core.allocator import keep_freed_memory
 from veil.core.runtime import environment
 from veil.data import TensorLoader, load_dataset
 from veil.data.dataset import Split
-from veil.eval.metrics import psnr, ssim
-from veil.train.classifier import load_classifier
-from veil.train.obfuscator import evaluate_pair, load_obfuscator
+from veil.metrics import psnr, ssim
+from veil.models.checkpoints import load_classifier, load_obfuscator_pair
+from veil.train.obfuscator import evaluate_pair
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -41,7 +41,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def evaluate_run(run: Path, ds, args) -> dict[str, Any]:
     device = torch.device("cpu")
-    obfuscator, deobfuscator, payload = load_obfuscator(run / "model.pt")
+    obfuscator, deobfuscator, payload = load_obfuscator_pair(run / "model.pt")
     classifier, _ = load_classifier(payload["config"]["classifier"], expected_classes=ds.classes)
     final = evaluate_pair(obfuscator, deobfuscator, classifier, TensorLoader(ds.test, 500), device)
     attacker = attack(obfuscator, ds, args, run.name)

@@ -26,7 +26,7 @@ from veil.attacks.baselines import DEFAULT_BASELINES, expand_names
 from veil.attacks.inversion import _objective
 from veil.attacks.sweep import train_sweep
 from veil.data import Split, load_dataset
-from veil.eval.metrics import image_scores, psnr
+from veil.metrics import image_scores, psnr
 from veil.models.complexity import count_params
 
 try:

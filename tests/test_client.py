@@ -14,17 +14,9 @@ import pytest
 import tomllib
 
 from veil.cli import main
-from veil.client import (
-    ImageError,
-    OnnxObfuscator,
-    ServerError,
-    TorchObfuscator,
-    VeilClient,
-    encode_png,
-    fit_image,
-    load_image,
-    quantize_uint8,
-)
+from veil.edge.client import ServerError, VeilClient
+from veil.edge.images import ImageError, encode_png, fit_image, load_image, quantize_uint8
+from veil.edge.obfuscators import OnnxObfuscator, TorchObfuscator
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.runner import BackgroundServer
@@ -67,13 +59,14 @@ class Blocked(importlib.abc.MetaPathFinder):  # as if only `pip install veil[edg
 
 sys.meta_path.insert(0, Blocked())
 import numpy as np
-import veil.cli, veil.client, veil.serve.client_cli
-obfuscator = veil.client.OnnxObfuscator(sys.argv[1])
-images = np.zeros((2, 40, 50, 3), np.uint8)
-out = obfuscator(np.stack([veil.client.load_image(im) for im in images]))
+import veil.cli, veil.edge.cli
+from veil.edge import client, images, obfuscators
+obfuscator = obfuscators.OnnxObfuscator(sys.argv[1])
+arrays = np.zeros((2, 40, 50, 3), np.uint8)
+out = obfuscator(np.stack([images.load_image(im) for im in arrays]))
 assert out.shape == (2, 32, 32, 3) and out.dtype == np.uint8
-assert veil.client.encode_png(out[0]).startswith(b"\\x89PNG")
-veil.client.VeilClient("http://127.0.0.1:9", obfuscator).close()
+assert images.encode_png(out[0]).startswith(b"\\x89PNG")
+client.VeilClient("http://127.0.0.1:9", obfuscator).close()
 try:
     veil.cli.main(["classify", "--help"])
 except SystemExit as e:

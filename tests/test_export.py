@@ -13,7 +13,7 @@ import torch
 from veil.cli import main
 from veil.export import fold_batchnorm, verify_parity
 from veil.export.onnx_export import ExportError, check_parity, onnx_op_types
-from veil.train.obfuscator import load_obfuscator
+from veil.models.checkpoints import load_obfuscator_pair
 
 try:  # whether or not tests/ is a package
     from tests.offload_helpers import build_artifacts, sample_images
@@ -27,7 +27,7 @@ def artifacts(tmp_path_factory):
 
 
 def test_fold_batchnorm_matches_and_leaves_no_batchnorm(artifacts):
-    model, _, _ = load_obfuscator(artifacts.obfuscator)
+    model, _, _ = load_obfuscator_pair(artifacts.obfuscator)
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # a copy
@@ -78,7 +78,7 @@ def test_check_parity_rejects_a_mismatch():
 
 
 def test_verify_parity_detects_a_different_model(artifacts):
-    model, _, _ = load_obfuscator(artifacts.obfuscator)
+    model, _, _ = load_obfuscator_pair(artifacts.obfuscator)
     with torch.no_grad():
         model.stem[0].weight.mul_(1.5)
     parity = verify_parity(model, artifacts.onnx, sample_images(8))

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from veil.cli import main
-from veil.eval import reproduce as rep
-from veil.eval.reproduce_budget import Clock, plan_epochs, share
+from veil.pipeline import reproduce as rep
+from veil.pipeline.reproduce_budget import Clock, plan_epochs, share
 from veil.train import classifier as clf
 
 SLOTS = [s.name for s in rep.TINY_SLOTS]

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from veil.cli import main
-from veil.client import OnnxObfuscator, encode_png
+from veil.edge.images import encode_png
+from veil.edge.obfuscators import OnnxObfuscator
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.limits import ConnectionLimits
@@ -142,7 +143,7 @@ def test_response_shape(http, obfuscated):
 
 
 def test_the_wire_carries_the_obfuscated_image_only(artifacts, server, capture):
-    from veil.client import VeilClient
+    from veil.edge.client import VeilClient
 
     capture.clear()
     originals = sample_images(6)

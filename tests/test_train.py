@@ -21,6 +21,7 @@ from veil.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoi
 from veil.core.eightbit import quantize_8bit, quantize_8bit_ste, to_uint8
 from veil.data import TensorLoader, load_dataset
 from veil.models import create_model
+from veil.models.checkpoints import load_classifier, load_obfuscator_pair
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
 from veil.train.runs import RunDirError
@@ -123,7 +124,7 @@ def test_ddp_two_processes_gloo(tmp_path):
 
 # --- obfuscator -----------------------------------------------------------------------------
 def test_adversarial_step_freezes_classifier_and_optimisers_are_disjoint(trained_classifier):
-    classifier, _ = clf.load_classifier(trained_classifier)
+    classifier, _ = load_classifier(trained_classifier)
     before = {k: v.clone() for k, v in classifier.state_dict().items()}
     config = tiny_obfuscator_config(trained_classifier, "unused")
     torch.manual_seed(0)
@@ -181,7 +182,7 @@ def test_obfuscator_training_improves_and_resumes(trained_classifier, tmp_path):
         for k in a[net]:
             torch.testing.assert_close(a[net][k], b[net][k], rtol=0, atol=1e-5)
     assert a["classifier"]["model_name"] == "fastnet_tiny"
-    o, d, payload = obf.load_obfuscator(tmp_path / "a" / "model.pt")
+    o, d, payload = load_obfuscator_pair(tmp_path / "a" / "model.pt")
     assert not o.training and payload["metrics"] == rows[-1]
 
 
@@ -236,8 +237,8 @@ def test_reported_obfuscated_accuracy_is_on_the_transmitted_uint8_image(trained_
                                                                         tmp_path):
     obf.train_obfuscator(tiny_obfuscator_config(trained_classifier, tmp_path, epochs=1),
                          quiet=True)
-    o, d, payload = obf.load_obfuscator(tmp_path / "model.pt")
-    classifier, _ = clf.load_classifier(trained_classifier)
+    o, d, payload = load_obfuscator_pair(tmp_path / "model.pt")
+    classifier, _ = load_classifier(trained_classifier)
     split = load_dataset("sample").test.subset(100, seed=0)
     x = torch.as_tensor(split.images).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
@@ -285,10 +286,10 @@ def test_flipped_tensor_bytes_are_refused_with_or_without_the_sidecar(trained_cl
     save_checkpoint(payload, tmp_path / "model.pt")
     _flip_a_weight_byte(tmp_path / "model.pt", weight)
     with pytest.raises(CheckpointError, match="sha256 mismatch.*corrupt or was modified"):
-        clf.load_classifier(tmp_path / "model.pt")
+        load_classifier(tmp_path / "model.pt")
     (tmp_path / "model.pt.sha256").unlink()
     with pytest.raises(CheckpointError, match="content sha256 mismatch.*corrupt or was modified"):
-        clf.load_classifier(tmp_path / "model.pt")
+        load_classifier(tmp_path / "model.pt")
     from veil.serve.inference import Predictor
     with pytest.raises(CheckpointError, match="corrupt or was modified"):
         Predictor.from_checkpoint(tmp_path / "model.pt")
@@ -322,9 +323,9 @@ def test_veil_serve_has_a_no_verify_escape(capsys):
 def test_obfuscator_checkpoint_is_not_a_classifier(trained_classifier, tmp_path):
     save_checkpoint({"kind": "obfuscator"}, tmp_path / "o.pt")
     with pytest.raises(ValueError, match="not a classifier"):
-        clf.load_classifier(tmp_path / "o.pt")
+        load_classifier(tmp_path / "o.pt")
     with pytest.raises(ValueError, match="not an obfuscator"):
-        obf.load_obfuscator(trained_classifier)
+        load_obfuscator_pair(trained_classifier)
 
 
 def test_data_with_other_classes_than_the_classifier(trained_classifier, tmp_path):
@@ -403,7 +404,7 @@ def test_inconsistent_classifier_checkpoints_are_refused_on_load(trained_classif
             payload[key] = value
     save_checkpoint(payload, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=message):
-        clf.load_classifier(tmp_path / "bad.pt")
+        load_classifier(tmp_path / "bad.pt")
 
 
 @pytest.mark.hostile

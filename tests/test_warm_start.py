@@ -11,10 +11,10 @@ from torch import nn
 from test_train import read_metrics, tiny_classifier_config, tiny_obfuscator_config
 from veil.data import TensorLoader, load_dataset
 from veil.models import FrozenClassifier, create_model
+from veil.models.checkpoints import load_classifier
 from veil.models.fold import fold_batchnorm
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
-from veil.train.classifier import load_classifier
 from veil.train.warm_start import (
     EncoderClassifier,
     feature_distance,

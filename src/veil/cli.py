@@ -21,9 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("veil.eval.report_cli", "regenerate Markdown and figures from result JSON"),
     "export": ("veil.export.cli", "export an obfuscator to ONNX for the edge"),
     "serve": ("veil.serve.cli", "serve a frozen classifier over HTTP"),
-    "classify": ("veil.serve.client_cli", "obfuscate images locally and classify them on a "
+    "classify": ("veil.edge.cli", "obfuscate images locally and classify them on a "
                  "veil server"),
-    "reproduce": ("veil.eval.reproduce", "train and evaluate the paper's Tables 1-3 in one "
+    "reproduce": ("veil.pipeline.reproduce", "train and evaluate the paper's Tables 1-3 in one "
                   "command"),
     "demo": ("veil.demo", "the whole story on the built-in defaults"),
 }

@@ -96,7 +96,8 @@ def _export(obfuscator: torch.nn.Module, card: dict[str, Any], out: Path) -> Pat
 
 def _classify_over_http(nets: dict[str, Any], sample, onnx_path: Path, out: Path
                         ) -> dict[str, Any]:
-    from .client import OnnxObfuscator, VeilClient
+    from .edge.client import VeilClient
+    from .edge.obfuscators import OnnxObfuscator
     from .serve.app import ServerConfig, create_app
     from .serve.inference import Predictor
     from .serve.runner import BackgroundServer
@@ -129,7 +130,7 @@ def _classify_over_http(nets: dict[str, Any], sample, onnx_path: Path, out: Path
 
 def _grid(deobfuscator: torch.nn.Module, sample, server_images: np.ndarray, path: Path) -> None:
     from .data import CIFAR10_CLASSES
-    from .eval.figures import save_grid
+    from .report.figures import save_grid
 
     pick = np.concatenate([np.where(sample.labels == c)[0][:1] for c in range(10)])
     with torch.no_grad():

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
+from ..core.options import add_evaluation, apply_runtime
 from ..core.runtime import quiet_default
 from ..data import Dataset, to_tensor_images
-from ..eval.cli import add_common, setup
-from ..eval.loading import (
+from ..loading import (
     LoadedClassifier,
     LoadedObfuscator,
     load_classifiers,
@@ -22,11 +22,12 @@ from ..eval.loading import (
     load_obfuscators,
     pair_with_classifiers,
 )
-from ..eval.report import write_result
+from ..report.results import write_result_with
 from ..train.obfuscator import RECIPES
 from .baselines import expand_names, make_baseline
 from .budget import AttackBudget
 from .defenses import Defense, obfuscator_defense
+from .report import RENDERER
 from .runner import ATTACKS, DEFAULT_ATTACKS, AttackSetup, check_attacks, run_attack_suite
 from .sweep import DEFAULT_LAMS, train_sweep
 
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in sweep mode)")
     parser.add_argument("--attacks", nargs="+", default=list(DEFAULT_ATTACKS), metavar="NAME",
                         help=f"attacks to run (default: all): {', '.join(ATTACKS)}")
-    add_common(parser, DEFAULT_OUT)
+    add_evaluation(parser, DEFAULT_OUT)
     b = parser.add_argument_group("attacker budget (recorded with the results)")
     b.add_argument("--epochs", type=int, default=AttackBudget.epochs,
                    help="fresh decoders: training epochs")
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     baseline_names = expand_names(args.baselines or (["all"] if sweep_mode else []))
     if lams and not args.classifier:
         raise ValueError("a λ sweep needs --classifier (the frozen classifier to train against)")
-    device = setup(args)
+    device = apply_runtime(args)
     ds, data_info = load_data(args.data, args.test_subset, args.seed)
     classifier = _classifier(args, ds.classes, device)
     defenses, classifier = _obfuscator_defenses(args.obfuscators, classifier, ds.classes, device)
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     attack_setup = AttackSetup(ds, data_info, classifier, attacks, budget, device, args.seed,
                                quiet)
     result = run_attack_suite(defenses, attack_setup, sweep)
-    written = write_result(result, args.out)
+    written = write_result_with(RENDERER, result, args.out)
     print(written[1].read_text())
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..batches import channels_last
 from ..core.runtime import progress
 from ..data import Split, TensorLoader
-from ..eval.metrics import psnr, ssim
-from ..eval.tables import channels_last
+from ..metrics import psnr, ssim
 from .budget import AttackBudget
 from .decoders import make_decoder
 from .defenses import Defense

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.markdown import table
-from ..eval.figures import save_grid, save_tradeoff
-from ..eval.markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance
+from ..report.figures import save_grid, save_tradeoff
+from ..report.markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance
 from .runner import SCHEMA
 
 __all__ = ["SCHEMA", "attacks_figures", "attacks_markdown"]
@@ -127,3 +127,6 @@ def attacks_figures(result: dict[str, Any], out: Path) -> list[Path]:
                                    clf["plain_acc"] if clf else None,
                                    f"{result['data']['name']}: accuracy vs attacker SSIM"))
     return paths
+
+
+RENDERER = ("attacks", attacks_markdown, attacks_figures)

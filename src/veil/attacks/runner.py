@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..batches import accuracy_on, test_images
 from ..core.runtime import environment
 from ..data import Dataset
-from ..eval.figures import encode_strip, pareto_front
-from ..eval.loading import LoadedClassifier
-from ..eval.metrics import image_scores
-from ..eval.tables import accuracy_on, test_images
+from ..loading import LoadedClassifier
+from ..metrics import image_scores
 from ..models.complexity import count_params
+from ..report.figures import encode_strip, pareto_front
 from .budget import AttackBudget
 from .defenses import Defense
 from .fresh_decoder import reconstruct, train_fresh_decoder

@@ -9,5 +9,6 @@ torch nor anything beyond numpy, so the torch-free edge client can use them.
 - `runtime`: devices, precision, seeds, progress bars, the environment a number came from
 - `allocator`: glibc malloc thresholds (entry points only)
 - `markdown`: the Markdown table every report uses
+- `options`: the command-line options commands share, and the one place they become settings
 - `wire`: the edge-to-server format (PNG signature, where an export's manifest lives)
 """

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.options import add_data
 from .dataset import Dataset, Split
 from .sources import cache_dir, cache_file, default_source, load_dataset
 
@@ -16,10 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", choices=["info"], default="info",
                         help="info: print classes, split sizes, image size, cache file and "
                              "checksum (default)")
-    parser.add_argument("--data", metavar="SOURCE", default=None,
-                        help="'cifar10' (downloaded), 'sample' (bundled), a cifar-10-batches-py "
-                             "folder, or a class-folder directory or .zip (default: $VEIL_DATA "
-                             "or cifar10)")
+    add_data(parser)
 
 
 def run(args: argparse.Namespace) -> int:

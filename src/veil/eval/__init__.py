@@ -1,4 +1,4 @@
-"""Evaluation of trained classifiers and obfuscators: the paper's Tables 1-3, reports, metrics.
-
-Kept import-free so that `veil.train` can use `veil.eval.metrics` without a cycle.
+"""Evaluation of trained classifiers and obfuscators: the paper's Tables 1-3 (`tables`, rendered
+by `markdown`), `veil evaluate` (`cli`), and every result schema's renderer (`report`,
+`veil report`).
 """

@@ -1,25 +1,21 @@
-"""Result files: JSON is the record; Markdown and figures are regenerated from it alone."""
+"""Every kind of result JSON veil writes, found by its schema: rendering and regenerating them."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..core.files import atomic_write
-
-Renderer = tuple[str, Callable[[dict[str, Any]], str], Callable[[dict[str, Any], Path], list[Path]]]
+from ..report.results import Renderer, render_with, write_result_with
 
 
 def _renderers() -> dict[str, Renderer]:
+    from ..attacks.report import RENDERER as ATTACKS_RENDERER
     from ..attacks.report import SCHEMA as ATTACKS
-    from ..attacks.report import attacks_figures, attacks_markdown
     from .markdown import tables_figures, tables_markdown
     from .tables import SCHEMA as TABLES
 
-    return {TABLES: ("tables", tables_markdown, tables_figures),
-            ATTACKS: ("attacks", attacks_markdown, attacks_figures)}
+    return {TABLES: ("tables", tables_markdown, tables_figures), ATTACKS: ATTACKS_RENDERER}
 
 
 def renderer(result: dict[str, Any], where: str = "result") -> Renderer:
@@ -33,21 +29,12 @@ def renderer(result: dict[str, Any], where: str = "result") -> Renderer:
 
 def render(result: dict[str, Any], out: Path, stem: str | None = None) -> list[Path]:
     """Write `<stem>.md` and the figures of one result into `out`."""
-    default_stem, markdown, figures = renderer(result)
-    out.mkdir(parents=True, exist_ok=True)
-    md = out / f"{stem or default_stem}.md"
-    md.write_text(markdown(result))
-    return [md, *figures(result, out)]
+    return render_with(renderer(result), result, out, stem)
 
 
 def write_result(result: dict[str, Any], out: str | Path) -> list[Path]:
     """Write `<stem>.json` and everything rendered from it; returns the written paths."""
-    out = Path(out)
-    stem = renderer(result)[0]
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{stem}.json"
-    atomic_write(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
-    return [path, *render(result, out, stem)]
+    return write_result_with(renderer(result), result, out)
 
 
 def load_result(path: Path) -> dict[str, Any]:

@@ -13,42 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.eightbit import quantize_8bit
+from ..batches import accuracy_on, batched, sent_images, test_images
 from ..core.runtime import environment
-from ..data import Dataset, to_tensor_images
+from ..data import Dataset
+from ..loading import LoadedClassifier, LoadedObfuscator
+from ..metrics import image_scores
 from ..models.complexity import count_macs, count_params
-from .figures import encode_strip
-from .loading import LoadedClassifier, LoadedObfuscator
-from .metrics import image_scores
+from ..report.figures import encode_strip
 
 SCHEMA = "veil.eval.tables/1"
-BATCH = 500
-
-
-def test_images(ds: Dataset, device: torch.device) -> torch.Tensor:
-    return to_tensor_images(ds.test.images, device).float().div_(255)
-
-
-@torch.no_grad()
-def batched(model: nn.Module, x: torch.Tensor, batch_size: int = BATCH) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(channels_last(x[i:i + batch_size])).float().contiguous()
-                      for i in range(0, len(x), batch_size)])
-
-
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    """Convolutions run about 2x faster on the CPU in channels-last layout."""
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-@torch.no_grad()
-def accuracy_on(classifier: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> float:
-    return round((batched(classifier, x).argmax(1) == labels).float().mean().item(), 6)
-
-
-def sent_images(obfuscator: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """What is transmitted: the obfuscated image rounded to 8 bits."""
-    return quantize_8bit(batched(obfuscator, x))
 
 
 def grid_indices(labels: np.ndarray, per_class: int, num_classes: int) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.options import add_data
 from .onnx_export import DEFAULT_OPSET, MAX_ABS_DIFF, MIN_UINT8_EQUAL
 
 
@@ -13,8 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="obfuscator.onnx",
                         help="ONNX file to write; the manifest goes beside it as .json "
                              "(default: %(default)s)")
-    parser.add_argument("--data", default="sample",
-                        help="images for the parity check (default: the bundled sample)")
+    add_data(parser, default="sample", what="images for the parity check")
     parser.add_argument("--images", type=int, default=None,
                         help="use at most this many parity images (default: all)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,

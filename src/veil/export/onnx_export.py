@@ -136,9 +136,9 @@ def export_obfuscator(checkpoint: str | os.PathLike, out: str | os.PathLike = "o
                       opset: int = DEFAULT_OPSET) -> ExportResult:
     """Export an obfuscator checkpoint to `out` and write its manifest to `out` with .json."""
     from ..data import load_dataset
-    from ..train.obfuscator import load_obfuscator
+    from ..models.checkpoints import load_obfuscator_pair
 
-    obfuscator, _, payload = load_obfuscator(checkpoint)
+    obfuscator, _, payload = load_obfuscator_pair(checkpoint)
     images = load_dataset(data).test.subset(max_images).images
     if images.shape[1:] != (32, 32, 3):
         raise ExportError(f"parity images must be 32x32 RGB, got {images.shape[1:]}")

@@ -1,6 +1,6 @@
-"""veil's cloud side: a frozen classifier behind HTTP (`veil serve`), and `veil classify`.
+"""veil's cloud side: a frozen classifier behind HTTP (`veil serve`).
 
-Importing this package imports nothing heavy: `veil.serve.app` needs fastapi (and torch only in
-the process that runs the classifier: `veil.serve.inference`, by default a child process started
-by `veil.serve.worker`), while `veil.serve.client_cli` (the edge command) needs neither.
+Importing this package imports nothing heavy: `veil.serve.app` needs fastapi, and torch is needed
+only in the process that runs the classifier (`veil.serve.inference`, by default a child process
+started by `veil.serve.worker`). The device side is `veil.edge`.
 """

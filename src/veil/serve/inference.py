@@ -24,7 +24,7 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, verify: bool = True) -> Predictor:
         from ..core.files import sha256_of
-        from ..train.classifier import load_classifier
+        from ..models.checkpoints import load_classifier
 
         model, payload = load_classifier(path, verify=verify)
         info = {"model_name": payload["model_name"], "sha256": sha256_of(path),

@@ -206,26 +206,5 @@ def _format_row(row: dict[str, Any]) -> str:
             f"test {row['test_acc']:.2%}  {row['images_per_s']:.0f} img/s  {row['wall_s']:.0f}s")
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "cpu",
-                    expected_classes: tuple[str, ...] | None = None, verify: bool = True
-                    ) -> tuple[nn.Module, dict]:
-    """Rebuild a trained classifier from its checkpoint; check its classes if given."""
-    payload = load_checkpoint(path, map_location=device, verify=verify)
-    if payload.get("kind") != "classifier":
-        raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not a classifier")
-    if expected_classes is not None and tuple(payload["classes"]) != tuple(expected_classes):
-        raise ValueError(f"{path}: classifier was trained on classes {payload['classes']}, "
-                         f"but the data source has {list(expected_classes)}")
-    missing = [k for k in ("model_name", "num_classes", "classes", "model") if k not in payload]
-    if missing:
-        raise ValueError(f"{path}: classifier checkpoint without {', '.join(missing)}")
-    if len(payload["classes"]) != payload["num_classes"]:
-        raise ValueError(f"{path}: names {len(payload['classes'])} classes for a model with "
-                         f"{payload['num_classes']} outputs")
-    model = create_model(payload["model_name"], num_classes=payload["num_classes"])
-    model.load_state_dict(payload["model"])
-    return model.to(device).eval(), payload
-
-
 def config_from_checkpoint(payload: dict[str, Any]) -> ClassifierConfig:
     return config_from_dict(ClassifierConfig, payload["config"])

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ..core.options import add_data, add_device, add_quiet, add_threads
 from . import classifier as clf
 from . import obfuscator as obf
 
@@ -18,9 +19,7 @@ def _optional_bool(parser: argparse.ArgumentParser, name: str, help_text: str) -
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None,
-                   help="data source: 'cifar10' (download), a folder, a .zip or 'sample' "
-                        "(default: $VEIL_DATA or cifar10)")
+    add_data(p)
     p.add_argument("--config", type=Path, metavar="YAML",
                    help="rerun a run folder's config.yaml; options given here override it")
     p.add_argument("--out", help="run folder (config, metrics, checkpoints); required unless "
@@ -30,15 +29,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    add_device(p, default=None)
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
     _optional_bool(p, "channels-last", "channels-last memory format (default on)")
     p.add_argument("--crop-padding", type=int, help="random-crop padding in pixels (0: off)")
     _optional_bool(p, "flip", "random horizontal flips")
     p.add_argument("--train-subset", type=int, help="use only N training images")
     p.add_argument("--test-subset", type=int, help="evaluate on only N test images")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    add_threads(p)
+    add_quiet(p)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

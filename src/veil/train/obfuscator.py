@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,9 +52,9 @@ from ..core.runtime import (
     seed_everything,
 )
 from ..data import TensorLoader, load_dataset
-from ..eval.metrics import psnr, ssim
+from ..metrics import psnr, ssim
 from ..models import FrozenClassifier, create_model
-from .classifier import load_classifier
+from ..models.checkpoints import load_classifier
 from .curve import LearningCurve
 from .runs import MetricsLog, prepare_run_dir, write_config
 from .warm_start import (
@@ -406,15 +405,3 @@ def format_row(row: dict[str, Any]) -> str:
             f"plain {row['plain_acc']:.2%}  obfuscated {row['obfuscated_acc']:.2%}  "
             f"deobf PSNR {row['deobfuscator_psnr']:.1f} dB SSIM {row['deobfuscator_ssim']:.3f}  "
             f"{row['images_per_s']:.0f} img/s")
-
-
-def load_obfuscator(path: str | Path, device: str | torch.device = "cpu", verify: bool = True
-                    ) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
-    """(obfuscator, deobfuscator, payload) from an obfuscator checkpoint, in eval mode."""
-    payload = load_checkpoint(path, map_location=device, verify=verify)
-    if payload.get("kind") != "obfuscator":
-        raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not an obfuscator")
-    obfuscator, deobfuscator = create_model("obfuscator"), create_model("deobfuscator")
-    obfuscator.load_state_dict(payload["obfuscator"])
-    deobfuscator.load_state_dict(payload["deobfuscator"])
-    return obfuscator.to(device).eval(), deobfuscator.to(device).eval(), payload

@@ -22,8 +22,8 @@ from ..core.checkpoint import save_checkpoint
 from ..core.files import atomic_write, sha256_of
 from ..core.runtime import environment
 from ..data import TensorLoader, load_dataset
-from ..train.classifier import load_classifier
-from ..train.obfuscator import evaluate_pair, load_obfuscator
+from ..models.checkpoints import load_classifier, load_obfuscator_pair
+from ..train.obfuscator import evaluate_pair
 from ..train.runs import MetricsLog
 from . import card, load
 
@@ -45,7 +45,7 @@ def build(classifier_path: Path, obfuscator_path: Path, data: str, name: str,
           out_dir: Path = WEIGHTS) -> dict[str, Any]:
     ds = load_dataset(data)
     classifier, clf_payload = load_classifier(classifier_path, expected_classes=ds.classes)
-    obfuscator, deobfuscator, obf_payload = load_obfuscator(obfuscator_path)
+    obfuscator, deobfuscator, obf_payload = load_obfuscator_pair(obfuscator_path)
     if obf_payload["classifier"]["sha256"] != sha256_of(classifier_path):
         raise ValueError(f"{obfuscator_path} was trained against another classifier than "
                          f"{classifier_path}")

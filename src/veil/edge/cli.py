@@ -3,7 +3,7 @@
 Only the 8-bit obfuscated PNG of each image leaves the device (under a neutral file name);
 --save-obfuscated keeps a copy of exactly those bytes. With an ONNX obfuscator this command
 needs only numpy, pillow, onnxruntime and httpx (`pip install veil[edge]`):
-`python -m veil.serve.client_cli IMAGE... --server URL` runs it without importing torch.
+`python -m veil.edge.cli IMAGE... --server URL` runs it without importing torch.
 Use an https:// server URL whenever the server is not on this machine.
 """
 
@@ -50,7 +50,7 @@ def resolve_token(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import VeilClient
+    from .client import VeilClient
 
     if not args.obfuscator:
         raise ValueError("no obfuscator: pass --obfuscator obfuscator.onnx (from `veil export`) "

@@ -10,11 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.files import sha256_of
-from ..data import Dataset, load_dataset
-from ..data.sources import default_source
-from ..train.classifier import load_classifier
-from ..train.obfuscator import load_obfuscator
+from .core.files import sha256_of
+from .data import Dataset, load_dataset
+from .data.sources import default_source
+from .models.checkpoints import load_classifier, load_obfuscator_pair
 
 
 @dataclass
@@ -109,7 +108,7 @@ def load_obfuscators(paths: list[str | os.PathLike], classes: tuple[str, ...],
                      device: torch.device) -> list[LoadedObfuscator]:
     loaded: list[LoadedObfuscator] = []
     for path in paths:
-        obfuscator, deobfuscator, payload = load_obfuscator(path, device)
+        obfuscator, deobfuscator, payload = load_obfuscator_pair(path, device)
         for m in (obfuscator, deobfuscator):
             m.to(memory_format=torch.channels_last)
         if tuple(payload.get("classes") or ()) != tuple(classes):

@@ -37,18 +37,12 @@ import torch
 
 from ..attacks import AttackBudget, AttackSetup, obfuscator_defense, run_attack_suite
 from ..core.files import atomic_write
+from ..core.options import add_data, add_device, add_quiet, add_threads
 from ..core.runtime import environment, quiet_default, resolve_device, seed_everything
 from ..data import Dataset
-from ..models import create_model
-from ..models.complexity import count_params
-from ..train import classifier as clf
-from ..train import obfuscator as obf
-from ..train.classifier import train_classifier
-from ..train.obfuscator import train_obfuscator
-from ..train.runs import MetricsLog, config_from_dict
-from .cli import add_data_argument
-from .figures import pareto_front
-from .loading import (
+from ..eval.report import write_result
+from ..eval.tables import evaluate_tables
+from ..loading import (
     LoadedClassifier,
     LoadedObfuscator,
     load_classifiers,
@@ -56,7 +50,14 @@ from .loading import (
     load_obfuscators,
     pair_with_classifiers,
 )
-from .report import write_result
+from ..models import create_model
+from ..models.complexity import count_params
+from ..report.figures import pareto_front
+from ..train import classifier as clf
+from ..train import obfuscator as obf
+from ..train.classifier import train_classifier
+from ..train.obfuscator import train_obfuscator
+from ..train.runs import MetricsLog, config_from_dict
 from .reproduce_budget import (
     DECODER_GUESS,
     Clock,
@@ -71,7 +72,6 @@ from .reproduce_budget import (
     share,
     warm_up,
 )
-from .tables import evaluate_tables
 
 SCHEMA = "reproduce-progress/1"  # not "veil.*": `veil report DIR` skips it
 PROGRESS = "progress.json"
@@ -548,7 +548,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="paper",
                         help="paper (default): the paper's models on a GPU; tiny: stand-in "
                              "models and a few hundred images, minutes on a CPU")
-    add_data_argument(parser)
+    add_data(parser)
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"run and results folder (default: {DEFAULT_OUT})")
     parser.add_argument("--budget-minutes", type=float, metavar="M",
@@ -556,7 +556,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: no limit, the scale's default epochs)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out: skip finished phases")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
+    add_device(parser)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="auto (default): bf16 autocast on a GPU, fp32 on a CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile the classifiers")
@@ -569,9 +569,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--train-subset", type=int, metavar="N",
                    help="training images for classifiers, obfuscators and attacks")
     g.add_argument("--test-subset", type=int, metavar="N")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
-    parser.add_argument("--quiet", action="store_true",
-                        help="no progress bars or per-epoch lines (phase lines still print)")
+    add_threads(parser)
+    add_quiet(parser)
 
 
 def scale_from(args: argparse.Namespace) -> Scale:

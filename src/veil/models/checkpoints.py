@@ -1,0 +1,60 @@
+"""Trained networks from veil checkpoints, checked before they are built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.checkpoint import load_checkpoint
+from .registry import create_model
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu",
+                    expected_classes: tuple[str, ...] | None = None, verify: bool = True
+                    ) -> tuple[nn.Module, dict]:
+    """Rebuild a trained classifier from its checkpoint; check its classes if given."""
+    payload = load_checkpoint(path, map_location=device, verify=verify)
+    if payload.get("kind") != "classifier":
+        raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not a classifier")
+    if expected_classes is not None and tuple(payload["classes"]) != tuple(expected_classes):
+        raise ValueError(f"{path}: classifier was trained on classes {payload['classes']}, "
+                         f"but the data source has {list(expected_classes)}")
+    missing = [k for k in ("model_name", "num_classes", "classes", "model") if k not in payload]
+    if missing:
+        raise ValueError(f"{path}: classifier checkpoint without {', '.join(missing)}")
+    if len(payload["classes"]) != payload["num_classes"]:
+        raise ValueError(f"{path}: names {len(payload['classes'])} classes for a model with "
+                         f"{payload['num_classes']} outputs")
+    model = create_model(payload["model_name"], num_classes=payload["num_classes"])
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), payload
+
+
+def load_obfuscator_pair(path: str | Path, device: str | torch.device = "cpu", verify: bool = True
+                    ) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """(obfuscator, deobfuscator, payload) from an obfuscator checkpoint, in eval mode."""
+    payload = load_checkpoint(path, map_location=device, verify=verify)
+    if payload.get("kind") != "obfuscator":
+        raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not an obfuscator")
+    obfuscator, deobfuscator = create_model("obfuscator"), create_model("deobfuscator")
+    obfuscator.load_state_dict(payload["obfuscator"])
+    deobfuscator.load_state_dict(payload["deobfuscator"])
+    return obfuscator.to(device).eval(), deobfuscator.to(device).eval(), payload
+
+
+class ArrayObfuscator:
+    """An obfuscator checkpoint as a function of numpy arrays: float32 (N, 3, H, W) in [0, 1] in,
+    the obfuscated float32 images out (the edge client applies the 8-bit rule and its checks)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.model, _, self.payload = load_obfuscator_pair(path)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(x)).numpy()
