@@ -1,0 +1,35 @@
+"""What a running server is configured with, and its routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.formparsers import MultiPartParser
+
+CLASSIFY = "/v1/classify"
+ROUTES = {CLASSIFY, "/healthz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+# with a token set these need it too (they show limits, error counts and the API); /healthz stays
+# open for load balancers and the edge client's first contact
+TOKEN_GUARDED = {"/metrics", "/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"}
+FIELD = "files"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    max_batch: int = 32
+    max_wait_ms: float = 2.0
+    max_images: int = 64
+    max_body_bytes: int = 1 << 20
+    body_timeout_s: float = 10.0
+    default_top_k: int = 3
+    token: str | None = None
+    public_metrics: bool = False  # with a token: let /metrics and the API docs be read without
+
+    def __post_init__(self) -> None:
+        if self.max_images < 1:
+            raise ValueError(f"max_images must be at least 1, got {self.max_images}")
+        if not 1024 <= self.max_body_bytes <= MultiPartParser.spool_max_size:
+            raise ValueError(f"max_body_bytes must be between 1024 and "
+                             f"{MultiPartParser.spool_max_size} (uploads must stay in memory)")
+        if self.body_timeout_s <= 0:
+            raise ValueError("body_timeout_s must be positive")

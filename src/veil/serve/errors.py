@@ -1,0 +1,54 @@
+"""Every error as one JSON shape, `{"error": code, "detail": text}`, counted in /metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .metrics import Metrics
+from .validation import ApiError
+from .worker import InferenceTimeout
+
+log = logging.getLogger("veil.serve")
+RETRY_AFTER_S = 2  # what a 503 tells clients: a replaced inference process loads in seconds
+
+
+def error_response(metrics: Metrics, status: int, code: str, detail: str) -> JSONResponse:
+    metrics.errors[code] += 1
+    headers = ({"WWW-Authenticate": "Bearer"} if status == 401 else
+               {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
+              405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+
+
+def add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, e: ApiError) -> JSONResponse:
+        return error_response(metrics, e.status, e.code, e.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        return error_response(metrics, e.status_code, HTTP_CODES.get(e.status_code, "http_error"),
+                              str(e.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                           for err in e.errors())
+        return error_response(metrics, 422, "invalid_parameter", detail)
+
+    @app.exception_handler(InferenceTimeout)
+    async def timed_out(_: Request, e: InferenceTimeout) -> JSONResponse:
+        return error_response(metrics, 503, "inference_timeout", str(e))
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, e: Exception) -> JSONResponse:
+        log.error("internal error: %s: %s", type(e).__name__, e)
+        return error_response(metrics, 500, "internal_error", "internal server error")
