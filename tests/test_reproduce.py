@@ -14,11 +14,13 @@ import torch
 from PIL import Image
 
 from veil.cli import main
+from veil.pipeline import phases
 from veil.pipeline import reproduce as rep
+from veil.pipeline.plan import SCALES, TINY_SLOTS, Scale, build_phases
 from veil.pipeline.reproduce_budget import Clock, plan_epochs, share
 from veil.train import classifier as clf
 
-SLOTS = [s.name for s in rep.TINY_SLOTS]
+SLOTS = [s.name for s in TINY_SLOTS]
 INTERRUPTED = "resnet18-s1"  # the third classifier: killed after its first of two epochs
 
 
@@ -46,7 +48,7 @@ def mtimes(paths: list[Path]) -> list[int]:
 def run(tmp_path_factory, session_cache) -> SimpleNamespace:
     """One tiny reproduction, interrupted in the third classifier's run, then resumed."""
     out = tmp_path_factory.mktemp("reproduce") / "run"
-    real_train = rep.train_classifier
+    real_train = phases.train_classifier
 
     def killed_mid_run(config, resume=False, quiet=None):
         if Path(config.out).name == INTERRUPTED:
@@ -59,7 +61,7 @@ def run(tmp_path_factory, session_cache) -> SimpleNamespace:
         env.setenv("VEIL_CACHE", str(session_cache))
         env.delenv("VEIL_DATA", raising=False)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(rep, "train_classifier", killed_mid_run)
+            patch.setattr(phases, "train_classifier", killed_mid_run)
             first_code, _ = run_cli(argv)
         after_kill = progress(out)
         finished = [out / "classifiers" / s / "model.pt" for s in SLOTS[:2]]
@@ -98,7 +100,7 @@ def test_resume_skips_finished_phases_and_continues_the_unfinished_run(run):
 
 def test_every_phase_writes_its_run_folder(run):
     phases = progress(run.out)["phases"]
-    assert set(phases) == {p.name for p in rep.build_phases(rep.TINY_SLOTS)}
+    assert set(phases) == {p.name for p in build_phases(TINY_SLOTS)}
     assert all(p["status"] == "done" for p in phases.values())
     for kind in ("classifiers", "obfuscators"):
         for slot in SLOTS:
@@ -113,7 +115,7 @@ def test_tables_are_complete(run):
     tables = json.loads((run.out / "tables.json").read_text())
     assert tables["schema"] == "veil.eval.tables/1"
     assert [c["label"] for c in tables["classifiers"]] == SLOTS
-    assert [c["model_name"] for c in tables["classifiers"]] == [s.model for s in rep.TINY_SLOTS]
+    assert [c["model_name"] for c in tables["classifiers"]] == [s.model for s in TINY_SLOTS]
     assert [r["classifier"] for r in tables["table1"]] == SLOTS
     for row in tables["table1"]:
         assert {"plain_acc", "obfuscated_acc", "flops_overhead_pct",
@@ -155,7 +157,7 @@ def test_deleted_last_outputs_are_rebuilt_alone(run):
     code, stdout = run_cli(tiny_args(run.out, "--resume"))
     assert code == 0
     assert (run.out / "attacks.json").is_file()
-    assert stdout.count("done earlier, skipped") == len(rep.build_phases(rep.TINY_SLOTS)) - 1
+    assert stdout.count("done earlier, skipped") == len(build_phases(TINY_SLOTS)) - 1
     assert mtimes([run.out / "tables.json"]) == tables_mtime
     assert main(["report", str(run.out)]) == 0  # results re-render from their JSON
 
@@ -169,7 +171,7 @@ def test_refuses_to_overwrite_or_mix_runs(run, capsys):
 
 
 def test_invalidation_follows_dependencies():
-    phases = rep.build_phases(rep.TINY_SLOTS)
+    phases = build_phases(TINY_SLOTS)
     by_name = {p.name: p for p in phases}
     assert by_name["obfuscator:vgg19"].depends == ("classifier:vgg19",)
     assert set(by_name["report"].depends) == {"tables", *(f"attack:{s}" for s in SLOTS)}
@@ -205,26 +207,26 @@ def test_budget_is_split_over_the_phases_left():
     assert Clock(None).remaining() is None
 
 
-def fake_context(scale: rep.Scale, train: int, test: int) -> rep.Context:
+def fake_context(scale: Scale, train: int, test: int) -> rep.Context:
     return rep.Context(scale, Path("unused"), "sample", torch.device("cpu"), "fp32", 0, False,
                        None, True, Clock(None), None, train, test)
 
 
 def test_paper_defaults_fit_ten_minutes_at_the_guessed_speeds():
-    paper = rep.SCALES["paper"]
+    paper = SCALES["paper"]
     assert [(s.model, s.seed) for s in paper.slots] == [
         ("vgg19", 0), ("resnet18", 0), ("resnet18", 1), ("resnet50", 0), ("googlenet", 0)]
     assert [s.name for s in paper.slots] == SLOTS  # the tiny scale keeps the slot names
     ctx = fake_context(paper, 50_000, 10_000)
-    total = sum(rep.phase_weight(ctx, p) for p in rep.build_phases(paper.slots))
+    total = sum(rep.phase_weight(ctx, p) for p in build_phases(paper.slots))
     assert 5 * 60 < total < 11 * 60  # plus ~40 s to decode the JPEGs once
 
 
 def test_a_small_budget_caps_the_epochs():
-    ctx = fake_context(rep.SCALES["tiny"], 512, 64)
+    ctx = fake_context(SCALES["tiny"], 512, 64)
     config = clf.make_config("fastnet_tiny", epochs=10_000, batch_size=64, device="cpu",
                              train_subset=512, test_subset=64)
-    plan = rep.plan_classifier(ctx, config, budget_s=5.0)
+    plan = phases.plan_classifier(ctx, config, budget_s=5.0)
     assert 1 <= plan.epochs < 10_000 and plan.default_epochs == 10_000
     assert plan.images_per_s > 0
-    assert rep.plan_classifier(ctx, config, budget_s=None).epochs == 10_000
+    assert phases.plan_classifier(ctx, config, budget_s=None).epochs == 10_000

@@ -1,0 +1,276 @@
+"""The phases of `veil reproduce`: train a classifier or an obfuscator (within its share of the
+budget, resumable), evaluate the tables, attack, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from ..attacks import AttackBudget, AttackSetup, obfuscator_defense, run_attack_suite
+from ..core.files import atomic_write
+from ..core.runtime import (
+    environment,
+    seed_everything,
+)
+from ..eval.report import write_result
+from ..eval.tables import evaluate_tables
+from ..loading import (
+    LoadedClassifier,
+    LoadedObfuscator,
+    load_classifiers,
+    load_obfuscators,
+    pair_with_classifiers,
+)
+from ..models import create_model
+from ..models.complexity import count_params
+from ..report.figures import pareto_front
+from ..train import classifier as clf
+from ..train import obfuscator as obf
+from ..train.classifier import train_classifier
+from ..train.obfuscator import train_obfuscator
+from ..train.runs import MetricsLog, config_from_dict
+from .context import Context
+from .plan import Phase, Slot, build_phases
+from .reproduce_budget import (
+    EpochPlan,
+    checkpoint_seconds,
+    classifier_speed,
+    decoder_speed,
+    obfuscator_speed,
+    plan_epochs,
+)
+from .summary import reproduce_markdown
+
+ATTACKS = ["cotrained", "decoder"]
+
+
+def phase_outputs(ctx: Context, phase: Phase) -> list[Path]:
+    if phase.kind in ("classifier", "obfuscator"):
+        return [ctx.checkpoint(phase.kind, phase.slot)]
+    if phase.kind == "attack":
+        return [attack_file(ctx, phase.slot)]
+    if phase.kind == "tables":
+        return [ctx.out / "tables.json", ctx.out / "tables.md"]
+    return [ctx.out / "attacks.json", ctx.out / "attacks.md", ctx.out / "reproduce.md"]
+
+
+def attack_file(ctx: Context, slot: Slot) -> Path:
+    return ctx.out / "attacks" / f"{slot.name}.json"
+
+
+def summarize(phase: Phase, result: dict[str, Any]) -> str:
+    m = result.get("metrics") or {}
+    if phase.kind == "classifier":
+        return f"test acc {m.get('test_acc', float('nan')):.2%}, {result['epochs']} epochs"
+    if phase.kind == "obfuscator":
+        return (f"obfuscated acc {m.get('obfuscated_acc', float('nan')):.2%}, deobfuscator SSIM "
+                f"{m.get('deobfuscator_ssim', float('nan')):.3f}, {result['epochs']} epochs")
+    if phase.kind == "attack":
+        return f"fresh decoder SSIM {result['decoder_ssim']:.3f}, {result['epochs']} epochs"
+    return "wrote " + ", ".join(Path(p).name for p in result.get("files", []))
+
+
+def _train_phase(ctx: Context, phase: Phase, make: Callable[[], tuple[Any, EpochPlan]],
+                 config_cls: type, train: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Start or continue a training run folder; returns the phase's result record."""
+    run_dir = ctx.run_dir(phase.kind, phase.slot)
+    record = ctx.progress.phase(phase.name)
+    resumable = (record.get("status") == "running" and "config" in record
+                 and (run_dir / "last.pt").exists())
+    if resumable:
+        config = relocate(ctx, phase, config_from_dict(config_cls, record["config"]))
+        plan = record.get("plan", {})
+        ctx.log(f"    resuming {run_dir} ({config.epochs} epochs as planned)")
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # an earlier, now invalid or unfinished-at-epoch-0 run
+        config, epoch_plan = make()
+        plan = epoch_plan.as_dict()
+        ctx.progress.update(phase.name, status="running", plan=plan, config=asdict(config),
+                            result=None)
+    row = train(config, resume=resumable, quiet=ctx.quiet)
+    if not row:  # a resumed run whose last epoch had finished: metrics from its log
+        rows = MetricsLog(run_dir / "metrics.jsonl").read()
+        row = rows[-1] if rows else {}
+    return {"checkpoint": str(ctx.checkpoint(phase.kind, phase.slot)), "epochs": config.epochs,
+            "plan": plan, "resumed": resumable, "metrics": row}
+
+
+def relocate(ctx: Context, phase: Phase, config: Any) -> Any:
+    """A recorded config with its paths under this invocation's --out (the folder may have been
+    moved, or the run resumed from another working directory)."""
+    config = replace(config, out=str(ctx.run_dir(phase.kind, phase.slot)))
+    if hasattr(config, "classifier"):
+        config = replace(config, classifier=str(ctx.checkpoint("classifier", phase.slot)))
+    return config
+
+
+def run_classifier(ctx: Context, phase: Phase, budget_s: float | None
+                   ) -> dict[str, Any]:
+    def make() -> tuple[clf.ClassifierConfig, EpochPlan]:
+        s, slot = ctx.scale, phase.slot
+        config = clf.make_config(
+            slot.model, data=ctx.data, out=str(ctx.run_dir("classifier", slot)),
+            epochs=s.epochs_for(slot.model), batch_size=s.classifier_batch, seed=slot.seed,
+            device=str(ctx.device), precision=ctx.precision, channels_last=True,
+            compile=ctx.compile, train_subset=s.train_subset, test_subset=s.test_subset,
+            threads=ctx.threads)
+        plan = plan_classifier(ctx, config, budget_s)
+        return replace(config, epochs=plan.epochs), plan
+
+    return _train_phase(ctx, phase, make, clf.ClassifierConfig, train_classifier)
+
+
+def plan_classifier(ctx: Context, config: clf.ClassifierConfig, budget_s: float | None
+                    ) -> EpochPlan:
+    if budget_s is None:
+        return EpochPlan(config.epochs, config.epochs)
+    t0 = time.perf_counter()
+    ips = classifier_speed(config.model, config.batch_size, ctx.device, config.precision,
+                           config.channels_last, ctx.scale.probe)
+    probe_s = time.perf_counter() - t0
+    ckpt = checkpoint_seconds(count_params(create_model(config.model)))
+    epoch_s = (ctx.n_train(config.train_subset) + ctx.n_test() / 3) / ips + ckpt
+    fixed = ctx.scale.fixed_s + ckpt + (60.0 if config.compile else 0.0)
+    epochs = plan_epochs(config.epochs, budget_s - probe_s, epoch_s, fixed,
+                         minimum=ctx.scale.min_classifier_epochs)
+    return EpochPlan(epochs, config.epochs, budget_s, ips, epoch_s, fixed, probe_s)
+
+
+def run_obfuscator(ctx: Context, phase: Phase, budget_s: float | None
+                   ) -> dict[str, Any]:
+    def make() -> tuple[obf.ObfuscatorConfig, EpochPlan]:
+        s, slot = ctx.scale, phase.slot
+        config = obf.make_config(
+            "fast", classifier=str(ctx.checkpoint("classifier", slot)), data=ctx.data,
+            out=str(ctx.run_dir("obfuscator", slot)), epochs=s.obfuscator_epochs,
+            batch_size=s.obfuscator_batch, seed=slot.seed, device=str(ctx.device),
+            precision=ctx.precision, channels_last=True, train_subset=s.obfuscator_subset,
+            test_subset=s.test_subset, threads=ctx.threads)
+        plan = plan_obfuscator(ctx, slot, config, budget_s)
+        return replace(config, epochs=plan.epochs), plan
+
+    return _train_phase(ctx, phase, make, obf.ObfuscatorConfig, train_obfuscator)
+
+
+def plan_obfuscator(ctx: Context, slot: Slot, config: obf.ObfuscatorConfig,
+                    budget_s: float | None) -> EpochPlan:
+    if budget_s is None:
+        return EpochPlan(config.epochs, config.epochs)
+    t0 = time.perf_counter()
+    ips = obfuscator_speed(slot.model, config, ctx.device, ctx.scale.probe)
+    probe_s = time.perf_counter() - t0
+    epoch_s = (ctx.n_train(config.train_subset) + ctx.n_test() / 1.5) / ips
+    epochs = plan_epochs(config.epochs, budget_s - probe_s, epoch_s, ctx.scale.fixed_s,
+                         minimum=ctx.scale.min_obfuscator_epochs)
+    return EpochPlan(epochs, config.epochs, budget_s, ips, epoch_s, ctx.scale.fixed_s, probe_s)
+
+
+def load_slot_models(ctx: Context, slots: tuple[Slot, ...]
+                     ) -> tuple[list[LoadedClassifier], list[LoadedObfuscator]]:
+    """Trained classifiers (labelled by slot) and their obfuscators, paired by sha256."""
+    ds, _ = ctx.eval_data()
+    classifiers = load_classifiers([ctx.checkpoint("classifier", s) for s in slots], ds.classes,
+                                   ctx.device)
+    for c, slot in zip(classifiers, slots, strict=True):
+        c.label = slot.name
+    obfuscators = load_obfuscators([ctx.checkpoint("obfuscator", s) for s in slots], ds.classes,
+                                   ctx.device)
+    pair_with_classifiers(obfuscators, classifiers, ds.classes, ctx.device, add_missing=False)
+    return classifiers, obfuscators
+
+
+def run_tables(ctx: Context, phase: Phase, budget_s: float | None
+               ) -> dict[str, Any]:
+    ds, data_info = ctx.eval_data()
+    classifiers, obfuscators = load_slot_models(ctx, ctx.scale.slots)
+    seed_everything(ctx.seed)
+    result = evaluate_tables(classifiers, obfuscators, ds, data_info, ctx.device, ctx.seed)
+    written = write_result(result, ctx.out)
+    return {"files": [str(p) for p in written],
+            "table1": [{k: r[k] for k in ("classifier", "plain_acc", "obfuscated_acc")}
+                       for r in result["table1"]]}
+
+
+def attack_budget(ctx: Context, budget_s: float | None) -> AttackBudget:
+    """One attacker budget for every obfuscator: planned when no attack is finished yet, then
+    kept, so that the merged attack result has a single budget."""
+    plans, s = ctx.progress.data["plans"], ctx.scale
+    finished = any(is_finished(ctx, p) for p in build_phases(s.slots) if p.kind == "attack")
+    if "attack" not in plans or not finished:
+        plans["attack"] = plan_attack(ctx, budget_s).as_dict()
+        ctx.progress.save()
+    return AttackBudget(epochs=plans["attack"]["epochs"], train_size=s.attack_subset,
+                        batch_size=s.attack_batch, inversion_images=None)
+
+
+def plan_attack(ctx: Context, budget_s: float | None) -> EpochPlan:
+    s = ctx.scale
+    if budget_s is None:
+        return EpochPlan(s.attack_epochs, s.attack_epochs)
+    t0 = time.perf_counter()
+    ips = decoder_speed(s.attack_batch, ctx.device, s.probe)
+    probe_s = time.perf_counter() - t0
+    epoch_s = ctx.n_train(s.attack_subset) / ips
+    fixed = s.fixed_s + 4 * ctx.n_test() / ips
+    epochs = plan_epochs(s.attack_epochs, budget_s - probe_s, epoch_s, fixed)
+    return EpochPlan(epochs, s.attack_epochs, budget_s, ips, epoch_s, fixed, probe_s)
+
+
+def run_attack(ctx: Context, phase: Phase, budget_s: float | None
+               ) -> dict[str, Any]:
+    ds, data_info = ctx.eval_data()
+    (classifier,), (o,) = load_slot_models(ctx, (phase.slot,))
+    info = o.info()
+    defense = obfuscator_defense(o.label, o.obfuscator, o.deobfuscator,
+                                 {k: info[k] for k in ("path", "sha256", "lam", "recipe",
+                                                       "epochs", "train_subset")})
+    budget = attack_budget(ctx, budget_s)
+    setup = AttackSetup(ds, data_info, classifier, list(ATTACKS), budget, ctx.device, ctx.seed,
+                        ctx.quiet)
+    result = run_attack_suite([defense], setup, log=lambda line: ctx.log("    " + line.strip()))
+    path = attack_file(ctx, phase.slot)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
+    scores = result["defenses"][0]["attacks"]
+    return {"file": str(path), "epochs": budget.epochs,
+            "plan": ctx.progress.data["plans"]["attack"],
+            "decoder_ssim": scores["decoder"]["ssim"]["mean"],
+            "cotrained_ssim": scores["cotrained"]["ssim"]["mean"]}
+
+
+def merge_attacks(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One `veil attack` result from per-obfuscator ones (each scored on its own classifier)."""
+    defenses = [d for part in parts for d in part["defenses"]]
+    points = [(d["name"], d["strongest"]["ssim"], d["accuracy"]) for d in defenses
+              if d["accuracy"] is not None]
+    return {**parts[0], "environment": environment(), "classifier": None,
+            "defenses": defenses, "pareto": pareto_front(points)}
+
+
+def run_report(ctx: Context, phase: Phase, budget_s: float | None
+               ) -> dict[str, Any]:
+    parts = [json.loads(attack_file(ctx, s).read_text()) for s in ctx.scale.slots]
+    written = write_result(merge_attacks(parts), ctx.out)
+    md = ctx.out / "reproduce.md"
+    atomic_write(md, reproduce_markdown(ctx.progress.data, ctx.scale))
+    return {"files": [str(p) for p in [*written, md]]}
+
+
+RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "classifier": run_classifier, "obfuscator": run_obfuscator, "tables": run_tables,
+    "attack": run_attack, "report": run_report,
+}
+
+
+def is_finished(ctx: Context, phase: Phase) -> bool:
+    return ctx.progress.phase(phase.name).get("status") == "done" and outputs_exist(ctx, phase)
+
+
+def outputs_exist(ctx: Context, phase: Phase) -> bool:
+    return all(p.exists() for p in phase_outputs(ctx, phase))
