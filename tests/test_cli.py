@@ -85,3 +85,26 @@ def test_data_on_a_missing_source_is_a_clear_error(tmp_path, capsys):
 def test_unknown_data_action_is_a_usage_error(capsys):
     code, _, err = veil(["data", "prepare-everything"], capsys)
     assert code == 2 and "invalid choice" in err
+
+
+def test_a_package_missing_inside_a_command_names_the_extra(monkeypatch, capsys):
+    from veil.models import cli as models_cli
+
+    def needs_matplotlib(args):
+        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+
+    monkeypatch.setattr(models_cli, "run", needs_matplotlib)
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'veil[eval]'" in err and "Traceback" not in err
+
+
+def test_a_missing_package_that_is_no_extra_is_not_disguised(monkeypatch):
+    from veil.models import cli as models_cli
+
+    def needs_nothing_known(args):
+        raise ModuleNotFoundError("No module named 'veil_nonexistent'", name="veil_nonexistent")
+
+    monkeypatch.setattr(models_cli, "run", needs_nothing_known)
+    with pytest.raises(ModuleNotFoundError, match="veil_nonexistent"):
+        main(["models"])

@@ -31,9 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # what to install when a subcommand's import fails for want of a package
 EXTRAS: dict[str, str] = {"torch": "train", "tqdm": "train", "yaml": "train",
-                          "matplotlib": "eval", "pytorch_msssim": "eval", "onnx": "export",
+                          "pytorch_msssim": "train", "matplotlib": "eval", "onnx": "export",
                           "onnxruntime": "edge", "httpx": "edge", "fastapi": "serve",
-                          "uvicorn": "serve", "multipart": "serve"}
+                          "uvicorn": "serve", "multipart": "serve", "httptools": "serve"}
 
 
 class MissingExtra(RuntimeError):
@@ -43,15 +43,19 @@ class MissingExtra(RuntimeError):
 def load_command(name: str):
     """The module behind subcommand `name`, imported only when that subcommand is used (so that
     `veil classify` runs where only the torch-free edge extra is installed)."""
-    module_name = COMMANDS[name][0]
     try:
-        return importlib.import_module(module_name)
+        return importlib.import_module(COMMANDS[name][0])
     except ModuleNotFoundError as e:
-        top = (e.name or "").split(".")[0]
-        if top not in EXTRAS:
-            raise
-        raise MissingExtra(f"`veil {name}` needs the package {top!r}, which is not installed: "
-                           f"pip install 'veil[{EXTRAS[top]}]'") from e
+        raise missing_extra(name, e) from e
+
+
+def missing_extra(command: str, error: ModuleNotFoundError) -> Exception:
+    """The "install veil[extra]" error for a missing optional package; others as they are."""
+    top = (error.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return error
+    return MissingExtra(f"`veil {command}` needs the package {top!r}, which is not installed: "
+                        f"pip install 'veil[{EXTRAS[top]}]'")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -95,6 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:  # a package imported only inside the command's run
+        error = missing_extra(args.command, e)
+        if error is e:
+            raise
+        print(f"veil: error: {error}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
         print(f"veil {args.command}: error: {e}", file=sys.stderr)
         return 2
