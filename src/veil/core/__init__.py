@@ -10,5 +10,6 @@ torch nor anything beyond numpy, so the torch-free edge client can use them.
 - `allocator`: glibc malloc thresholds (entry points only)
 - `markdown`: the Markdown table every report uses
 - `options`: the command-line options commands share, and the one place they become settings
+- `env`: every environment variable veil reads
 - `wire`: the edge-to-server format (PNG signature, where an export's manifest lives)
 """

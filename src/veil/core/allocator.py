@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
+
+from . import env
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -26,7 +27,7 @@ TRIM_THRESHOLD = 1 << 31
 
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds; True if applied (False: not glibc, or opted out)."""
-    if os.environ.get("VEIL_MALLOC") == "system":
+    if env.system_malloc():
         return False
     name = ctypes.util.find_library("c")
     if name is None:

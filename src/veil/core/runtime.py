@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from . import env
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -50,7 +52,7 @@ def seed_everything(seed: int) -> None:
 
 
 def quiet_default() -> bool:
-    return bool(os.environ.get("VEIL_QUIET")) or not sys.stderr.isatty()
+    return env.quiet() or not sys.stderr.isatty()
 
 
 def progress(iterable: Iterable, total: int, desc: str, quiet: bool) -> Iterator:

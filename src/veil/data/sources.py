@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..core import env
 from ..core.files import atomic_write, sha256_of
 from .dataset import CIFAR10_CLASSES, Dataset, Split
 from .download import download_cifar10
@@ -35,11 +36,11 @@ class DataError(ValueError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("VEIL_CACHE", Path.home() / ".cache" / "veil"))
+    return env.cache_dir()
 
 
 def default_source() -> str:
-    return os.environ.get("VEIL_DATA", "cifar10")
+    return env.data_source()
 
 
 def load_dataset(source: str | os.PathLike | None = None, cache: Path | None = None) -> Dataset:

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+
+from ..core import env
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n", 1)[1].strip()
     parser.add_argument("images", nargs="+", type=Path, help="image files (any size/format "
                         "Pillow reads; resized and centre-cropped to 32x32)")
-    parser.add_argument("--server", default=os.environ.get("VEIL_SERVER"),
-                        required="VEIL_SERVER" not in os.environ,
+    parser.add_argument("--server", default=env.get(env.SERVER),
+                        required=env.get(env.SERVER) is None,
                         help="server URL, e.g. https://veil.example.org (or $VEIL_SERVER)")
-    parser.add_argument("--obfuscator", default=os.environ.get("VEIL_OBFUSCATOR"),
+    parser.add_argument("--obfuscator", default=env.get(env.OBFUSCATOR),
                         help="exported obfuscator (.onnx, torch-free) or an obfuscator "
                              "checkpoint (.pt, needs torch); default $VEIL_OBFUSCATOR")
     parser.add_argument("--token", default=None,
@@ -46,7 +47,7 @@ def resolve_token(args: argparse.Namespace) -> str | None:
         return args.token
     if args.token_file is not None:
         return args.token_file.read_text().strip() or None
-    return os.environ.get("VEIL_TOKEN") or None
+    return env.token()
 
 
 def run(args: argparse.Namespace) -> int:

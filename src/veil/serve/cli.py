@@ -11,17 +11,17 @@ when binding to anything but loopback, unless --no-auth is given.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core import env
 from .limits import ConnectionLimits
 from .worker import InferenceProcess
 
 if TYPE_CHECKING:
     from .inference import Predictor
 
-TOKEN_ENV = "VEIL_TOKEN"
+TOKEN_ENV = env.TOKEN
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +89,7 @@ def read_token(token_file: Path | None) -> str | None:
         if not token:
             raise ValueError(f"{token_file}: the token file is empty")
         return token
-    return os.environ.get(TOKEN_ENV) or None
+    return env.token()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ..core import env
 from ..core.options import add_data, add_device, add_quiet, add_threads
 from . import classifier as clf
 from . import obfuscator as obf
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         values = settings(args, clf.ClassifierConfig)
         config = clf.make_config(values.pop("model", None) or "fastnet", **values)
         row = clf.train_classifier(config, resume=args.resume, quiet=quiet)
-        if os.environ.get("RANK", "0") == "0":
+        if env.distributed()[0] == 0:
             print(f"done: test accuracy {row['test_acc']:.2%}; checkpoint {config.out}/model.pt")
         return 0
     values = settings(args, obf.ObfuscatorConfig)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..core import env
 from ..core.runtime import autocast
 
 
@@ -16,8 +16,7 @@ class Distributed:
     """torchrun-launched data parallelism (DDP); a no-op for a single process."""
 
     def __init__(self, device: torch.device) -> None:
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
+        self.rank, self.world_size = env.distributed()
         self.enabled = self.world_size > 1
         if self.enabled and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -1,0 +1,45 @@
+"""Every environment variable veil reads, read here and nowhere else (stdlib only: the edge
+uses it too). Library code gets these values as arguments from the entry points."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA = "VEIL_DATA"  # the default data source
+CACHE = "VEIL_CACHE"  # where decoded datasets are cached
+QUIET = "VEIL_QUIET"  # no progress bars
+MALLOC = "VEIL_MALLOC"  # "system": leave glibc's malloc thresholds alone
+TOKEN = "VEIL_TOKEN"  # the server's bearer token
+SERVER = "VEIL_SERVER"  # `veil classify`'s default server
+OBFUSCATOR = "VEIL_OBFUSCATOR"  # `veil classify`'s default obfuscator
+
+
+def data_source() -> str:
+    return os.environ.get(DATA, "cifar10")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE, Path.home() / ".cache" / "veil"))
+
+
+def quiet() -> bool:
+    return bool(os.environ.get(QUIET))
+
+
+def system_malloc() -> bool:
+    return os.environ.get(MALLOC) == "system"
+
+
+def token() -> str | None:
+    return os.environ.get(TOKEN) or None
+
+
+def get(name: str) -> str | None:
+    """One of the variables above by name (for CLI defaults such as VEIL_SERVER)."""
+    return os.environ.get(name)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) as torchrun sets them; (0, 1) for a single process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
