@@ -24,6 +24,7 @@ from veil.models import create_model
 from veil.models.checkpoints import load_classifier, load_obfuscator_pair
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
+from veil.train.adversarial import GradientReversal
 from veil.train.runs import RunDirError
 
 
@@ -154,7 +155,7 @@ def test_gradient_reversal_gives_each_network_its_own_objective():
     def losses():
         s = o(x)
         return (torch.nn.functional.cross_entropy(head(s), y),
-                torch.nn.functional.mse_loss(d(obf.GradientReversal.apply(s, lam)), x),
+                torch.nn.functional.mse_loss(d(GradientReversal.apply(s, lam)), x),
                 torch.nn.functional.mse_loss(d(s), x))
 
     lc, lr_grl, _ = losses()

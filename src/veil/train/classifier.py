@@ -119,13 +119,9 @@ def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool
     start_epoch = 1
     log = MetricsLog(out / "metrics.jsonl")
     if resume and (out / "last.pt").exists():
-        state = load_checkpoint(out / "last.pt", map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = state["epoch"] + 1
+        start_epoch = _resume(out / "last.pt", device, model, optimizer, scheduler) + 1
         if ddp.is_main:
-            log.truncate_after(state["epoch"])
+            log.truncate_after(start_epoch - 1)
     elif ddp.is_main:
         write_config(out, config)
 
@@ -136,35 +132,12 @@ def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool
     row: dict[str, Any] = previous[-1] if previous else {}
     wall_before = row.get("wall_s", 0.0)
     for epoch in range(start_epoch, config.epochs + 1):
-        train_loader.set_epoch(epoch)
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        seen = 0
-        bar = progress(train_loader, len(train_loader), f"epoch {epoch}/{config.epochs}", quiet
-                       or not ddp.is_main)
-        for x, y in bar:
-            x, y = ddp.shard(x), ddp.shard(y)
-            with autocast(device, config.precision):
-                logits = step_model(x)
-                loss = criterion(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
-        elapsed = time.perf_counter() - t0
-        totals = ddp.all_sum(torch.stack([loss_sum, correct, torch.tensor(float(seen),
-                                                                          device=device)]))
-        test_acc = accuracy(model, test_loader, device.type, config.precision)
-        wall_before += elapsed
-        row = {"epoch": epoch, "loss": totals[0].item() / totals[2].item(),
-               "train_acc": totals[1].item() / totals[2].item(), "test_acc": test_acc,
-               "images_per_s": totals[2].item() / elapsed, "lr": scheduler.get_last_lr()[0],
-               "wall_s": round(wall_before, 2)}
+        stats = train_one_epoch(step_model, model, criterion, optimizer, scheduler, train_loader,
+                                ddp, config, epoch, quiet or not ddp.is_main)
+        wall_before += stats.pop("seconds")
+        row = {"epoch": epoch, **stats,
+               "test_acc": accuracy(model, test_loader, device.type, config.precision),
+               "lr": scheduler.get_last_lr()[0], "wall_s": round(wall_before, 2)}
         if ddp.is_main:
             log.append(row)
             save_checkpoint(_payload(model, config, row, ds, optimizer, scheduler, epoch),
@@ -180,6 +153,48 @@ def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool
     ddp.barrier()
     ddp.close()
     return row
+
+
+def _resume(last: Path, device: torch.device, model: nn.Module,
+            optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
+    """Restore model, optimiser and schedule from last.pt; returns its epoch."""
+    state = load_checkpoint(last, map_location=device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["epoch"]
+
+
+def train_one_epoch(step_model: nn.Module, model: nn.Module, criterion: nn.Module,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, loader: TensorLoader,
+                    ddp: Distributed, config: ClassifierConfig, epoch: int, quiet: bool
+                    ) -> dict[str, Any]:
+    """One pass over this rank's share of the training split; loss and accuracy over all ranks."""
+    loader.set_epoch(epoch)
+    model.train()
+    device = next(model.parameters()).device
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    seen = 0
+    for x, y in progress(loader, len(loader), f"epoch {epoch}/{config.epochs}", quiet):
+        x, y = ddp.shard(x), ddp.shard(y)
+        with autocast(device, config.precision):
+            logits = step_model(x)
+            loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    elapsed = time.perf_counter() - t0
+    totals = ddp.all_sum(torch.stack([loss_sum, correct, torch.tensor(float(seen),
+                                                                      device=device)]))
+    return {"loss": totals[0].item() / totals[2].item(),
+            "train_acc": totals[1].item() / totals[2].item(),
+            "images_per_s": totals[2].item() / elapsed, "seconds": elapsed}
 
 
 def _payload(model: nn.Module, config: ClassifierConfig, metrics: dict[str, Any], ds,
