@@ -61,7 +61,7 @@ def test_downsampling_pixelation_and_blur_behave_as_named(images):
     assert torch.equal(pix, pix[..., ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3))
     flat = torch.full((1, 3, 32, 32), 0.4)
     for spec in ("blur", "downsample4", "downsample8"):
-        assert torch.allclose(make_baseline(spec, images).forward(flat), flat, atol=1e-6)
+        assert torch.allclose(make_baseline(spec, images).transform(flat), flat, atol=1e-6)
     psnr8 = psnr(images, make_baseline("downsample8", images).transmit(images)).mean()
     psnr4 = psnr(images, make_baseline("downsample4", images).transmit(images)).mean()
     assert psnr8 < psnr4
@@ -144,9 +144,9 @@ def test_inversion_keeps_the_best_start(images):
     with torch.no_grad():
         def objective(x: torch.Tensor) -> torch.Tensor:
             z = torch.logit(x.clamp(1e-6, 1 - 1e-6))
-            return _objective(blur.forward, z, observed, one.tv_weight)
-        first = objective(invert(blur.forward, observed, one))
-        best = objective(invert(blur.forward, observed, three))
+            return _objective(blur.transform, z, observed, one.tv_weight)
+        first = objective(invert(blur.transform, observed, one))
+        best = objective(invert(blur.transform, observed, three))
     assert (best <= first + 1e-5).all()
 
 

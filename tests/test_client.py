@@ -19,7 +19,7 @@ from veil.edge.images import ImageError, encode_png, fit_image, load_image, quan
 from veil.edge.obfuscators import OnnxObfuscator, TorchObfuscator
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
-from veil.serve.runner import BackgroundServer
+from veil.serve.server import BackgroundServer
 
 try:  # whether or not tests/ is a package
     from tests.offload_helpers import build_artifacts, png_bytes, sample_images

@@ -29,7 +29,7 @@ from veil.edge.obfuscators import OnnxObfuscator
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.limits import ConnectionLimits
-from veil.serve.runner import BackgroundServer
+from veil.serve.server import BackgroundServer
 from veil.serve.worker import InferenceProcess
 
 try:  # whether or not tests/ is a package
@@ -662,7 +662,7 @@ def test_error_texts_show_no_python_object_reprs():
 ])
 @pytest.mark.hostile
 def test_loopback_is_decided_from_addresses_not_from_a_string_prefix(host, loopback):
-    from veil.serve.runner import is_loopback
+    from veil.serve.server import is_loopback
     assert is_loopback(host) is loopback
 
 

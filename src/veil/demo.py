@@ -100,7 +100,7 @@ def _classify_over_http(nets: dict[str, Any], sample, onnx_path: Path, out: Path
     from .edge.obfuscators import OnnxObfuscator
     from .serve.app import ServerConfig, create_app
     from .serve.inference import Predictor
-    from .serve.runner import BackgroundServer
+    from .serve.server import BackgroundServer
 
     received: list[np.ndarray] = []
     predictor = Predictor(nets["classifier"], nets["classes"],

@@ -12,7 +12,7 @@ from .decoders import UNetDecoder, make_decoder
 from .defenses import Defense, obfuscator_defense
 from .fresh_decoder import reconstruct, train_fresh_decoder
 from .inversion import invert, total_variation
-from .runner import ATTACKS, AttackSetup, attack_defense, run_attack_suite
+from .suite import ATTACKS, AttackSetup, attack_defense, run_attack_suite
 
 __all__ = ["ATTACKS", "AttackBudget", "AttackSetup", "BASELINES", "DEFAULT_BASELINES", "Defense",
            "UNetDecoder", "attack_defense", "invert", "make_baseline", "make_decoder",

@@ -28,7 +28,7 @@ from .baselines import expand_names, make_baseline
 from .budget import AttackBudget
 from .defenses import Defense, obfuscator_defense
 from .report import RENDERER
-from .runner import ATTACKS, DEFAULT_ATTACKS, AttackSetup, check_attacks, run_attack_suite
+from .suite import ATTACKS, DEFAULT_ATTACKS, AttackSetup, check_attacks, run_attack_suite
 from .sweep import DEFAULT_LAMS, train_sweep
 
 DEFAULT_OUT = "results/attacks"

@@ -1,7 +1,7 @@
 """What an eavesdropper or attacker faces: an image transform whose 8-bit output is sent.
 
 A `Defense` is either a trained obfuscator or a baseline (downsampling, blur, pixelation, noise,
-a random-weight obfuscator). Its `forward` is the deterministic, differentiable part (what a
+a random-weight obfuscator). Its `transform` is the deterministic, differentiable part (what a
 white-box attacker inverts); `noise` adds Gaussian noise before the 8-bit quantisation.
 `transmit` is the black box: exactly what leaves the device.
 """
@@ -21,7 +21,7 @@ from ..core.eightbit import quantize_8bit
 class Defense:
     name: str
     kind: str  # "obfuscator" or "baseline"
-    forward: nn.Module
+    transform: nn.Module  # the deterministic, differentiable part (what inversion inverts)
     description: str = ""
     noise: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
@@ -30,12 +30,12 @@ class Defense:
     _generator: torch.Generator | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.forward.eval().to(memory_format=torch.channels_last)
-        for p in self.forward.parameters():
+        self.transform.eval().to(memory_format=torch.channels_last)
+        for p in self.transform.parameters():
             p.requires_grad_(False)
 
     def to(self, device: torch.device) -> Defense:
-        self.forward.to(device)
+        self.transform.to(device)
         if self.deobfuscator is not None:
             self.deobfuscator.to(device).eval()
         return self
@@ -43,7 +43,7 @@ class Defense:
     @torch.no_grad()
     def transmit(self, x: torch.Tensor) -> torch.Tensor:
         """The 8-bit image sent for x (N, 3, H, W) in [0, 1]; fresh noise on every call."""
-        y = self.forward(x.contiguous(memory_format=torch.channels_last)).float()
+        y = self.transform(x.contiguous(memory_format=torch.channels_last)).float()
         if self.noise:
             y = y + self.noise * torch.randn(y.shape, generator=self._noise_generator(),
                                              device="cpu").to(y.device)

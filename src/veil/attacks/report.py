@@ -8,7 +8,7 @@ from typing import Any
 from ..core.markdown import table
 from ..report.figures import save_grid, save_tradeoff
 from ..report.markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance
-from .runner import SCHEMA
+from .suite import SCHEMA
 
 __all__ = ["SCHEMA", "attacks_figures", "attacks_markdown"]
 TRADEOFF_FIGURE = "tradeoff.png"

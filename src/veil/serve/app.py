@@ -24,9 +24,9 @@ from .auth import auth_docs, bearer_check
 from .batching import MicroBatcher
 from .config import CLASSIFY, FIELD, ServerConfig
 from .errors import add_error_handlers
-from .metrics import Metrics
 from .middleware import Endpoint, GuardMiddleware, mark_arrived
 from .multipart import Part, split_simple
+from .prometheus import Metrics
 from .schemas import ERRORS, ClassifyResponse, Health
 from .validation import ApiError, decode_png
 

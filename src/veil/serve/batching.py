@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import Metrics
+from .prometheus import Metrics
 
 
 @dataclass

@@ -93,14 +93,14 @@ def read_token(token_file: Path | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .runner import is_loopback
+    from .server import is_loopback
 
     token = read_token(args.token_file)
     if token is None and not is_loopback(args.host) and not args.no_auth:
         raise ValueError(f"binding {args.host} without a token: set ${TOKEN_ENV} or "
                          f"--token-file (and put TLS in front), or pass --no-auth")
     from .app import ServerConfig, create_app
-    from .runner import serve_forever
+    from .server import serve_forever
 
     limits = None if args.no_connection_guards else ConnectionLimits(
         args.max_header_bytes, args.max_headers, args.head_timeout, args.max_connections,

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .metrics import Metrics
+from .prometheus import Metrics
 from .validation import ApiError
 from .worker import InferenceTimeout
 

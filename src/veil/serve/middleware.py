@@ -16,7 +16,7 @@ from .auth import bearer_check
 from .batching import MicroBatcher
 from .config import CLASSIFY, ROUTES, TOKEN_GUARDED, ServerConfig
 from .errors import error_response
-from .metrics import Metrics
+from .prometheus import Metrics
 from .validation import ApiError
 from .worker import InferenceTimeout
 

@@ -110,7 +110,7 @@ def _run_attack(name: str, defense: Defense, sent: torch.Tensor, setup: AttackSe
     b = setup.budget
     if name == "inversion":
         idx = torch.as_tensor(setup.inversion_idx, device=x.device)
-        rebuilt = invert(defense.forward, sent[idx], b, setup.seed, quiet=setup.quiet,
+        rebuilt = invert(defense.transform, sent[idx], b, setup.seed, quiet=setup.quiet,
                          desc=f"{defense.name}: inversion")
         position = {int(i): k for k, i in enumerate(setup.inversion_idx)}
         shown = rebuilt[[position[i] for i in ex]]
