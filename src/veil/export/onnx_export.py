@@ -65,6 +65,8 @@ def onnx_bytes(model: nn.Module, image_size: tuple[int, int] = (32, 32),
     Uses the TorchScript exporter: the torch.export-based one needs onnxscript, which veil does
     not depend on. Tracing is exact here since the obfuscator has no data-dependent control flow.
     """
+    import onnx  # first, so a missing onnx names itself (torch's exporter would only say so)
+
     folded = fold_batchnorm(model)
     buffer = io.BytesIO()
     dynamic = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
@@ -75,8 +77,6 @@ def onnx_bytes(model: nn.Module, image_size: tuple[int, int] = (32, 32),
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True)
     data = buffer.getvalue()
-    import onnx
-
     onnx.checker.check_model(onnx.load_from_string(data))
     if "BatchNormalization" in onnx_op_types(data):
         raise ExportError("the exported graph still has BatchNormalization nodes")
