@@ -50,10 +50,12 @@ def run(tmp_path_factory, session_cache) -> SimpleNamespace:
     out = tmp_path_factory.mktemp("reproduce") / "run"
     real_train = phases.train_classifier
 
+    def interrupt(row):  # Ctrl-C after the first epoch's checkpoint
+        raise KeyboardInterrupt
+
     def killed_mid_run(config, resume=False, quiet=None):
         if Path(config.out).name == INTERRUPTED:
-            real_train(config, resume=resume, quiet=quiet, stop_after_epoch=1)
-            raise KeyboardInterrupt
+            real_train(config, resume=resume, quiet=quiet, on_epoch_end=interrupt)
         return real_train(config, resume=resume, quiet=quiet)
 
     argv = tiny_args(out, "--classifier-epochs", "2", "--budget-minutes", "30")

@@ -67,11 +67,20 @@ def test_classifier_training_loss_falls_and_run_folder_is_complete(trained_class
     assert payload["metrics"]["epoch"] == 6 and len(payload["classes"]) == 10
 
 
+def interrupt_after(epochs: int):
+    """An on_epoch_end callback that stops the run like Ctrl-C after `epochs` epochs."""
+    def callback(row: dict) -> None:
+        if row["epoch"] >= epochs:
+            raise KeyboardInterrupt
+    return callback
+
+
 def test_classifier_resume_equals_uninterrupted_run(tmp_path):
     straight = tiny_classifier_config(tmp_path / "a", epochs=2)
     clf.train_classifier(straight, quiet=True)
     broken = tiny_classifier_config(tmp_path / "b", epochs=2)
-    clf.train_classifier(broken, quiet=True, stop_after_epoch=1)
+    with pytest.raises(KeyboardInterrupt):
+        clf.train_classifier(broken, quiet=True, on_epoch_end=interrupt_after(1))
     assert not (tmp_path / "b" / "model.pt").exists()
     clf.train_classifier(broken, resume=True, quiet=True)
     a = load_checkpoint(tmp_path / "a" / "model.pt")["model"]
@@ -175,7 +184,8 @@ def test_obfuscator_training_improves_and_resumes(trained_classifier, tmp_path):
     for key in ("plain_acc", "obfuscated_acc", "deobfuscator_psnr", "deobfuscator_ssim"):
         assert key in rows[0]
     broken = tiny_obfuscator_config(trained_classifier, tmp_path / "b", epochs=2)
-    obf.train_obfuscator(broken, quiet=True, stop_after_epoch=1)
+    with pytest.raises(KeyboardInterrupt):
+        obf.train_obfuscator(broken, quiet=True, on_epoch_end=interrupt_after(1))
     obf.train_obfuscator(broken, resume=True, quiet=True)
     a = load_checkpoint(tmp_path / "a" / "model.pt")
     b = load_checkpoint(tmp_path / "b" / "model.pt")

@@ -7,6 +7,7 @@ smoothing, no weight decay on BatchNorm or biases, random crop + flip on the dev
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool | None = None,
-                     stop_after_epoch: int | None = None) -> dict[str, Any]:
-    """Train; returns the final metrics row. `stop_after_epoch` simulates a killed run (tests)."""
+                     on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+                     ) -> dict[str, Any]:
+    """Train; returns the final metrics row. `on_epoch_end(row)` is called after each epoch's
+    checkpoint is written (logging, early stops: whatever it raises ends the run, resumable)."""
     quiet = quiet_default() if quiet is None else quiet
     if model_kind(config.model) != "classifier":
         raise ValueError(f"{config.model!r} is not a classifier")
@@ -144,9 +147,8 @@ def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool
                             out / "last.pt")
             if not quiet:
                 print(_format_row(row), flush=True)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            ddp.close()
-            return row
+        if on_epoch_end is not None:
+            on_epoch_end(row)
     if ddp.is_main:
         final = _payload(model, config, row, ds)
         save_checkpoint(final, out / "model.pt")

@@ -32,6 +32,7 @@ Recipes:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,10 @@ def lambda_at(config: ObfuscatorConfig, epoch_progress: float) -> float:
 
 
 def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool | None = None,
-                     stop_after_epoch: int | None = None) -> dict[str, Any]:
-    """Train; returns the final metrics row. `stop_after_epoch` simulates a killed run (tests)."""
+                     on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+                     ) -> dict[str, Any]:
+    """Train; returns the final metrics row. `on_epoch_end(row)` is called after each epoch's
+    checkpoint is written (logging, early stops: whatever it raises ends the run, resumable)."""
     quiet = quiet_default() if quiet is None else quiet
     if not config.classifier:
         raise ValueError("a trained classifier checkpoint is required (--classifier PATH)")
@@ -126,8 +129,8 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
         save_checkpoint(_last_payload(run, config, row, epoch), out / "last.pt")
         if not quiet:
             print(format_row(row), flush=True)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            return row
+        if on_epoch_end is not None:
+            on_epoch_end(row)
     save_checkpoint(_payload(run.obfuscator, run.deobfuscator, config, row, run.ds,
                              run.clf_info), out / "model.pt")
     return row
