@@ -162,7 +162,7 @@ def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, t
     ax.set_ylabel("accuracy of the frozen classifier (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")  # never over a point
     fig.tight_layout()
     label_points(fig, ax, [(p["name"], p["ssim"], 100 * p["accuracy"]) for p in points])
     path.parent.mkdir(parents=True, exist_ok=True)
