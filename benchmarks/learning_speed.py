@@ -54,7 +54,11 @@ def evaluate_run(run: Path, ds, args) -> dict[str, Any]:
 def attack(obfuscator: torch.nn.Module, ds, args, name: str) -> dict[str, Any]:
     """Fresh U-Net attackers on the frozen obfuscator, one per loss; the strongest (highest SSIM
     on unseen test images) first, all of them under "all"."""
-    defense = obfuscator_defense(name, obfuscator)
+    return attack_defense(obfuscator_defense(name, obfuscator), ds, args)
+
+
+def attack_defense(defense, ds, args) -> dict[str, Any]:
+    """The same attackers on any defense (an obfuscator or a baseline)."""
     val = Split(ds.test.images[:args.val_images], ds.test.labels[:args.val_images])
     held = Split(ds.test.images[args.val_images:args.val_images + args.score_images],
                  ds.test.labels[args.val_images:args.val_images + args.score_images])

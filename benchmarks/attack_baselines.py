@@ -1,0 +1,87 @@
+"""The heuristic baselines under the attackers the obfuscators face (`learning_speed.py`'s suite).
+
+For each baseline (e.g. `downsample8`), fresh U-Net attackers are trained from its sent images
+of the training split back to the originals, until their validation curve is flat or the image
+budget runs out, and scored on held-out test images; the frozen classifier's accuracy on the
+sent test images is measured too. Same attackers, same budgets and the same scoring images as
+`results/cpu/default_attack/` and `results/cpu/lambda_sweep/`, so the points compare.
+
+    python benchmarks/attack_baselines.py --classifier runs/default-classifier.pt \
+        --data ../shared/data/cifar10-jpeg75.zip --baselines downsample8 downsample4 \
+        --out results/cpu/baseline_attacks --attack-images 30000 --unet-width 48 --ssim-weights 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from learning_speed import attack_defense
+
+from veil.attacks.baselines import make_baseline
+from veil.batches import accuracy_on, test_images
+from veil.core.allocator import keep_freed_memory
+from veil.core.files import atomic_write
+from veil.core.markdown import table
+from veil.core.runtime import environment
+from veil.data import TensorLoader, load_dataset
+from veil.models.checkpoints import load_classifier
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--baselines", nargs="+", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--attack-s", type=float, default=100000.0)
+    p.add_argument("--attack-images", type=int, default=30000)
+    p.add_argument("--attack-eval-every", type=int, default=4000)
+    p.add_argument("--unet-width", type=int, default=48)
+    p.add_argument("--ssim-weights", type=float, nargs="+", default=[0.0, 1.0])
+    p.add_argument("--val-images", type=int, default=500)
+    p.add_argument("--score-images", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    keep_freed_memory()
+    torch.set_num_threads(args.threads)
+    ds = load_dataset(args.data)
+    classifier, _ = load_classifier(args.classifier, expected_classes=ds.classes)
+    calibration = next(iter(TensorLoader(ds.train.subset(512, args.seed), 512)))[0]
+    x, y = test_images(ds, torch.device("cpu")), torch.as_tensor(ds.test.labels)
+    rows = []
+    for spec in args.baselines:
+        defense = make_baseline(spec, calibration, args.seed)
+        acc = accuracy_on(classifier, defense.transmit_all(x), y)
+        rows.append({"name": spec, "accuracy": acc, "attacker": attack_defense(defense, ds, args)})
+        print(f"{spec}: accuracy {acc:.2%}, strongest attacker SSIM "
+              f"{rows[-1]['attacker']['test_ssim']:.3f}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"environment": environment(), "settings": {k: str(v) for k, v in vars(args).items()},
+              "baselines": rows}
+    atomic_write(args.out / "baseline_attacks.json", json.dumps(result, indent=2) + "\n")
+    atomic_write(args.out / "baseline_attacks.md", markdown(rows, result["environment"]))
+    print(markdown(rows, result["environment"]))
+    return 0
+
+
+def markdown(rows: list[dict], env: dict) -> str:
+    body = []
+    for r in rows:
+        for a in r["attacker"]["all"]:
+            body.append([r["name"], f"{100 * r['accuracy']:.2f}", a["loss"],
+                         f"{a['stopped']} ({a['images']:,} images, {a['train_s']:.0f} s)",
+                         f"{a['test_ssim']:.3f}", f"{a['test_psnr']:.2f}"])
+    return "\n".join(["# Baselines under the obfuscators' attackers", "",
+                      f"{env['cpu']}, torch {env['torch']}, CIFAR-10 (JPEG-75), seed 0; "
+                      "accuracy of the frozen classifier on the full test split's sent images; "
+                      "attackers: fresh U-Nets scored on 2,000 held-out test images.", "",
+                      *table(["baseline", "accuracy %", "attacker loss", "stopped",
+                              "test SSIM", "test PSNR dB"], body), ""])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
