@@ -65,7 +65,7 @@ def markdown(rows: list[dict[str, Any]], environments: dict[str, Any]) -> str:
         "trained after the obfuscator was frozen (MSE + (1 - SSIM)), until its validation "
         "curve was flat or 30,000 images, scored on 2,000 held-out test images.", "",
         *table(["λ", "obfuscated %", "co-trained deobf. SSIM", "fresh attacker SSIM",
-                "strongest SSIM", "Pareto", "training min"], body), "",
+                "strongest SSIM", "Pareto (among λ)", "training min"], body), "",
         f"Run on {env['cpu']}, torch {env['torch']}, seed 0; training minutes are as measured "
         "and include time when other jobs shared the cores (compare runs of one sweep only).",
         "", "![trade-off](tradeoff.png)", ""])
@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", nargs="+", type=Path, required=True,
                         help="learning_speed.json files of the sweep's runs")
+    parser.add_argument("--baselines", type=Path, default=None,
+                        help="baseline_attacks.json (benchmarks/attack_baselines.py): baselines "
+                             "under the same attackers, drawn beside the sweep")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     rows, environments = sweep_rows(args.results)
@@ -83,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
                  json.dumps({"runs": rows, "environment": environments}, indent=2) + "\n")
     atomic_write(args.out / "lambda_sweep.md", markdown(rows, environments))
     points = [{"name": r["name"], "kind": "obfuscator", "ssim": r["strongest_ssim"],
-               "accuracy": r["obfuscated_acc"], "pareto": r["pareto"]} for r in rows]
+               "accuracy": r["obfuscated_acc"]} for r in rows]
+    if args.baselines:
+        points += [{"name": b["name"], "kind": "baseline", "ssim": b["attacker"]["test_ssim"],
+                    "accuracy": b["accuracy"]}
+                   for b in json.loads(args.baselines.read_text())["baselines"]]
+    front = set(pareto_front([(p["name"], p["ssim"], p["accuracy"]) for p in points]))
+    for point in points:
+        point["pareto"] = point["name"] in front
     save_tradeoff(args.out / "tradeoff.png", points, rows[0]["plain_acc"],
                   "λ sweep at the default's training length (CIFAR-10 JPEG-75, 2-core CPU)")
     print(markdown(rows, environments))
