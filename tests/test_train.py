@@ -132,6 +132,58 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert load_checkpoint(out / "model.pt")["kind"] == "classifier"
 
 
+def _average_two_ranks(rank: int, store_path: str, result_path: str) -> None:
+    import torch.distributed as dist
+
+    from veil.train.engine import Distributed
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2")
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
+    net = torch.nn.Linear(3, 2)
+    for p in net.parameters():
+        p.grad = torch.full_like(p, float(rank + 1))
+    with torch.no_grad():
+        net.weight.fill_(float(rank))
+    ddp = Distributed(torch.device("cpu"))
+    ddp.average_gradients(net)
+    ddp.broadcast(net)
+    if rank == 1:
+        torch.save({"grads": [p.grad for p in net.parameters()], "weight": net.weight.detach()},
+                   result_path)
+    ddp.close()
+
+
+def test_gradients_are_averaged_and_weights_broadcast_over_two_ranks(tmp_path):
+    """The obfuscator pair's data parallelism: mean gradients, rank 0's weights everywhere."""
+    result = tmp_path / "rank1.pt"
+    torch.multiprocessing.spawn(_average_two_ranks, args=(str(tmp_path / "store"), str(result)),
+                                nprocs=2)
+    got = torch.load(result, weights_only=True)
+    assert all(torch.equal(g, torch.full_like(g, 1.5)) for g in got["grads"])
+    assert torch.equal(got["weight"], torch.zeros(2, 3))
+
+
+def test_obfuscator_ddp_two_processes_gloo(trained_classifier, tmp_path):
+    out = tmp_path / "ddp-obf"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--standalone", "-m", "veil", "train", "obfuscator", "--classifier",
+           str(trained_classifier), "--data", "sample", "--out", str(out), "--epochs", "1",
+           "--batch-size", "50", "--encoder-epochs", "0.5", "--warm-start-batch-size", "50",
+           "--test-subset", "100", "--curve-every", "250", "--threads", "1", "--device", "cpu",
+           "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_metrics(out)
+    assert [r["epoch"] for r in rows] == [0, 1], "one warm-start row and one epoch, by rank 0"
+    curve = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+    # 100 warm-start images + 200 adversarial ones (4 global batches of 50, 25 per rank): one
+    # point at 250, written by rank 0 alone and counting global batches, not one rank's share
+    assert [c["images"] for c in curve] == [250]
+    o, _, payload = load_obfuscator_pair(out / "model.pt")
+    assert payload["metrics"]["epoch"] == 1 and 0 <= payload["metrics"]["obfuscated_acc"] <= 1
+
+
 # --- obfuscator -----------------------------------------------------------------------------
 def test_adversarial_step_freezes_classifier_and_optimisers_are_disjoint(trained_classifier):
     classifier, _ = load_classifier(trained_classifier)

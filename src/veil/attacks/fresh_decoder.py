@@ -22,6 +22,21 @@ from .decoders import make_decoder
 from .defenses import Defense
 
 
+def decoder_step(decoder: nn.Module, defense: Defense, optimizer: torch.optim.Optimizer,
+                 x: torch.Tensor, ssim_weight: float = 0.0) -> torch.Tensor:
+    """One attacker step: query the defense on x, one step of the decoder back to x (MSE, plus
+    `ssim_weight` x (1 - SSIM) when given); returns the detached loss."""
+    decoder.train()
+    rebuilt = decoder(channels_last(defense.transmit(x)))
+    loss = F.mse_loss(rebuilt, x)
+    if ssim_weight > 0:
+        loss = loss + ssim_weight * (1 - ssim(rebuilt.float().contiguous(), x).mean())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def train_fresh_decoder(defense: Defense, decoder_name: str, train: Split, budget: AttackBudget,
                         device: torch.device, seed: int = 0, quiet: bool = True
                         ) -> tuple[nn.Module, list[float]]:
@@ -42,17 +57,13 @@ def train_fresh_decoder(defense: Defense, decoder_name: str, train: Split, budge
         optimizer, budget.lr, total_steps=budget.epochs * len(loader), pct_start=0.15)
     for epoch in range(1, budget.epochs + 1):
         loader.set_epoch(epoch)
-        decoder.train()
         total = torch.zeros((), device=device)
         seen = 0
         desc = f"{defense.name}: {decoder_name} epoch {epoch}/{budget.epochs}"
         for x, _ in progress(loader, len(loader), desc, quiet):
-            loss = F.mse_loss(decoder(channels_last(defense.transmit(x))), x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = decoder_step(decoder, defense, optimizer, x)
             scheduler.step()
-            total += loss.detach() * len(x)
+            total += loss * len(x)
             seen += len(x)
         losses.append(total.item() / seen)
     return decoder.eval(), losses
@@ -93,14 +104,7 @@ def train_until_flat(defense: Defense, decoder: nn.Module, train: Split, val: Sp
         loader.set_epoch(epoch)
         for x, _ in progress(loader, len(loader), f"{defense.name}: attacker epoch {epoch}", quiet):
             t0 = time.perf_counter()
-            decoder.train()
-            rebuilt = decoder(channels_last(defense.transmit(x)))
-            loss = F.mse_loss(rebuilt, x)
-            if ssim_weight > 0:
-                loss = loss + ssim_weight * (1 - ssim(rebuilt.float().contiguous(), x).mean())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            decoder_step(decoder, defense, optimizer, x, ssim_weight)
             train_s += time.perf_counter() - t0
             seen += len(x)
             if seen // eval_every > (seen - len(x)) // eval_every:

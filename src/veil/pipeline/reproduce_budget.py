@@ -17,11 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 
-from ..core.eightbit import quantize_8bit
+from ..attacks.defenses import obfuscator_defense
+from ..attacks.fresh_decoder import decoder_step as attacker_step
 from ..core.runtime import autocast
 from ..models import create_model
+from ..train.classifier import classifier_step as classifier_training_step
+from ..train.classifier import make_config as make_classifier_config
+from ..train.classifier import make_optimizer
 from ..train.obfuscator import AdversarialStep, ObfuscatorConfig
 
 SAFETY = 0.9  # plan to use this fraction of a phase's share
@@ -160,22 +163,17 @@ def images_per_s(make_step: Callable[[int], Callable[[], None]], batch_size: int
 
 def classifier_step(model_name: str, device: torch.device, precision: str, channels_last: bool,
                     compile_model: bool = False) -> Callable[[int], Callable[[], None]]:
-    """A training step of a fresh `model_name` as `veil train classifier` runs it (SGD)."""
+    """`veil train classifier`'s own step, optimiser and loss, on a fresh `model_name`."""
     def make(n: int) -> Callable[[], None]:
         model = create_model(model_name).to(device).train()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+        config = make_classifier_config(model_name, precision=precision)
+        optimizer = make_optimizer(model, config)
+        criterion = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         forward = torch.compile(model) if compile_model else model
         x, y = _batch(n, device, channels_last)
-
-        def step() -> None:
-            with autocast(device, precision):
-                loss = F.cross_entropy(forward(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return step
+        return lambda: classifier_training_step(forward, criterion, optimizer, x, y, precision)
     return make
 
 
@@ -194,21 +192,13 @@ def obfuscator_step(model_name: str, config: ObfuscatorConfig, device: torch.dev
 
 
 def decoder_step(device: torch.device) -> Callable[[int], Callable[[], None]]:
-    """A fresh-decoder attack step: query the obfuscator, one MSE step of the decoder (fp32)."""
+    """The fresh-decoder attacker's own step against a (random) obfuscator (fp32, Adam)."""
     def make(n: int) -> Callable[[], None]:
-        obfuscator = create_model("obfuscator").to(device).eval()
-        decoder = create_model("deobfuscator").to(device).train()
+        defense = obfuscator_defense("probe", create_model("obfuscator")).to(device)
+        decoder = create_model("deobfuscator").to(device).to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-3)
         x = torch.rand(n, 3, 32, 32, device=device)
-
-        def step() -> None:
-            with torch.no_grad():
-                sent = quantize_8bit(obfuscator(x).float())
-            loss = F.mse_loss(decoder(sent), x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return step
+        return lambda: attacker_step(decoder, defense, optimizer, x)
     return make
 
 

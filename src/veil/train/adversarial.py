@@ -8,16 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.eightbit import quantize_8bit, quantize_8bit_ste
-from ..core.runtime import (
-    autocast,
-)
+from ..core.runtime import autocast
 from ..data import TensorLoader
 from ..metrics import psnr, ssim
 from ..models import FrozenClassifier
+from .engine import Distributed
 from .recipes import ObfuscatorConfig
-from .warm_start import (
-    utility_loss,
-)
+from .warm_start import utility_loss
 
 
 class GradientReversal(torch.autograd.Function):
@@ -35,8 +32,9 @@ class AdversarialStep:
     """One training step of obfuscator and deobfuscator against a frozen classifier."""
 
     def __init__(self, obfuscator: nn.Module, deobfuscator: nn.Module, classifier: nn.Module,
-                 config: ObfuscatorConfig, device: torch.device, fold: bool = True) -> None:
-        self.obfuscator, self.deobfuscator = obfuscator, deobfuscator
+                 config: ObfuscatorConfig, device: torch.device, fold: bool = True,
+                 ddp: Distributed | None = None) -> None:
+        self.obfuscator, self.deobfuscator, self.ddp = obfuscator, deobfuscator, ddp
         self.classifier = FrozenClassifier(classifier, fold=fold)
         self.config, self.device = config, device
         self.opt_obfuscator = torch.optim.Adam(obfuscator.parameters(), lr=config.lr,
@@ -55,6 +53,8 @@ class AdversarialStep:
         self.opt_obfuscator.zero_grad(set_to_none=True)
         self.opt_deobfuscator.zero_grad(set_to_none=True)
         (loss_obf_c + loss_r).backward()
+        if self.ddp is not None:
+            self.ddp.average_gradients(self.obfuscator, self.deobfuscator)
         self.opt_obfuscator.step()
         self.opt_deobfuscator.step()
         loss_c = F.cross_entropy(logits.detach().float(), y)

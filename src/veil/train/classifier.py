@@ -9,26 +9,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..core.checkpoint import load_checkpoint, save_checkpoint
-from ..core.runtime import (
-    autocast,
-    configure_backends,
-    environment,
-    progress,
-    quiet_default,
-    resolve_device,
-    seed_everything,
-)
+from ..batches import accuracy
+from ..core.runtime import autocast, environment, progress, quiet_default, seed_everything
 from ..data import TensorLoader, load_dataset
 from ..models import create_model, model_kind
-from .engine import Distributed, accuracy, unwrap
-from .runs import MetricsLog, config_from_dict, prepare_run_dir, write_config
+from .engine import Distributed, unwrap
+from .loop import Process, fit, start_process
+from .runs import config_from_dict
 
 # Per-model defaults that differ from ClassifierConfig's.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -89,6 +81,25 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+def make_optimizer(model: nn.Module, config: ClassifierConfig) -> torch.optim.SGD:
+    """Nesterov SGD, no weight decay on BatchNorm weights and biases."""
+    return torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr,
+                           momentum=config.momentum, nesterov=True)
+
+
+def classifier_step(step_model: nn.Module, criterion: nn.Module,
+                    optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                    precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step on (x, y); returns (loss, logits), both detached."""
+    with autocast(x.device, precision):
+        logits = step_model(x)
+        loss = criterion(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), logits.detach()
+
+
 def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool | None = None,
                      on_epoch_end: Callable[[dict[str, Any]], None] | None = None
                      ) -> dict[str, Any]:
@@ -97,74 +108,64 @@ def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool
     quiet = quiet_default() if quiet is None else quiet
     if model_kind(config.model) != "classifier":
         raise ValueError(f"{config.model!r} is not a classifier")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    configure_backends(device)
-    ddp = Distributed(device)
-    out = prepare_run_dir(config.out, resume) if ddp.is_main else Path(config.out)
-    ds = load_dataset(config.data).subset(config.train_subset, config.test_subset, config.seed)
-    ds.require_image_size()
-
-    seed_everything(config.seed)
-    model = create_model(config.model, num_classes=len(ds.classes)).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_loader = TensorLoader(ds.train, config.batch_size, shuffle=True,
-                                crop_padding=config.crop_padding, flip=config.flip,
-                                drop_last=len(ds.train) >= 2 * config.batch_size,
-                                seed=config.seed, device=device,
-                                channels_last=config.channels_last)
-    test_loader = TensorLoader(ds.test, 1024, device=device, channels_last=config.channels_last)
-    optimizer = torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr,
-                                momentum=config.momentum, nesterov=True)
-    scheduler = one_cycle(optimizer, config.epochs * len(train_loader), config.warmup_fraction)
-    start_epoch = 1
-    log = MetricsLog(out / "metrics.jsonl")
-    if resume and (out / "last.pt").exists():
-        start_epoch = _resume(out / "last.pt", device, model, optimizer, scheduler) + 1
-        if ddp.is_main:
-            log.truncate_after(start_epoch - 1)
-    elif ddp.is_main:
-        write_config(out, config)
-
-    train_model = ddp.wrap(model)
-    step_model = torch.compile(train_model) if config.compile else train_model
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    previous = log.read() if resume else []
-    row: dict[str, Any] = previous[-1] if previous else {}
-    wall_before = row.get("wall_s", 0.0)
-    for epoch in range(start_epoch, config.epochs + 1):
-        stats = train_one_epoch(step_model, model, criterion, optimizer, scheduler, train_loader,
-                                ddp, config, epoch, quiet or not ddp.is_main)
-        wall_before += stats.pop("seconds")
-        row = {"epoch": epoch, **stats,
-               "test_acc": accuracy(model, test_loader, device.type, config.precision),
-               "lr": scheduler.get_last_lr()[0], "wall_s": round(wall_before, 2)}
-        if ddp.is_main:
-            log.append(row)
-            save_checkpoint(_payload(model, config, row, ds, optimizer, scheduler, epoch),
-                            out / "last.pt")
-            if not quiet:
-                print(_format_row(row), flush=True)
-        if on_epoch_end is not None:
-            on_epoch_end(row)
-    if ddp.is_main:
-        final = _payload(model, config, row, ds)
-        save_checkpoint(final, out / "model.pt")
-    ddp.barrier()
-    ddp.close()
-    return row
+    process = start_process(config, resume)
+    return fit(ClassifierTrainer(config, process), process, config, resume, quiet, on_epoch_end)
 
 
-def _resume(last: Path, device: torch.device, model: nn.Module,
-            optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
-    """Restore model, optimiser and schedule from last.pt; returns its epoch."""
-    state = load_checkpoint(last, map_location=device)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return state["epoch"]
+class ClassifierTrainer:
+    """A zoo classifier on plain images (see `loop.EpochTrainer`); DDP under torchrun."""
+
+    def __init__(self, config: ClassifierConfig, process: Process) -> None:
+        self.config, self.device, self.ddp = config, process.device, process.ddp
+        ds = load_dataset(config.data).subset(config.train_subset, config.test_subset,
+                                              config.seed)
+        ds.require_image_size()
+        self.ds = ds
+        seed_everything(config.seed)
+        model = create_model(config.model, num_classes=len(ds.classes)).to(self.device)
+        self.model = model.to(memory_format=torch.channels_last) if config.channels_last else model
+        self.train_loader = TensorLoader(ds.train, config.batch_size, shuffle=True,
+                                         crop_padding=config.crop_padding, flip=config.flip,
+                                         drop_last=len(ds.train) >= 2 * config.batch_size,
+                                         seed=config.seed, device=self.device,
+                                         channels_last=config.channels_last)
+        self.test_loader = TensorLoader(ds.test, 1024, device=self.device,
+                                        channels_last=config.channels_last)
+        self.optimizer = make_optimizer(self.model, config)
+        self.scheduler = one_cycle(self.optimizer, config.epochs * len(self.train_loader),
+                                   config.warmup_fraction)
+        wrapped = self.ddp.wrap(self.model)
+        self.step_model = torch.compile(wrapped) if config.compile else wrapped
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    def warm_start(self, quiet: bool) -> None:
+        return None
+
+    def train_one_epoch(self, epoch: int, quiet: bool) -> dict[str, Any]:
+        return train_one_epoch(self.step_model, self.model, self.criterion, self.optimizer,
+                               self.scheduler, self.train_loader, self.ddp, self.config, epoch,
+                               quiet)
+
+    def evaluate(self) -> dict[str, Any]:
+        return {"test_acc": accuracy(self.model, self.test_loader, self.config.precision),
+                "lr": self.scheduler.get_last_lr()[0]}
+
+    def payload(self, row: dict[str, Any]) -> dict[str, Any]:
+        return _payload(self.model, self.config, row, self.ds)
+
+    def resume_state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def format_row(self, row: dict[str, Any]) -> str:
+        return (f"epoch {row['epoch']}: loss {row['loss']:.3f}  train {row['train_acc']:.2%}  "
+                f"test {row['test_acc']:.2%}  {row['images_per_s']:.0f} img/s  "
+                f"{row['wall_s']:.0f}s")
 
 
 def train_one_epoch(step_model: nn.Module, model: nn.Module, criterion: nn.Module,
@@ -181,14 +182,9 @@ def train_one_epoch(step_model: nn.Module, model: nn.Module, criterion: nn.Modul
     seen = 0
     for x, y in progress(loader, len(loader), f"epoch {epoch}/{config.epochs}", quiet):
         x, y = ddp.shard(x), ddp.shard(y)
-        with autocast(device, config.precision):
-            logits = step_model(x)
-            loss = criterion(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, logits = classifier_step(step_model, criterion, optimizer, x, y, config.precision)
         scheduler.step()
-        loss_sum += loss.detach() * len(y)
+        loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
     elapsed = time.perf_counter() - t0
@@ -199,9 +195,9 @@ def train_one_epoch(step_model: nn.Module, model: nn.Module, criterion: nn.Modul
             "images_per_s": totals[2].item() / elapsed, "seconds": elapsed}
 
 
-def _payload(model: nn.Module, config: ClassifierConfig, metrics: dict[str, Any], ds,
-             optimizer=None, scheduler=None, epoch: int | None = None) -> dict[str, Any]:
-    payload = {
+def _payload(model: nn.Module, config: ClassifierConfig, metrics: dict[str, Any], ds
+             ) -> dict[str, Any]:
+    return {
         "kind": "classifier",
         "model_name": config.model,
         "num_classes": len(ds.classes),
@@ -212,15 +208,6 @@ def _payload(model: nn.Module, config: ClassifierConfig, metrics: dict[str, Any]
         "data": {"name": ds.name, "sha256": ds.source_sha256},
         "environment": environment(),
     }
-    if optimizer is not None:
-        payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                       epoch=epoch)
-    return payload
-
-
-def _format_row(row: dict[str, Any]) -> str:
-    return (f"epoch {row['epoch']}: loss {row['loss']:.3f}  train {row['train_acc']:.2%}  "
-            f"test {row['test_acc']:.2%}  {row['images_per_s']:.0f} img/s  {row['wall_s']:.0f}s")
 
 
 def config_from_checkpoint(payload: dict[str, Any]) -> ClassifierConfig:

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..batches import accuracy
 from ..core.eightbit import quantize_8bit
 from ..data import TensorLoader
-from .engine import accuracy
 
 
 class LearningCurve:
@@ -39,12 +39,10 @@ class LearningCurve:
         now = time.perf_counter()
         self.train_s += now - self._since
         row = {"phase": self.phase, "images": self.images, "train_s": round(self.train_s, 2)}
-        device = self.loader.device.type
         with _evaluating(self.obfuscator, self.encoder_head):
-            row["obfuscated_acc"] = accuracy(self.classifier, self.loader, device,
-                                             transform=self._sent)
+            row["obfuscated_acc"] = accuracy(self.classifier, self.loader, transform=self._sent)
             if self.encoder_head is not None:
-                row["encoder_acc"] = accuracy(self.encoder_head, self.loader, device)
+                row["encoder_acc"] = accuracy(self.encoder_head, self.loader)
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         self._since = time.perf_counter()

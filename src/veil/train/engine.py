@@ -1,15 +1,13 @@
-"""Shared pieces of the training loops: distributed setup and accuracy."""
+"""Data parallelism for both trainers (torchrun: DDP for the classifier, averaged gradients for
+the obfuscator pair)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from ..core import env
-from ..core.runtime import autocast
 
 
 class Distributed:
@@ -39,6 +37,26 @@ class Distributed:
             dist.all_reduce(t)
         return t
 
+    def average_gradients(self, *modules: nn.Module) -> None:
+        """Each gradient becomes its mean over the ranks (in one all-reduce): what DDP does,
+        for networks trained together through one backward pass (the obfuscator pair)."""
+        if not self.enabled:
+            return
+        grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        for g, mean in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+            g.copy_(mean.view_as(g))
+
+    def broadcast(self, *modules: nn.Module) -> None:
+        """Rank 0's parameters and buffers (BatchNorm statistics) on every rank."""
+        if not self.enabled:
+            return
+        for m in modules:
+            for t in [*m.parameters(), *m.buffers()]:
+                dist.broadcast(t.data, src=0)
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
@@ -46,22 +64,6 @@ class Distributed:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, loader: Iterable, device_type: str = "cpu",
-             precision: str = "fp32", transform=None) -> float:
-    """Top-1 accuracy of model over loader; `transform` is applied to images first."""
-    model.eval()
-    correct = total = 0
-    for x, y in loader:
-        with autocast(torch.device(device_type), precision):
-            if transform is not None:
-                x = transform(x)
-            logits = model(x)
-        correct += (logits.argmax(1) == y).sum().item()
-        total += len(y)
-    return correct / max(total, 1)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

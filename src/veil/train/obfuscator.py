@@ -33,32 +33,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.files import sha256_of
-from ..core.runtime import (
-    autocast,
-    configure_backends,
-    environment,
-    progress,
-    quiet_default,
-    resolve_device,
-    seed_everything,
-)
+from ..core.runtime import autocast, environment, progress, quiet_default, seed_everything
 from ..data import TensorLoader, load_dataset
 from ..models import FrozenClassifier, create_model
 from ..models.checkpoints import load_classifier
 from .adversarial import AdversarialStep, evaluate_pair, make_schedulers
 from .curve import LearningCurve
+from .loop import Process, fit, start_process
 from .recipes import DEFAULT_RECIPE, RECIPES, ObfuscatorConfig, make_config
-from .runs import MetricsLog, prepare_run_dir, write_config
 from .warm_start import (
     EncoderClassifier,
     pretrain_encoder,
@@ -66,9 +56,9 @@ from .warm_start import (
     repeat_batches,
 )
 
-__all__ = ["DEFAULT_RECIPE", "RECIPES", "AdversarialStep", "ObfuscatorConfig", "evaluate_pair",
-           "format_row", "lambda_at", "make_config", "make_schedulers", "pretrain_identity",
-           "train_obfuscator", "train_one_epoch"]
+__all__ = ["DEFAULT_RECIPE", "RECIPES", "AdversarialStep", "ObfuscatorConfig", "ObfuscatorTrainer",
+           "evaluate_pair", "format_row", "lambda_at", "make_config", "make_schedulers",
+           "pretrain_identity", "train_obfuscator"]
 
 def pretrain_identity(obfuscator: nn.Module, loader: TensorLoader, steps: int, lr: float,
                       device: torch.device, precision: str = "fp32", quiet: bool = True) -> float:
@@ -98,135 +88,114 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
                      on_epoch_end: Callable[[dict[str, Any]], None] | None = None
                      ) -> dict[str, Any]:
     """Train; returns the final metrics row. `on_epoch_end(row)` is called after each epoch's
-    checkpoint is written (logging, early stops: whatever it raises ends the run, resumable)."""
+    checkpoint is written (logging, early stops: whatever it raises ends the run, resumable).
+    Under torchrun each process takes its share of every batch and the gradients are averaged."""
     quiet = quiet_default() if quiet is None else quiet
     if not config.classifier:
         raise ValueError("a trained classifier checkpoint is required (--classifier PATH)")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    configure_backends(device)
-    out = prepare_run_dir(config.out, resume)
-    run = _set_up(config, device, out)
-    start_epoch = 1
-    if resume and (out / "last.pt").exists():
-        start_epoch = _resume(run, out / "last.pt", device) + 1
-    else:
-        write_config(out, config)
-        if _has_warm_start(config):
-            run.log.append(_warm_start(config, run.obfuscator, run.step.classifier, run.ds,
-                                       device, quiet, run.curve))
-    previous = run.log.read()
-    wall = previous[-1]["wall_s"] if previous else 0.0
-    row: dict[str, Any] = previous[-1] if previous else {}
-    for epoch in range(start_epoch, config.epochs + 1):
-        stats = train_one_epoch(run, config, epoch, quiet)
-        wall += stats.pop("seconds")
-        metrics = evaluate_pair(run.obfuscator, run.deobfuscator, run.step.classifier,
-                                run.test_loader, device, config.precision)
-        row = {"epoch": epoch, **stats, **metrics, "wall_s": round(wall, 2)}
-        run.log.append(row)
-        save_checkpoint(_last_payload(run, config, row, epoch), out / "last.pt")
-        if not quiet:
-            print(format_row(row), flush=True)
-        if on_epoch_end is not None:
-            on_epoch_end(row)
-    save_checkpoint(_payload(run.obfuscator, run.deobfuscator, config, row, run.ds,
-                             run.clf_info), out / "model.pt")
-    return row
+    process = start_process(config, resume)
+    return fit(ObfuscatorTrainer(config, process), process, config, resume, quiet, on_epoch_end)
 
 
-@dataclass
-class _Run:
-    """One obfuscator run's networks, data, optimisers and logs."""
+class ObfuscatorTrainer:
+    """The obfuscator pair against a frozen classifier (see `loop.EpochTrainer`)."""
 
-    ds: Any
-    obfuscator: nn.Module
-    deobfuscator: nn.Module
-    step: AdversarialStep
-    loader: TensorLoader
-    test_loader: TensorLoader
-    schedulers: list
-    log: MetricsLog
-    curve: LearningCurve
-    clf_info: dict[str, Any]
+    def __init__(self, config: ObfuscatorConfig, process: Process) -> None:
+        self.config, self.device, self.ddp = config, process.device, process.ddp
+        device = self.device
+        ds = load_dataset(config.data)
+        classifier, clf_payload = load_classifier(config.classifier, device,
+                                                  expected_classes=ds.classes)
+        self.ds = ds = ds.subset(config.train_subset, config.test_subset, config.seed)
+        ds.require_image_size()
+        seed_everything(config.seed)
+        self.obfuscator = create_model("obfuscator").to(device)
+        self.deobfuscator = create_model("deobfuscator").to(device)
+        if config.channels_last:
+            for m in (self.obfuscator, self.deobfuscator, classifier):
+                m.to(memory_format=torch.channels_last)
+        self.step = AdversarialStep(self.obfuscator, self.deobfuscator, classifier, config,
+                                    device, ddp=self.ddp if self.ddp.enabled else None)
+        self.loader = TensorLoader(ds.train, config.batch_size, shuffle=True,
+                                   crop_padding=config.crop_padding, flip=config.flip,
+                                   drop_last=len(ds.train) >= 2 * config.batch_size,
+                                   seed=config.seed, device=device,
+                                   channels_last=config.channels_last)
+        self.test_loader = TensorLoader(ds.test, 500, device=device,
+                                        channels_last=config.channels_last)
+        curve_every = config.curve_every if self.ddp.is_main else 0
+        self.curve = LearningCurve(process.out / "curve.jsonl", curve_every, self.obfuscator,
+                                   self.step.classifier,
+                                   TensorLoader(ds.test.subset(config.curve_images, config.seed),
+                                                500, device=device,
+                                                channels_last=config.channels_last))
+        self.clf_info = {"model_name": clf_payload["model_name"], "path": str(config.classifier),
+                         "sha256": sha256_of(config.classifier),
+                         "test_acc": clf_payload.get("metrics", {}).get("test_acc")}
+        self.schedulers = make_schedulers(self.step, config, len(self.loader))
 
+    def warm_start(self, quiet: bool) -> dict[str, Any] | None:
+        """The warm-start stages the config asks for. Under torchrun every rank runs them alike
+        (same seed, same batches); rank 0's result is then given to all."""
+        if not _has_warm_start(self.config):
+            return None
+        row = _warm_start(self.config, self.obfuscator, self.step.classifier, self.ds,
+                          self.device, quiet, self.curve)
+        self.ddp.broadcast(self.obfuscator)
+        return row
 
-def _set_up(config: ObfuscatorConfig, device: torch.device, out: Path) -> _Run:
-    ds = load_dataset(config.data)
-    classifier, clf_payload = load_classifier(config.classifier, device,
-                                              expected_classes=ds.classes)
-    ds = ds.subset(config.train_subset, config.test_subset, config.seed)
-    ds.require_image_size()
-    seed_everything(config.seed)
-    obfuscator = create_model("obfuscator").to(device)
-    deobfuscator = create_model("deobfuscator").to(device)
-    if config.channels_last:
-        for m in (obfuscator, deobfuscator, classifier):
-            m.to(memory_format=torch.channels_last)
-    step = AdversarialStep(obfuscator, deobfuscator, classifier, config, device)
-    loader = TensorLoader(ds.train, config.batch_size, shuffle=True,
-                          crop_padding=config.crop_padding, flip=config.flip,
-                          drop_last=len(ds.train) >= 2 * config.batch_size, seed=config.seed,
-                          device=device, channels_last=config.channels_last)
-    test_loader = TensorLoader(ds.test, 500, device=device, channels_last=config.channels_last)
-    curve = LearningCurve(out / "curve.jsonl", config.curve_every, obfuscator, step.classifier,
-                          TensorLoader(ds.test.subset(config.curve_images, config.seed), 500,
-                                       device=device, channels_last=config.channels_last))
-    clf_info = {"model_name": clf_payload["model_name"], "path": str(config.classifier),
-                "sha256": sha256_of(config.classifier),
-                "test_acc": clf_payload.get("metrics", {}).get("test_acc")}
-    return _Run(ds, obfuscator, deobfuscator, step, loader, test_loader,
-                make_schedulers(step, config, len(loader)), MetricsLog(out / "metrics.jsonl"),
-                curve, clf_info)
+    def train_one_epoch(self, epoch: int, quiet: bool) -> dict[str, Any]:
+        """One pass over the training split: adversarial steps on this rank's share of each
+        batch, λ ramped in, schedules stepped; the statistics summed over the ranks."""
+        config, ddp = self.config, self.ddp
+        self.loader.set_epoch(epoch)
+        self.obfuscator.train()
+        self.deobfuscator.train()
+        sums = torch.zeros(4, device=self.device)
+        lam = config.lam
+        t0 = time.perf_counter()
+        self.curve.phase = "adversarial"
+        bar = progress(self.loader, len(self.loader), f"epoch {epoch}/{config.epochs}", quiet)
+        for i, (x, y) in enumerate(bar):
+            lam = lambda_at(config, epoch - 1 + i / len(self.loader))
+            batch = len(y)
+            x, y = ddp.shard(x), ddp.shard(y)
+            out = self.step(x, y, lam)
+            for s in self.schedulers:
+                s.step()
+            sums += torch.stack([out["loss_c"].float() * len(y), out["loss_r"].float() * len(y),
+                                 out["correct"].float(), sums.new_tensor(float(len(y)))])
+            self.curve.on_step(batch)
+        elapsed = time.perf_counter() - t0
+        ddp.broadcast(self.obfuscator, self.deobfuscator)  # one set of BatchNorm statistics
+        loss_c, loss_r, correct, seen = ddp.all_sum(sums).tolist()
+        return {"loss_c": loss_c / seen, "loss_r": loss_r / seen,
+                "train_obfuscated_acc": correct / seen, "lambda": lam,
+                "images_per_s": seen / elapsed, "seconds": elapsed}
 
+    def evaluate(self) -> dict[str, Any]:
+        return evaluate_pair(self.obfuscator, self.deobfuscator, self.step.classifier,
+                             self.test_loader, self.device, self.config.precision)
 
-def _resume(run: _Run, last: Path, device: torch.device) -> int:
-    """Restore networks, optimisers and schedules from last.pt; returns its epoch."""
-    state = load_checkpoint(last, map_location=device)
-    run.obfuscator.load_state_dict(state["obfuscator"])
-    run.deobfuscator.load_state_dict(state["deobfuscator"])
-    run.step.opt_obfuscator.load_state_dict(state["opt_obfuscator"])
-    run.step.opt_deobfuscator.load_state_dict(state["opt_deobfuscator"])
-    for s, s_state in zip(run.schedulers, state["schedulers"], strict=True):
-        s.load_state_dict(s_state)
-    run.log.truncate_after(state["epoch"])
-    return state["epoch"]
+    def payload(self, row: dict[str, Any]) -> dict[str, Any]:
+        return _payload(self.obfuscator, self.deobfuscator, self.config, row, self.ds,
+                        self.clf_info)
 
+    def resume_state(self) -> dict[str, Any]:
+        return {"opt_obfuscator": self.step.opt_obfuscator.state_dict(),
+                "opt_deobfuscator": self.step.opt_deobfuscator.state_dict(),
+                "schedulers": [s.state_dict() for s in self.schedulers]}
 
-def train_one_epoch(run: _Run, config: ObfuscatorConfig, epoch: int, quiet: bool
-                    ) -> dict[str, Any]:
-    """One pass over the training split: adversarial steps, λ ramped in, schedules stepped."""
-    run.loader.set_epoch(epoch)
-    run.obfuscator.train()
-    run.deobfuscator.train()
-    sums = torch.zeros(3, device=run.step.device)
-    seen, lam = 0, config.lam
-    t0 = time.perf_counter()
-    run.curve.phase = "adversarial"
-    bar = progress(run.loader, len(run.loader), f"epoch {epoch}/{config.epochs}", quiet)
-    for i, (x, y) in enumerate(bar):
-        lam = lambda_at(config, epoch - 1 + i / len(run.loader))
-        out_step = run.step(x, y, lam)
-        for s in run.schedulers:
-            s.step()
-        sums += torch.stack([out_step["loss_c"].float() * len(y),
-                             out_step["loss_r"].float() * len(y), out_step["correct"].float()])
-        seen += len(y)
-        run.curve.on_step(len(y))
-    elapsed = time.perf_counter() - t0
-    return {"loss_c": sums[0].item() / seen, "loss_r": sums[1].item() / seen,
-            "train_obfuscated_acc": sums[2].item() / seen, "lambda": lam,
-            "images_per_s": seen / elapsed, "seconds": elapsed}
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self.obfuscator.load_state_dict(state["obfuscator"])
+        self.deobfuscator.load_state_dict(state["deobfuscator"])
+        self.step.opt_obfuscator.load_state_dict(state["opt_obfuscator"])
+        self.step.opt_deobfuscator.load_state_dict(state["opt_deobfuscator"])
+        for s, s_state in zip(self.schedulers, state["schedulers"], strict=True):
+            s.load_state_dict(s_state)
 
-
-def _last_payload(run: _Run, config: ObfuscatorConfig, row: dict[str, Any], epoch: int
-                  ) -> dict[str, Any]:
-    payload = _payload(run.obfuscator, run.deobfuscator, config, row, run.ds, run.clf_info)
-    payload.update(opt_obfuscator=run.step.opt_obfuscator.state_dict(),
-                   opt_deobfuscator=run.step.opt_deobfuscator.state_dict(),
-                   schedulers=[s.state_dict() for s in run.schedulers], epoch=epoch)
-    return payload
+    def format_row(self, row: dict[str, Any]) -> str:
+        return format_row(row)
 
 
 def _has_warm_start(config: ObfuscatorConfig) -> bool:
