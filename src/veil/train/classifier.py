@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..batches import accuracy
-from ..core.runtime import autocast, environment, progress, quiet_default, seed_everything
+from ..core.runtime import autocast, progress, quiet_default, seed_everything
 from ..data import TensorLoader, load_dataset
 from ..models import create_model, model_kind
 from .engine import Distributed, unwrap
 from .loop import Process, fit, start_process
-from .runs import config_from_dict
+from .runs import RunConfig, build_config, config_from_dict, run_payload
 
 # Per-model defaults that differ from ClassifierConfig's.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -32,9 +32,8 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(RunConfig):
     model: str = "fastnet"
-    data: str | None = None
     out: str = "runs/classifier"
     epochs: int = 10
     batch_size: int = 256
@@ -43,23 +42,13 @@ class ClassifierConfig:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.2
     warmup_fraction: float = 0.2
-    crop_padding: int = 4
-    flip: bool = True
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    channels_last: bool = True
     compile: bool = False
-    train_subset: int | None = None
-    test_subset: int | None = None
-    threads: int | None = None
 
 
 def make_config(model: str, **overrides: Any) -> ClassifierConfig:
     """The model's defaults, then overrides (None means 'keep the default')."""
-    values = {"model": model, **MODEL_DEFAULTS.get(model, {})}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return ClassifierConfig(**values)
+    return build_config(ClassifierConfig, {"model": model, **MODEL_DEFAULTS.get(model, {})},
+                        overrides)
 
 
 def one_cycle(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float
@@ -151,7 +140,9 @@ class ClassifierTrainer:
                 "lr": self.scheduler.get_last_lr()[0]}
 
     def payload(self, row: dict[str, Any]) -> dict[str, Any]:
-        return _payload(self.model, self.config, row, self.ds)
+        return run_payload("classifier", self.config, row, self.ds,
+                           model_name=self.config.model, num_classes=len(self.ds.classes),
+                           model=unwrap(self.model).state_dict())
 
     def resume_state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(),
@@ -193,21 +184,6 @@ def train_one_epoch(step_model: nn.Module, model: nn.Module, criterion: nn.Modul
     return {"loss": totals[0].item() / totals[2].item(),
             "train_acc": totals[1].item() / totals[2].item(),
             "images_per_s": totals[2].item() / elapsed, "seconds": elapsed}
-
-
-def _payload(model: nn.Module, config: ClassifierConfig, metrics: dict[str, Any], ds
-             ) -> dict[str, Any]:
-    return {
-        "kind": "classifier",
-        "model_name": config.model,
-        "num_classes": len(ds.classes),
-        "classes": list(ds.classes),
-        "model": unwrap(model).state_dict(),
-        "config": asdict(config),
-        "metrics": metrics,
-        "data": {"name": ds.name, "sha256": ds.source_sha256},
-        "environment": environment(),
-    }
 
 
 def config_from_checkpoint(payload: dict[str, Any]) -> ClassifierConfig:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.files import sha256_of
-from ..core.runtime import autocast, environment, progress, quiet_default, seed_everything
+from ..core.runtime import autocast, progress, quiet_default, seed_everything
 from ..data import TensorLoader, load_dataset
 from ..models import FrozenClassifier, create_model
 from ..models.checkpoints import load_classifier
@@ -49,6 +48,7 @@ from .adversarial import AdversarialStep, evaluate_pair, make_schedulers
 from .curve import LearningCurve
 from .loop import Process, fit, start_process
 from .recipes import DEFAULT_RECIPE, RECIPES, ObfuscatorConfig, make_config
+from .runs import run_payload
 from .warm_start import (
     EncoderClassifier,
     pretrain_encoder,
@@ -178,8 +178,9 @@ class ObfuscatorTrainer:
                              self.test_loader, self.device, self.config.precision)
 
     def payload(self, row: dict[str, Any]) -> dict[str, Any]:
-        return _payload(self.obfuscator, self.deobfuscator, self.config, row, self.ds,
-                        self.clf_info)
+        return run_payload("obfuscator", self.config, row, self.ds,
+                           obfuscator=self.obfuscator.state_dict(),
+                           deobfuscator=self.deobfuscator.state_dict(), classifier=self.clf_info)
 
     def resume_state(self) -> dict[str, Any]:
         return {"opt_obfuscator": self.step.opt_obfuscator.state_dict(),
@@ -241,15 +242,6 @@ def _warm_start(config: ObfuscatorConfig, obfuscator: nn.Module, classifier: Fro
         row.update(utility_loss=stats["loss"], utility_train_acc=stats["train_acc"])
     row["wall_s"] = round(time.perf_counter() - t0, 2)
     return row
-
-
-def _payload(obfuscator: nn.Module, deobfuscator: nn.Module, config: ObfuscatorConfig,
-             metrics: dict[str, Any], ds, clf_info: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "obfuscator", "obfuscator": obfuscator.state_dict(),
-            "deobfuscator": deobfuscator.state_dict(), "classifier": clf_info,
-            "classes": list(ds.classes), "config": asdict(config), "metrics": metrics,
-            "data": {"name": ds.name, "sha256": ds.source_sha256},
-            "environment": environment()}
 
 
 def format_row(row: dict[str, Any]) -> str:

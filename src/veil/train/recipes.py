@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .runs import RunConfig, build_config
+
 DEFAULT_RECIPE = "staged"
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"epochs": 100, "lr": 1e-3, "lr_deobfuscator": 1e-3, "schedule": "step",
@@ -25,9 +27,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class ObfuscatorConfig:
+class ObfuscatorConfig(RunConfig):
     classifier: str = ""
-    data: str | None = None
     out: str = "runs/obfuscator"
     recipe: str = "fast"
     epochs: int = 4
@@ -48,21 +49,10 @@ class ObfuscatorConfig:
     feature_weight: float = 0.0
     curve_every: int = 0
     curve_images: int = 1000
-    crop_padding: int = 4
-    flip: bool = True
     quantize: bool = True
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    channels_last: bool = True
-    train_subset: int | None = None
-    test_subset: int | None = None
-    threads: int | None = None
 
 
 def make_config(recipe: str = "fast", **overrides: Any) -> ObfuscatorConfig:
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
-    values = {"recipe": recipe, **RECIPES[recipe]}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return ObfuscatorConfig(**values)
+    return build_config(ObfuscatorConfig, {"recipe": recipe, **RECIPES[recipe]}, overrides)

@@ -4,13 +4,49 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from ..core.files import atomic_write
+from ..core.runtime import environment
+
+C = TypeVar("C")
+
+
+@dataclass
+class RunConfig:
+    """The settings every training run has; each trainer's config adds its own."""
+
+    data: str | None = None
+    out: str = "runs/run"
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 1e-3
+    crop_padding: int = 4
+    flip: bool = True
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = True
+    train_subset: int | None = None
+    test_subset: int | None = None
+    threads: int | None = None
+
+
+def build_config(cls: type[C], defaults: dict[str, Any], overrides: dict[str, Any]) -> C:
+    """cls from defaults, then overrides on top (None means 'keep the default')."""
+    return cls(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def run_payload(kind: str, config: Any, metrics: dict[str, Any], ds, **content: Any
+                ) -> dict[str, Any]:
+    """A trained run's checkpoint: its networks (`content`) and what they came from."""
+    return {"kind": kind, **content, "classes": list(ds.classes), "config": asdict(config),
+            "metrics": metrics, "data": {"name": ds.name, "sha256": ds.source_sha256},
+            "environment": environment()}
 
 
 class RunDirError(RuntimeError):
