@@ -32,6 +32,7 @@ from veil.data import TensorLoader, load_dataset
 from veil.data.dataset import Split
 from veil.metrics import psnr, ssim
 from veil.models.checkpoints import load_classifier, load_obfuscator_pair
+from veil.report.figures import agg_figure
 from veil.train.obfuscator import evaluate_pair
 
 
@@ -126,10 +127,8 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], args) -> str:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = agg_figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for r in rows:
         ax.plot([p["train_s"] / 60 for p in r["curve"]],
                 [100 * p["obfuscated_acc"] for p in r["curve"]], label=r["name"])
@@ -139,7 +138,6 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

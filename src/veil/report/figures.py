@@ -7,6 +7,7 @@ import base64
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,18 +48,25 @@ def grid_canvas(rows: Sequence[np.ndarray], scale: int) -> np.ndarray:
     return canvas.repeat(scale, 0).repeat(scale, 1)
 
 
+def agg_figure(**kwargs: Any):
+    """A matplotlib figure drawn by the Agg canvas: no pyplot, so no process-wide backend
+    switch and no global figure registry to close."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def save_grid(path: Path, rows: Sequence[tuple[str, np.ndarray]], column_labels: Sequence[str],
               scale: int, title: str) -> Path:
     """A labelled grid PNG: one row per (label, images), columns labelled (e.g. classes)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     canvas = grid_canvas([images for _, images in rows], scale)
     h, w = canvas.shape[:2]
     dpi, left, top, bottom = 100, 1.4, 0.4, 0.35  # margins in inches
     fig_w, fig_h = w / dpi + left + 0.1, h / dpi + top + bottom
-    fig = plt.figure(figsize=(fig_w, fig_h), dpi=dpi)
+    fig = agg_figure(figsize=(fig_w, fig_h), dpi=dpi)
     ax = fig.add_axes((left / fig_w, bottom / fig_h, w / dpi / fig_w, h / dpi / fig_h))
     ax.imshow(canvas, interpolation="nearest")
     cell_h, cell_w = (rows[0][1].shape[1] + GAP) * scale, (rows[0][1].shape[2] + GAP) * scale
@@ -72,7 +80,6 @@ def save_grid(path: Path, rows: Sequence[tuple[str, np.ndarray]], column_labels:
     fig.text(left / fig_w, 1 - 0.1 / fig_h, title, va="top", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, metadata={"Software": None})
-    plt.close(fig)
     return path
 
 
@@ -138,11 +145,8 @@ def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, t
 
     Each point: {"name", "kind" ("obfuscator"/"baseline"), "ssim", "accuracy", "pareto"}.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    fig = agg_figure(figsize=(7, 5), dpi=120)
+    ax = fig.subplots()
     styles = {"obfuscator": ("tab:blue", "o"), "baseline": ("tab:orange", "s")}
     for kind, (color, marker) in styles.items():
         pts = [p for p in points if p["kind"] == kind]
@@ -167,7 +171,6 @@ def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, t
     label_points(fig, ax, [(p["name"], p["ssim"], 100 * p["accuracy"]) for p in points])
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
     return path
 
 
