@@ -4,4 +4,14 @@ A small obfuscator network runs on the device and turns each image into one a hu
 while a frozen cloud classifier trained on ordinary images still classifies it.
 """
 
-__version__ = "0.1.0"
+from .core.version import VERSION as __version__
+
+__all__ = ["TrainedObfuscator", "__version__", "train_obfuscator"]
+
+
+def __getattr__(name: str):
+    # `import veil` stays light (the edge imports it without torch); the API loads on first use
+    if name in ("train_obfuscator", "TrainedObfuscator"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'veil' has no attribute {name!r}")

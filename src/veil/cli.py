@@ -65,7 +65,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Privacy-aware offloading: a small on-device obfuscator makes images "
                     "unreadable to people while a frozen cloud classifier still classifies them.",
     )
-    from . import __version__
+    from .core.version import VERSION as __version__
     parser.add_argument("--version", action="version", version=f"veil {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():

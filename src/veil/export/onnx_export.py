@@ -160,7 +160,7 @@ def build_manifest(onnx_path: Path, data: bytes, payload: dict[str, Any], parity
     import onnx
     import onnxruntime
 
-    from .. import __version__
+    from ..core.version import VERSION as __version__
 
     metrics = payload.get("metrics") or {}
     tensor = {"dtype": "float32", "shape": ["batch", 3, 32, 32], "layout": "NCHW",

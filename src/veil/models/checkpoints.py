@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,55 @@ import torch
 from torch import nn
 
 from ..core.checkpoint import load_checkpoint
+from .external import Normalized, check_classifier, is_external, load_external
 from .registry import create_model
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu",
-                    expected_classes: tuple[str, ...] | None = None, verify: bool = True
-                    ) -> tuple[nn.Module, dict]:
-    """Rebuild a trained classifier from its checkpoint; check its classes if given."""
+                    expected_classes: tuple[str, ...] | None = None, verify: bool = True,
+                    weights: str | Path | None = None, mean: Sequence[float] | None = None,
+                    std: Sequence[float] | None = None,
+                    image_size: tuple[int, int] = (32, 32)) -> tuple[nn.Module, dict]:
+    """A classifier in eval mode and its payload: a veil checkpoint, a `torch.export` program
+    (`.pt2`) or a `package.module:function` factory (with `weights`; see `external`), behind
+    (x - mean) / std when those are given. Its classes are checked against `expected_classes`."""
+    if is_external(path):
+        model, payload = _load_external(path, device, expected_classes, weights, image_size)
+    else:
+        if weights is not None:
+            raise ValueError(f"--weights is for a package.module:function classifier; {path} "
+                             "is a veil checkpoint with its own weights")
+        model, payload = _load_veil_classifier(path, device, expected_classes, verify)
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise ValueError("give --mean and --std together (3 values each)")
+        model = Normalized(model, mean, std).to(device).eval()
+        payload = {**payload, "normalization": {"mean": list(mean), "std": list(std)}}
+    return model, payload
+
+
+def _load_external(spec: str | Path, device: str | torch.device,
+                   expected_classes: tuple[str, ...] | None, weights: str | Path | None,
+                   image_size: tuple[int, int]) -> tuple[nn.Module, dict]:
+    model, info = load_external(spec, device, weights)
+    classes = info.pop("classes")
+    if classes is not None and expected_classes is not None \
+            and tuple(classes) != tuple(expected_classes):
+        raise ValueError(f"{spec}: classifier was made for classes {classes}, but the data "
+                         f"source has {list(expected_classes)}")
+    classes = classes or expected_classes
+    if classes is None:
+        raise ValueError(f"{spec}: the classifier does not record its classes; give the data "
+                         "it classifies (its class names) as well")
+    check_classifier(model, len(classes), image_size, str(spec))
+    return model, {"kind": "classifier", "model_name": info["model_name"],
+                   "num_classes": len(classes), "classes": list(classes), "metrics": {},
+                   "source": info}
+
+
+def _load_veil_classifier(path: str | Path, device: str | torch.device,
+                          expected_classes: tuple[str, ...] | None, verify: bool
+                          ) -> tuple[nn.Module, dict]:
     payload = load_checkpoint(path, map_location=device, verify=verify)
     if payload.get("kind") != "classifier":
         raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not a classifier")

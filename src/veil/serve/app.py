@@ -207,6 +207,6 @@ def _file_bytes(name: str, is_file: bool, data: bytes) -> bytes:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..core.version import VERSION as __version__
 
     return __version__

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n", 1)[1].strip()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--classifier", required=True, type=Path,
-                        help="classifier checkpoint to serve")
+                        help="classifier to serve: a veil checkpoint or a .pt2 program (e.g. "
+                             "a run folder's classifier.pt2)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: "
                         "%(default)s); put TLS in front for anything but loopback")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")

@@ -56,8 +56,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "frozen classifier",
                        description="Adversarial training: the obfuscator minimises L_c - lambda "
                                    "* L_r, the deobfuscator minimises L_r, in the same steps.")
-    o.add_argument("--classifier", help="trained classifier checkpoint (model.pt); required "
-                                        "unless --config names one")
+    o.add_argument("--classifier",
+                   help="the frozen classifier: a veil checkpoint (model.pt), a torch.export "
+                        "program (.pt2) or package.module:function building an nn.Module that "
+                        "maps (N, 3, H, W) images in [0, 1] to logits; required unless --config "
+                        "names one")
+    o.add_argument("--weights", dest="classifier_weights", metavar="FILE",
+                   help="state dict for a package.module:function classifier (loaded with "
+                        "weights_only=True)")
+    o.add_argument("--mean", dest="classifier_mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                   help="the classifier's input normalisation: it is given (x - mean) / std")
+    o.add_argument("--std", dest="classifier_std", type=float, nargs=3, metavar=("R", "G", "B"))
     o.add_argument("--recipe", choices=sorted(obf.RECIPES),
                    help=f"'{obf.DEFAULT_RECIPE}' (default: warm starts, then adversarial; for a "
                         "CPU hour), 'fast' (adversarial only) or 'paper' (Appendix A exactly)")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,6 +45,7 @@ from ..core.runtime import autocast, progress, quiet_default, seed_everything
 from ..data import TensorLoader, load_dataset
 from ..models import FrozenClassifier, create_model
 from ..models.checkpoints import load_classifier
+from ..models.external import Normalized, check_classifier, export_classifier
 from .adversarial import AdversarialStep, evaluate_pair, make_schedulers
 from .curve import LearningCurve
 from .loop import Process, fit, start_process
@@ -85,29 +87,33 @@ def lambda_at(config: ObfuscatorConfig, epoch_progress: float) -> float:
 
 
 def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool | None = None,
-                     on_epoch_end: Callable[[dict[str, Any]], None] | None = None
-                     ) -> dict[str, Any]:
+                     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+                     classifier: nn.Module | None = None) -> dict[str, Any]:
     """Train; returns the final metrics row. `on_epoch_end(row)` is called after each epoch's
     checkpoint is written (logging, early stops: whatever it raises ends the run, resumable).
-    Under torchrun each process takes its share of every batch and the gradients are averaged."""
+    Under torchrun each process takes its share of every batch and the gradients are averaged.
+    `classifier`: a module to train against instead of loading `config.classifier` (it is
+    saved as OUT/classifier.pt2 for evaluation and serving)."""
     quiet = quiet_default() if quiet is None else quiet
-    if not config.classifier:
-        raise ValueError("a trained classifier checkpoint is required (--classifier PATH)")
+    if not config.classifier and classifier is None:
+        raise ValueError("a trained classifier is required (--classifier: a veil checkpoint, a "
+                         ".pt2 program or package.module:function)")
     process = start_process(config, resume)
-    return fit(ObfuscatorTrainer(config, process), process, config, resume, quiet, on_epoch_end)
+    trainer = ObfuscatorTrainer(config, process, classifier)
+    return fit(trainer, process, config, resume, quiet, on_epoch_end)
 
 
 class ObfuscatorTrainer:
     """The obfuscator pair against a frozen classifier (see `loop.EpochTrainer`)."""
 
-    def __init__(self, config: ObfuscatorConfig, process: Process) -> None:
+    def __init__(self, config: ObfuscatorConfig, process: Process,
+                 classifier: nn.Module | None = None) -> None:
         self.config, self.device, self.ddp = config, process.device, process.ddp
         device = self.device
         ds = load_dataset(config.data)
-        classifier, clf_payload = load_classifier(config.classifier, device,
-                                                  expected_classes=ds.classes)
         self.ds = ds = ds.subset(config.train_subset, config.test_subset, config.seed)
         ds.require_image_size()
+        classifier, self.clf_info = _frozen_target(config, ds, device, process, classifier)
         seed_everything(config.seed)
         self.obfuscator = create_model("obfuscator").to(device)
         self.deobfuscator = create_model("deobfuscator").to(device)
@@ -116,6 +122,12 @@ class ObfuscatorTrainer:
                 m.to(memory_format=torch.channels_last)
         self.step = AdversarialStep(self.obfuscator, self.deobfuscator, classifier, config,
                                     device, ddp=self.ddp if self.ddp.enabled else None)
+        if config.feature_weight > 0 and self.step.classifier.head is None:
+            raise ValueError(f"the feature target (--feature-weight {config.feature_weight:g}, "
+                             f"on in the {config.recipe!r} recipe) needs a classifier ending in "
+                             "nn.Linear, which a torch.export program does not show: pass "
+                             "--feature-weight 0, or give the classifier as "
+                             "package.module:function with --weights")
         self.loader = TensorLoader(ds.train, config.batch_size, shuffle=True,
                                    crop_padding=config.crop_padding, flip=config.flip,
                                    drop_last=len(ds.train) >= 2 * config.batch_size,
@@ -129,9 +141,6 @@ class ObfuscatorTrainer:
                                    TensorLoader(ds.test.subset(config.curve_images, config.seed),
                                                 500, device=device,
                                                 channels_last=config.channels_last))
-        self.clf_info = {"model_name": clf_payload["model_name"], "path": str(config.classifier),
-                         "sha256": sha256_of(config.classifier),
-                         "test_acc": clf_payload.get("metrics", {}).get("test_acc")}
         self.schedulers = make_schedulers(self.step, config, len(self.loader))
 
     def warm_start(self, quiet: bool) -> dict[str, Any] | None:
@@ -197,6 +206,36 @@ class ObfuscatorTrainer:
 
     def format_row(self, row: dict[str, Any]) -> str:
         return format_row(row)
+
+
+def _frozen_target(config: ObfuscatorConfig, ds, device: torch.device, process: Process,
+                   classifier: nn.Module | None) -> tuple[nn.Module, dict[str, Any]]:
+    """The classifier to train against and what the checkpoint records of it. One that is not a
+    file veil can check by sha256 alone (a module, a factory, a normalised one) is saved as
+    OUT/classifier.pt2, and that file is recorded."""
+    size = tuple(ds.train.images.shape[1:3])
+    if classifier is not None:
+        name = config.classifier or type(classifier).__name__
+        classifier = classifier.to(device).eval()
+        check_classifier(classifier, len(ds.classes), size, name)
+        payload: dict[str, Any] = {"model_name": name, "metrics": {}}
+        if config.classifier_mean is not None or config.classifier_std is not None:
+            classifier = Normalized(classifier, config.classifier_mean or [],
+                                    config.classifier_std or []).to(device).eval()
+    else:
+        classifier, payload = load_classifier(
+            config.classifier, device, expected_classes=ds.classes,
+            weights=config.classifier_weights, mean=config.classifier_mean,
+            std=config.classifier_std, image_size=size)
+    path = Path(config.classifier) if config.classifier else None
+    if path is None or not path.is_file() or "normalization" in payload:
+        path = process.out / "classifier.pt2"
+        if process.ddp.is_main and not path.exists():
+            export_classifier(classifier, path, ds.classes, size, payload["model_name"])
+        process.ddp.barrier()
+    return classifier, {"model_name": payload["model_name"], "path": str(path),
+                        "sha256": sha256_of(path),
+                        "test_acc": payload.get("metrics", {}).get("test_acc")}
 
 
 def _has_warm_start(config: ObfuscatorConfig) -> bool:

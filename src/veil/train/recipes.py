@@ -28,7 +28,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class ObfuscatorConfig(RunConfig):
-    classifier: str = ""
+    classifier: str = ""  # a veil checkpoint, a .pt2 program or package.module:function
+    classifier_weights: str | None = None  # the factory's state dict (weights_only=True)
+    classifier_mean: list[float] | None = None  # the classifier's input normalisation
+    classifier_std: list[float] | None = None
     out: str = "runs/obfuscator"
     recipe: str = "fast"
     epochs: int = 4

@@ -1,0 +1,152 @@
+"""Your own classifier: a module through the Python API, a factory with --weights and a .pt2
+program through the CLI; then evaluation, export and serving against what the run recorded."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import veil
+from byo_models import SmallConvNet, efficientnet_b0, small_convnet
+from veil.cli import main
+from veil.core.checkpoint import load_checkpoint
+from veil.core.files import sha256_of
+from veil.data import load_dataset
+from veil.models.checkpoints import load_classifier
+from veil.models.external import export_classifier
+from veil.serve.inference import Predictor
+
+MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+TINY = dict(epochs=1, batch_size=50, encoder_epochs=0.5, warm_start_batch_size=50,
+            test_subset=100, seed=0)
+
+
+@pytest.fixture(scope="module")
+def api_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("byo") / "run"
+    model = small_convnet()
+    result = veil.train_obfuscator(model, data="sample", out=out, mean=MEAN, std=STD,
+                                   quiet=True, **TINY)
+    return model, result, out
+
+
+def test_api_trains_against_a_plain_module_and_records_it_as_a_program(api_run):
+    model, result, out = api_run
+    assert not result.obfuscator.training and result.checkpoint == out / "model.pt"
+    assert {"plain_acc", "obfuscated_acc", "deobfuscator_ssim"} <= set(result.metrics)
+    recorded = load_checkpoint(out / "model.pt")["classifier"]
+    assert recorded["path"] == str(out / "classifier.pt2")
+    assert recorded["sha256"] == sha256_of(out / "classifier.pt2")
+    # the saved program is the module behind its normalisation: same logits on [0, 1] images
+    program, payload = load_classifier(out / "classifier.pt2", expected_classes=None)
+    x = torch.rand(5, 3, 32, 32)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), model.eval()((x - mean) / std))
+    assert payload["classes"] == list(load_dataset("sample").classes)
+
+
+def test_the_classifier_stays_frozen(api_run):
+    model, _, _ = api_run
+    fresh = small_convnet()
+    for (k, v), w in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(v, w), f"training changed the user's classifier: {k}"
+
+
+def test_evaluate_export_and_serve_take_the_recorded_program(api_run, tmp_path):
+    _, _, out = api_run
+    assert main(["evaluate", "--classifiers", str(out / "classifier.pt2"), "--obfuscators",
+                 str(out / "model.pt"), "--data", "sample", "--out", str(tmp_path / "tables"),
+                 "--quiet"]) == 0
+    tables = json.loads((tmp_path / "tables" / "tables.json").read_text())
+    row = tables["table1"][0]  # paired by the recorded sha256, named after the module's class
+    assert (row["classifier"], row["obfuscator"]) == ("SmallConvNet", "obf-SmallConvNet-lam1")
+    assert row["classifier_macs"] == 1_622_336  # counted through the program: 2 convs
+
+    assert main(["export", str(out / "model.pt"), "--out", str(tmp_path / "o.onnx")]) == 0
+    predictor = Predictor.from_checkpoint(out / "classifier.pt2")
+    probs = predictor(np.zeros((3, 32, 32, 3), np.uint8))
+    assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert predictor.info["sha256"] == sha256_of(out / "classifier.pt2")
+
+
+def test_cli_factory_with_weights_efficientnet(tmp_path):
+    """efficientnet_pytorch's EfficientNet-B0 (a classifier from another library), weights from
+    a state-dict file, through `veil train obfuscator --classifier package.module:function`."""
+    weights = tmp_path / "effnet.pt"
+    torch.manual_seed(1)
+    reference = efficientnet_b0()
+    torch.save(reference.state_dict(), weights)
+    out = tmp_path / "run"
+    assert main(["train", "obfuscator", "--classifier", "byo_models:efficientnet_b0",
+                 "--weights", str(weights), "--data", "sample", "--out", str(out),
+                 "--epochs", "1", "--batch-size", "50", "--encoder-epochs", "0.25",
+                 "--warm-start-batch-size", "50", "--train-subset", "100",
+                 "--test-subset", "50", "--quiet"]) == 0
+    payload = load_checkpoint(out / "model.pt")
+    assert payload["classifier"]["model_name"] == "byo_models:efficientnet_b0"
+    assert payload["config"]["classifier_weights"] == str(weights)
+    program, _ = load_classifier(out / "classifier.pt2")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), reference.eval()(x), rtol=1e-4, atol=1e-4)
+
+
+def cli_error(argv: list[str], capsys) -> str:
+    """The one-line error a failing command prints (and that it failed)."""
+    assert main(argv) != 0
+    return capsys.readouterr().err
+
+
+def test_cli_takes_a_pt2_program_and_needs_feature_weight_0(tmp_path, capsys):
+    program = export_classifier(small_convnet(), tmp_path / "mine.pt2",
+                                load_dataset("sample").classes, (32, 32), "mine")
+    args = ["train", "obfuscator", "--classifier", str(program), "--data", "sample",
+            "--epochs", "1", "--batch-size", "50", "--train-subset", "100", "--test-subset",
+            "50", "--quiet", "--encoder-epochs", "0"]
+    assert "pass --feature-weight 0" in cli_error([*args, "--out", str(tmp_path / "a")], capsys)
+    assert main([*args, "--out", str(tmp_path / "b"), "--feature-weight", "0"]) == 0
+    recorded = load_checkpoint(tmp_path / "b" / "model.pt")["classifier"]
+    assert recorded["path"] == str(program) and not (tmp_path / "b" / "classifier.pt2").exists()
+
+
+class Opaque:
+    pass
+
+
+@pytest.mark.parametrize("spec, extra, message", [
+    ("byo_models:seven_classes", [], "gives 7 outputs, but the data has 10 classes"),
+    ("byo_models:only_64x64", [], "refuses 32x32 images"),
+    ("byo_models:not_a_module", [], "returned a str, not a torch.nn.Module"),
+    ("byo_models:missing", [], "has no callable 'missing'"),
+    ("no_such_package.models:net", [], "cannot import 'no_such_package.models'"),
+    ("byo_models:small_convnet", ["--mean", "0.5", "0.5", "0.5"], "--mean and --std together"),
+    ("byo_models:small_convnet", ["--mean", "0.5", "0.5", "0.5", "--std", "1", "0", "1"],
+     "must be positive"),
+    ("byo_models:small_convnet", ["--weights", "{missing}"], "does not exist"),
+    ("byo_models:small_convnet", ["--weights", "{pickle}"], "weights_only=True"),
+    ("byo_models:small_convnet", ["--weights", "{foreign}"], "do not fit byo_models:small_convnet: "
+     "Error(s) in loading state_dict for SmallConvNet: size mismatch for fc.weight"),
+    ("{program}", ["--weights", "{foreign}"], "holds its own weights"),
+    ("{not_a_program}", [], "not a torch.export program"),
+])
+def test_bad_classifiers_are_refused_clearly(tmp_path, capsys, spec, extra, message):
+    files = {"missing": tmp_path / "nope.pt", "pickle": tmp_path / "evil.pt",
+             "foreign": tmp_path / "foreign.pt", "program": tmp_path / "p.pt2",
+             "not_a_program": tmp_path / "bad.pt2"}
+    with open(files["pickle"], "wb") as f:
+        pickle.dump(Opaque(), f)
+    torch.save(SmallConvNet(flat_input=123).state_dict(), files["foreign"])
+    export_classifier(small_convnet(), files["program"], load_dataset("sample").classes,
+                      (32, 32), "p")
+    files["not_a_program"].write_bytes(b"not a zip")
+    fill = {k: str(v) for k, v in files.items()}
+    argv = ["train", "obfuscator", "--classifier", spec.format(**fill), "--data", "sample",
+            "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet",
+            *[a.format(**fill) for a in extra]]
+    error = cli_error(argv, capsys)
+    assert message in error and "Traceback" not in error
