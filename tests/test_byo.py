@@ -118,6 +118,39 @@ class Opaque:
     pass
 
 
+class Planted:
+    """Unpickling this creates a file: the code a hostile file would run."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.hostile
+def test_a_pt2_with_a_pickled_payload_is_refused_without_running_it(tmp_path, capsys):
+    """torch.export.load falls back to full unpickling for sample inputs: veil never lets it."""
+    import zipfile
+
+    good = export_classifier(small_convnet(), tmp_path / "good.pt2",
+                             load_dataset("sample").classes, (32, 32), "good")
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.pt2"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(evil, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith("sample_inputs/model.pt"):
+                data = pickle.dumps(Planted(str(marker)))
+            dst.writestr(item, data)
+    error = cli_error(["train", "obfuscator", "--classifier", str(evil), "--data", "sample",
+                       "--out", str(tmp_path / "run"), "--feature-weight", "0", "--quiet"],
+                      capsys)
+    assert "not a torch.export program veil can load safely" in error
+    assert not marker.exists(), "the planted pickle ran"
+    assert torch.load is not None and load_classifier(good)[1]["classes"]  # guard undone
+
+
 @pytest.mark.parametrize("spec, extra, message", [
     ("byo_models:seven_classes", [], "gives 7 outputs, but the data has 10 classes"),
     ("byo_models:only_64x64", [], "refuses 32x32 images"),
@@ -132,7 +165,7 @@ class Opaque:
     ("byo_models:small_convnet", ["--weights", "{foreign}"], "do not fit byo_models:small_convnet: "
      "Error(s) in loading state_dict for SmallConvNet: size mismatch for fc.weight"),
     ("{program}", ["--weights", "{foreign}"], "holds its own weights"),
-    ("{not_a_program}", [], "not a torch.export program"),
+    ("{not_a_program}", [], "not a torch.export program veil can load safely"),
 ])
 def test_bad_classifiers_are_refused_clearly(tmp_path, capsys, spec, extra, message):
     files = {"missing": tmp_path / "nope.pt", "pickle": tmp_path / "evil.pt",

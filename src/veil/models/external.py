@@ -10,11 +10,14 @@ they can check, whatever the classifier was built from.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
+import pickle
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +85,44 @@ def load_external(spec: str | Path, device: str | torch.device = "cpu",
     return model.to(device).eval(), info
 
 
+_UNPICKLING = threading.Lock()
+
+
+@contextlib.contextmanager
+def restricted_unpickling() -> Iterator[None]:
+    """While torch.export.load runs: every torch.load with weights_only=True, and no other
+    unpickling at all. A .pt2 is a zip of JSON and raw tensors, but the loader falls back to
+    full unpickling for some entries (sample inputs, pickled weights, opaque constants), which
+    would run code from the file."""
+    real = (torch.load, pickle.loads, torch._C._pickle_load_obj)
+
+    def weights_only_load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return real[0](*args, **kwargs)
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise pickle.UnpicklingError("the program holds a pickled object, which veil does not "
+                                     "unpickle")
+
+    with _UNPICKLING:
+        torch.load, pickle.loads, torch._C._pickle_load_obj = weights_only_load, refuse, refuse
+        try:
+            yield
+        finally:
+            torch.load, pickle.loads, torch._C._pickle_load_obj = real
+
+
 def _load_program(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"classifier program {path} does not exist")
     extra = {META_FILE: ""}
     try:
-        program = torch.export.load(path, extra_files=extra)
+        with restricted_unpickling():
+            program = torch.export.load(path, extra_files=extra)
     except Exception as err:  # torch raises many types for a file that is not a program
-        raise ValueError(f"{path}: not a torch.export program ({type(err).__name__}: "
-                         f"{err})") from err
+        raise ValueError(f"{path}: not a torch.export program veil can load safely "
+                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                         ")") from err
     meta = json.loads(extra[META_FILE]) if extra[META_FILE] else {}
     info = {"model_name": meta.get("model_name") or f"export:{path.stem}",
             "classes": meta.get("classes"), "source": str(path), "format": "torch.export"}
