@@ -214,7 +214,7 @@ def test_directory_cache_notices_changes(tmp_path, monkeypatch):
     calls = []
     reader = sources._read_class_folders_dir
     monkeypatch.setattr(sources, "_read_class_folders_dir",
-                        lambda path: calls.append(path) or reader(path))
+                        lambda path, size=None: calls.append(path) or reader(path, size))
     first = load_dataset(root, cache=cache)
     load_dataset(root, cache=cache)
     assert len(calls) == 1

@@ -63,20 +63,21 @@ class LoadedObfuscator:
 
 
 def load_data(source: str | None, test_subset: int | None = None, seed: int = 0,
-              train_subset: int | None = None) -> tuple[Dataset, dict[str, Any]]:
+              train_subset: int | None = None, image_size: int | None = None
+              ) -> tuple[Dataset, dict[str, Any]]:
     """The data source, sub-sampled (seeded), and a description of it for result JSON."""
     for name, n in (("--test-subset", test_subset), ("--train-subset", train_subset)):
         if n is not None and n < 1:
             raise ValueError(f"{name} must be at least 1, got {n}")
     source = source if source is not None else default_source()
-    ds = load_dataset(source).subset(train_subset, test_subset, seed)
-    ds.require_image_size()
+    ds = load_dataset(source, image_size=image_size).subset(train_subset, test_subset, seed)
+    ds.require_obfuscator_size()
     if len(ds.test) == 0 or len(ds.train) == 0:
         raise ValueError(f"data source {source!r} has an empty train or test split")
     info = {"source": str(source), "name": ds.name, "sha256": ds.source_sha256,
             "classes": list(ds.classes), "train_images": len(ds.train),
             "test_images": len(ds.test), "train_subset": train_subset,
-            "test_subset": test_subset}
+            "test_subset": test_subset, "image_size": list(ds.image_size)}
     return ds, info
 
 

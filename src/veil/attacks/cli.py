@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if lams and not args.classifier:
         raise ValueError("a λ sweep needs --classifier (the frozen classifier to train against)")
     device = apply_runtime(args)
-    ds, data_info = load_data(args.data, args.test_subset, args.seed)
+    ds, data_info = load_data(args.data, args.test_subset, args.seed,
+                                image_size=args.image_size)
     classifier = _classifier(args, ds.classes, device)
     defenses, classifier = _obfuscator_defenses(args.obfuscators, classifier, ds.classes, device)
     calibration = _calibration(ds, device) if baseline_names else None

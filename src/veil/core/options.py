@@ -17,10 +17,15 @@ DATA_HELP = ("'cifar10' (downloaded, checksum verified), 'sample' (bundled), a "
 
 
 def add_data(parser: argparse.ArgumentParser, default: str | None = None,
-             what: str = "data source") -> None:
+             what: str = "data source", image_size: bool = True) -> None:
     shown = default or "$VEIL_DATA or cifar10"
     parser.add_argument("--data", metavar="SOURCE", default=default,
                         help=f"{what}: {DATA_HELP} (default: {shown})")
+    if image_size:
+        parser.add_argument("--image-size", type=int, metavar="N",
+                            help="fit every image to NxN: shorter side resized (Lanczos), then "
+                                 "a centre crop, as the edge client does (default: as stored; "
+                                 "the obfuscator needs multiples of 8)")
 
 
 def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:

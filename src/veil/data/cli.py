@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     cache = cache_dir()
     before = set((cache / "datasets").glob("*.npz"))
     start = time.perf_counter()
-    ds = load_dataset(source, cache)
+    ds = load_dataset(source, cache, image_size=args.image_size)
     seconds = time.perf_counter() - start
     for key, value in describe(ds).items():
         print(f"{key + ':':<12} {value}")

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.imagefit import fit_arrays
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 
@@ -53,6 +55,22 @@ class Dataset:
                 raise ValueError(f"{self.name}: {split_name} images are "
                                  f"{split.images.shape[1]}x{split.images.shape[2]}, "
                                  f"the model needs {size[0]}x{size[1]} RGB")
+
+    def require_obfuscator_size(self) -> None:
+        """The obfuscator halves the resolution three times: H and W must be multiples of 8."""
+        h, w = self.image_size
+        if h % 8 or w % 8:
+            raise ValueError(f"{self.name}: images are {w}x{h}; the obfuscator needs sides that "
+                             "are multiples of 8 (--image-size N fits them to NxN)")
+
+    def fitted(self, size: int | None) -> Dataset:
+        """Every image fitted to size x size (`core.imagefit`); itself if size is None."""
+        if size is None or self.image_size == (size, size):
+            return self
+        return Dataset(self.name, self.classes,
+                       Split(fit_arrays(self.train.images, size), self.train.labels),
+                       Split(fit_arrays(self.test.images, size), self.test.labels),
+                       self.source_sha256)
 
     def subset(self, n_train: int | None = None, n_test: int | None = None,
                seed: int = 0) -> Dataset:

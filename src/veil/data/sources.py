@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..core import env
 from ..core.files import atomic_write, sha256_of
+from ..core.imagefit import fit_image
 from .dataset import CIFAR10_CLASSES, Dataset, Split
 from .download import download_cifar10
 from .safe_pickle import UnsafePickleError, load_restricted
@@ -43,25 +44,31 @@ def default_source() -> str:
     return env.data_source()
 
 
-def load_dataset(source: str | os.PathLike | None = None, cache: Path | None = None) -> Dataset:
-    """Load a data source (see module docstring); None means `$VEIL_DATA` or `cifar10`."""
+def load_dataset(source: str | os.PathLike | None = None, cache: Path | None = None,
+                 image_size: int | None = None) -> Dataset:
+    """Load a data source (see module docstring); None means `$VEIL_DATA` or `cifar10`.
+    `image_size`: every image fitted to image_size x image_size (`core.imagefit`: shorter side
+    resized, centre crop), which also admits class folders whose images differ in size."""
+    if image_size is not None and image_size < 8:
+        raise DataError(f"--image-size must be at least 8, got {image_size}")
     source = str(source if source is not None else default_source())
     cache = Path(cache) if cache is not None else cache_dir()
     if source == "sample":
         from .sample import load_sample
-        return load_sample()
+        return load_sample().fitted(image_size)
     if source == "cifar10":
-        return _cached(download_cifar10(cache / "downloads"), cache, _read_cifar_batches)
+        return _cached(download_cifar10(cache / "downloads"), cache, _read_cifar_batches,
+                       image_size)
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data source not found: {path} (expected 'cifar10', 'sample', a "
                         f"cifar-10-batches-py folder, or a class-folder directory or .zip)")
     if path.is_dir() and (path / "data_batch_1").exists():
-        return _cached(path, cache, _read_cifar_batches)
+        return _cached(path, cache, _read_cifar_batches, image_size)
     if path.is_dir():
-        return _cached(path, cache, _read_class_folders_dir)
+        return _cached(path, cache, _read_class_folders_dir, image_size)
     if zipfile.is_zipfile(path):
-        return _cached(path, cache, _read_class_folders_zip)
+        return _cached(path, cache, _read_class_folders_zip, image_size)
     raise DataError(f"{path}: not a zip archive, a class-folder directory or a "
                     f"cifar-10-batches-py folder")
 
@@ -82,15 +89,20 @@ def cache_file(cache: Path, key: str) -> Path:
     return Path(cache) / "datasets" / f"{key[:24]}-v{CACHE_VERSION}.npz"
 
 
-def _cached(path: Path, cache: Path, reader: Callable[[Path], Dataset]) -> Dataset:
+def _cached(path: Path, cache: Path, reader: Callable[[Path, int | None], Dataset],
+            image_size: int | None) -> Dataset:
+    """The source decoded (fitted to image_size if given), from the cache when it is there;
+    the key is the source's (each image size is cached apart, the dataset names the source)."""
     key = _source_key(path)
     file = cache_file(cache, key)
+    if image_size is not None:
+        file = file.with_name(f"{file.stem}-{image_size}px.npz")
     if file.exists():
         with np.load(file, allow_pickle=False) as z:
             return Dataset(str(z["name"]), tuple(str(c) for c in z["classes"]),
                            Split(z["x_train"], z["y_train"]), Split(z["x_test"], z["y_test"]),
                            key)
-    ds = reader(path)
+    ds = reader(path, image_size)
     file.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, name=ds.name, classes=np.array(ds.classes), x_train=ds.train.images,
@@ -100,7 +112,7 @@ def _cached(path: Path, cache: Path, reader: Callable[[Path], Dataset]) -> Datas
 
 
 # --- the official python batches -------------------------------------------------------------
-def _read_cifar_batches(folder: Path) -> Dataset:
+def _read_cifar_batches(folder: Path, image_size: int | None = None) -> Dataset:
     def read(names: Iterable[str]) -> Split:
         xs, ys = [], []
         for name in names:
@@ -119,24 +131,26 @@ def _read_cifar_batches(folder: Path) -> Dataset:
         return Split(np.ascontiguousarray(np.concatenate(xs).transpose(0, 2, 3, 1)),
                      np.concatenate(ys))
 
-    return Dataset("cifar10", CIFAR10_CLASSES,
-                   read(f"data_batch_{i}" for i in range(1, 6)), read(["test_batch"]))
+    return Dataset("cifar10", CIFAR10_CLASSES, read(f"data_batch_{i}" for i in range(1, 6)),
+                   read(["test_batch"])).fitted(image_size)
 
 
 # --- class folders -------------------------------------------------------------------------
-def _decode(name: str, data: bytes) -> np.ndarray:
+def _decode(name: str, data: bytes, image_size: int | None = None) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             if im.mode not in ("RGB", "L", "RGBA", "P"):
                 raise DataError(f"{name}: unsupported image mode {im.mode}")
-            return np.asarray(im.convert("RGB"), np.uint8)
+            rgb = im.convert("RGB")
+            return np.asarray(rgb if image_size is None else fit_image(rgb, image_size),
+                              np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"{name}: corrupt or unreadable image ({e})") from e
 
 
 def _build(name: str, members: dict[str, dict[str, list[str]]],
-           read: Callable[[str], bytes], where: str) -> Dataset:
+           read: Callable[[str], bytes], where: str, image_size: int | None = None) -> Dataset:
     """members: split -> class -> member names; read: member name -> bytes."""
     for split in ("train", "test"):
         if not members.get(split):  # _group only lists folders that hold images
@@ -156,11 +170,13 @@ def _build(name: str, members: dict[str, dict[str, list[str]]],
             names += files
             labels += [label] * len(files)
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            images = list(pool.map(lambda n: _decode(n, read(n)), names, chunksize=256))
+            images = list(pool.map(lambda n: _decode(n, read(n), image_size), names,
+                                   chunksize=256))
         odd = next((i for i, im in enumerate(images) if im.shape != images[0].shape), None)
         if odd is not None:
             raise DataError(f"{where}: images differ in size, e.g. {names[odd]} is "
-                            f"{_size(images[odd])} but {names[0]} is {_size(images[0])}")
+                            f"{_size(images[odd])} but {names[0]} is {_size(images[0])}; "
+                            "--image-size N fits them all to NxN")
         return Split(np.stack(images), np.asarray(labels, np.int64))
 
     return Dataset(name, tuple(train_classes), split_arrays("train"), split_arrays("test"))
@@ -188,12 +204,13 @@ def _group(paths: Iterable[str]) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def _read_class_folders_dir(root: Path) -> Dataset:
+def _read_class_folders_dir(root: Path, image_size: int | None = None) -> Dataset:
     rel = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
-    return _build(root.name, _group(rel), lambda n: (root / n).read_bytes(), str(root))
+    return _build(root.name, _group(rel), lambda n: (root / n).read_bytes(), str(root),
+                  image_size)
 
 
-def _read_class_folders_zip(path: Path) -> Dataset:
+def _read_class_folders_zip(path: Path, image_size: int | None = None) -> Dataset:
     with zipfile.ZipFile(path) as zf:
         def read(name: str) -> bytes:
             try:
@@ -203,4 +220,4 @@ def _read_class_folders_zip(path: Path) -> Dataset:
                 raise DataError(f"{path}: corrupt zip member {name} ({e})") from e
         groups = _group(zf.namelist())
         stem = path.stem
-        return _build(stem, groups, read, str(path))
+        return _build(stem, groups, read, str(path), image_size)

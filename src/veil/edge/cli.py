@@ -22,7 +22,8 @@ from ..core import env
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n", 1)[1].strip()
     parser.add_argument("images", nargs="+", type=Path, help="image files (any size/format "
-                        "Pillow reads; resized and centre-cropped to 32x32)")
+                        "Pillow reads; resized and centre-cropped to the obfuscator's size, "
+                             "32x32 for CIFAR-10)")
     parser.add_argument("--server", default=env.get(env.SERVER),
                         required=env.get(env.SERVER) is None,
                         help="server URL, e.g. https://veil.example.org (or $VEIL_SERVER)")

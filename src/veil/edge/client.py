@@ -1,15 +1,15 @@
 """The edge side of veil: obfuscate on the device, send only the 8-bit obfuscated image.
 
-    from veil.edge.client import VeilClient
-    with VeilClient("http://127.0.0.1:8000", "obfuscator.onnx") as client:
-        for p in client.classify(["cat.jpg", "dog.png"]):
-            print(p.source, p.label, p.confidence)
+from veil.edge.client import VeilClient with VeilClient("http://127.0.0.1:8000",
+"obfuscator.onnx") as client: for p in client.classify(["cat.jpg", "dog.png"]): print(p.source,
+p.label, p.confidence)
 
-Each image (any size or format Pillow reads) has its shorter side resized to 32 and is
-centre-cropped to 32x32, runs through the ONNX obfuscator with onnxruntime, is rounded to 8 bits
-per channel and PNG-encoded; those PNG bytes, under a neutral file name, are all that leaves the
-device. This module needs numpy, pillow, onnxruntime and httpx (`pip install veil[edge]`) and
-never imports torch, unless a PyTorch checkpoint is given as the obfuscator.
+Each image (any size or format Pillow reads) has its shorter side resized to the size the
+obfuscator was exported for (32 for CIFAR-10) and is centre-cropped to a square, runs through
+the ONNX obfuscator with onnxruntime, is rounded to 8 bits per channel and PNG-encoded; those
+PNG bytes, under a neutral file name, are all that leaves the device. This module needs numpy,
+pillow, onnxruntime and httpx (`pip install veil[edge]`) and never imports torch, unless a
+PyTorch checkpoint is given as the obfuscator.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .images import ImageInput, encode_png, load_image
+from .images import IMAGE_SIZE, ImageInput, encode_png, load_image
 from .obfuscators import load_obfuscator
 
 Obfuscate = Callable[[np.ndarray], np.ndarray]
@@ -76,7 +76,8 @@ class VeilClient:
 
     def obfuscate(self, inputs: Iterable[ImageInput]) -> list[bytes]:
         """The PNG bytes that would be sent for each input."""
-        images = np.stack([load_image(x) for x in inputs])
+        size = getattr(self.obfuscator, "image_size", IMAGE_SIZE)
+        images = np.stack([load_image(x, size) for x in inputs])
         out: list[bytes] = []
         for start in range(0, len(images), self.batch_size):
             out += [encode_png(im) for im in self.obfuscator(images[start:start + self.batch_size])]
@@ -154,6 +155,11 @@ class VeilClient:
             raise ServerError(200, "bad_response", f"/healthz gives max_images {limit!r:.40}, "
                                                    "not a whole number")
         self.batch_size = max(1, min(self.batch_size, limit))
+        size = getattr(self.obfuscator, "image_size", IMAGE_SIZE)
+        if health.get("image_size") not in (None, [size, size]):
+            raise ServerError(200, "image_size_mismatch",
+                              f"the server classifies {health['image_size']} images, the "
+                              f"obfuscator makes {size}x{size} ones")
         expected = (getattr(self.obfuscator, "manifest", None) or {}).get("classifier", {})
         served = health.get("classifier", {})
         if expected.get("sha256") and served.get("sha256") not in (None, expected["sha256"]):

@@ -1,8 +1,9 @@
 """Camera images in, the 8-bit PNG that leaves the device out.
 
-Any size or format Pillow reads has its shorter side resized to 32 and is centre-cropped to
-32x32; the obfuscator's float output is checked and rounded to 8 bits (`quantize_uint8`) and
-PNG-encoded (`encode_png`, a small encoder of our own: filter choice per row, no metadata).
+Any size or format Pillow reads has its shorter side resized to the obfuscator's size (32 for
+CIFAR-10) and is centre-cropped to a square (`veil.core.imagefit`); the obfuscator's float
+output is checked and rounded to 8 bits (`quantize_uint8`) and PNG-encoded (`encode_png`, a
+small encoder of our own: filter choice per row, no metadata).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..core import imagefit
 from ..core.eightbit import to_uint8_array
 from ..core.wire import PNG_SIGNATURE
 
@@ -57,17 +59,12 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def fit_image(im: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
-    """Resize the shorter side to `size` (Lanczos), then centre-crop to size x size."""
-    w, h = im.size
-    if w < 1 or h < 1:
-        raise ImageError(f"empty image ({w}x{h})")
-    if (w, h) != (size, size):
-        scale = size / min(w, h)
-        new = (max(size, round(w * scale)), max(size, round(h * scale)))
-        im = im.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        left, top = (new[0] - size) // 2, (new[1] - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-    return im
+    """Resize the shorter side to `size` (Lanczos), then centre-crop to size x size
+    (`veil.core.imagefit`, the rule the training data follows too)."""
+    try:
+        return imagefit.fit_image(im, size)
+    except ValueError as e:  # an empty image
+        raise ImageError(str(e)) from None
 
 
 def fit_array(array: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
@@ -75,7 +72,9 @@ def fit_array(array: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
         raise ImageError(f"arrays must be uint8 HxWx3 RGB, got {array.dtype} {array.shape}")
     if array.shape[:2] == (size, size):
         return np.ascontiguousarray(array)
-    return np.asarray(fit_image(Image.fromarray(array, "RGB"), size))
+    if min(array.shape[:2]) < 1:
+        raise ImageError(f"empty image ({array.shape[1]}x{array.shape[0]})")
+    return imagefit.fit_array(array, size)
 
 
 def encode_png(image: np.ndarray) -> bytes:

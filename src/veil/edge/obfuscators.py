@@ -12,7 +12,7 @@ import numpy as np
 from ..core.eightbit import from_uint8_array
 from ..core.files import sha256_bytes
 from ..core.wire import manifest_path_for
-from .images import quantize_uint8
+from .images import IMAGE_SIZE, quantize_uint8
 
 
 class OnnxObfuscator:
@@ -37,6 +37,8 @@ class OnnxObfuscator:
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.input_shape = self.session.get_inputs()[0].shape  # [N, 3, H, W]; N symbolic
+        h = self.input_shape[2] if len(self.input_shape) == 4 else None
+        self.image_size = h if isinstance(h, int) else IMAGE_SIZE  # what camera images fit to
 
     def check_input(self, x: np.ndarray) -> None:
         """The images must have the size the model was exported for."""
@@ -63,6 +65,7 @@ class TorchObfuscator:
 
         self.runner = ArrayObfuscator(path, threads)
         self.payload = self.runner.payload
+        self.image_size = int((self.payload.get("image_size") or [IMAGE_SIZE])[0])
         self.manifest = {"classifier": self.payload.get("classifier", {}),
                          "classes": self.payload.get("classes", [])}
 

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if args.per_class < 1 or args.scale < 1:
         raise ValueError("--per-class and --scale must be at least 1")
     device = apply_runtime(args)
-    ds, data_info = load_data(args.data, args.test_subset, args.seed)
+    ds, data_info = load_data(args.data, args.test_subset, args.seed,
+                                image_size=args.image_size)
     classifiers = load_classifiers(args.classifiers, ds.classes, device)
     obfuscators = load_obfuscators(args.obfuscators, ds.classes, device)
     for note in pair_with_classifiers(obfuscators, classifiers, ds.classes, device):

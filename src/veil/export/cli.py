@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="obfuscator.onnx",
                         help="ONNX file to write; the manifest goes beside it as .json "
                              "(default: %(default)s)")
-    add_data(parser, default="sample", what="images for the parity check")
+    add_data(parser, default="sample", what="images for the parity check (fitted to the size "
+             "the obfuscator was trained at)", image_size=False)
     parser.add_argument("--images", type=int, default=None,
                         help="use at most this many parity images (default: all)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,

@@ -1,7 +1,8 @@
 """Obfuscator -> ONNX: BatchNorm folded, dynamic batch, parity checked, manifest written.
 
-The exported graph takes float32 images in [0, 1] of shape (batch, 3, 32, 32) and returns the
-obfuscated image in [0, 1]; the edge quantises it to 8 bits (what is sent). The ONNX file only
+The exported graph takes float32 images in [0, 1] of shape (batch, 3, S, S), S the size the
+obfuscator was trained at (32 on CIFAR-10; `--image-size`), and returns the obfuscated image in
+[0, 1]; the edge quantises it to 8 bits (what is sent). The ONNX file only
 replaces its target once onnxruntime reproduces PyTorch on the parity images, so a failed
 export never leaves a half-verified model behind.
 """
@@ -139,10 +140,9 @@ def export_obfuscator(checkpoint: str | os.PathLike, out: str | os.PathLike = "o
     from ..models.checkpoints import load_obfuscator_pair
 
     obfuscator, _, payload = load_obfuscator_pair(checkpoint)
-    images = load_dataset(data).test.subset(max_images).images
-    if images.shape[1:] != (32, 32, 3):
-        raise ExportError(f"parity images must be 32x32 RGB, got {images.shape[1:]}")
-    data_bytes = onnx_bytes(obfuscator, opset=opset)
+    size = trained_image_size(payload)
+    images = load_dataset(data, image_size=size[0]).test.subset(max_images).images
+    data_bytes = onnx_bytes(obfuscator, size, opset=opset)
     parity = verify_parity(obfuscator, data_bytes, images)
     check_parity(parity)
     out = Path(out)
@@ -163,17 +163,18 @@ def build_manifest(onnx_path: Path, data: bytes, payload: dict[str, Any], parity
     from ..core.version import VERSION as __version__
 
     metrics = payload.get("metrics") or {}
-    tensor = {"dtype": "float32", "shape": ["batch", 3, 32, 32], "layout": "NCHW",
+    h, w = trained_image_size(payload)
+    tensor = {"dtype": "float32", "shape": ["batch", 3, h, w], "layout": "NCHW",
               "range": [0.0, 1.0], "color": "RGB"}
     return {
         "format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION,
         "onnx": {"file": onnx_path.name, "sha256": sha256_bytes(data),
                  "bytes": len(data), "opset": opset, "batchnorm_folded": True,
                  "ops": sorted(onnx_op_types(data))},
-        "input": {"name": INPUT_NAME, **tensor, "preprocess": "RGB uint8 / 255, shorter side "
-                  "resized to 32 then centre-cropped to 32x32"},
+        "input": {"name": INPUT_NAME, **tensor, "preprocess": f"RGB uint8 / 255, shorter side "
+                  f"resized to {h} then centre-cropped to {h}x{w}"},
         "output": {"name": OUTPUT_NAME, **tensor},
-        "transmitted": {"format": "PNG", "mode": "RGB", "dtype": "uint8", "shape": [32, 32, 3],
+        "transmitted": {"format": "PNG", "mode": "RGB", "dtype": "uint8", "shape": [h, w, 3],
                         "quantisation": "round(clip(output, 0, 1) * 255)"},
         "classifier": payload.get("classifier", {}),
         "classes": list(payload.get("classes", [])),
@@ -184,6 +185,16 @@ def build_manifest(onnx_path: Path, data: bytes, payload: dict[str, Any], parity
         "versions": {"veil": __version__, "torch": str(torch.__version__), "onnx": onnx.__version__,
                      "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
     }
+
+
+def trained_image_size(payload: dict[str, Any]) -> tuple[int, int]:
+    """The (H, W) an obfuscator was trained at (32x32 for checkpoints from before veil
+    recorded it)."""
+    h, w = payload.get("image_size") or (32, 32)
+    if h != w:
+        raise ExportError(f"the obfuscator was trained on {w}x{h} images; veil exports square "
+                          "sizes (train with --image-size N)")
+    return int(h), int(w)
 
 
 def _accuracy(metrics: dict[str, Any], classifier: dict[str, Any]) -> dict[str, Any] | None:

@@ -54,7 +54,7 @@ def _load_external(spec: str | Path, device: str | torch.device,
     check_classifier(model, len(classes), image_size, str(spec))
     return model, {"kind": "classifier", "model_name": info["model_name"],
                    "num_classes": len(classes), "classes": list(classes), "metrics": {},
-                   "source": info}
+                   "image_size": info.pop("image_size") or list(image_size), "source": info}
 
 
 def _load_veil_classifier(path: str | Path, device: str | torch.device,

@@ -1,9 +1,9 @@
 """Parameters and multiply-accumulates of veil's networks, and the obfuscator's overhead.
 
-MACs are counted with `torch.utils.flop_counter.FlopCounterMode` for one 3x32x32 image
-(MACs = FLOPs / 2); it counts convolutions and matrix products, not BatchNorm, activations,
-pooling or upsampling. The overhead of the obfuscator over a classifier is obfuscator / classifier
-in percent, as in the paper's Table 1.
+MACs are counted with `torch.utils.flop_counter.FlopCounterMode` for one 3x32x32 image, or one
+of the size asked for (MACs = FLOPs / 2); it counts convolutions and matrix products, not
+BatchNorm, activations, pooling or upsampling. The overhead of the obfuscator over a classifier
+is obfuscator / classifier in percent, as in the paper's Table 1.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ PAPER_OVERHEAD: dict[str, tuple[float, float]] = {
 }
 PAPER_OBFUSCATOR_PARAMS = 324_518
 PAPER_OBFUSCATOR_MACS = 2.6e7
-COUNTING_NOTE = ("per 3x32x32 image; MACs = FLOPs / 2 from torch.utils.flop_counter."
+COUNTING_NOTE = ("per 3x{size}x{size} image; MACs = FLOPs / 2 from torch.utils.flop_counter."
                  "FlopCounterMode (convolutions and matrix products only)")
 
 
@@ -61,11 +61,17 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> 
 
 
 @functools.cache
-def model_complexity(name: str) -> Complexity:
-    """Complexity of a registry model; it is built on the meta device, so nothing is allocated."""
+def model_complexity(name: str, image_size: int = 32) -> Complexity:
+    """Complexity of a registry model on image_size x image_size images; it is built on the
+    meta device, so nothing is allocated. A model that refuses the size is a ValueError."""
     with torch.device("meta"):
         model = create_model(name)
-    return Complexity(name, model_kind(name), count_params(model), count_macs(model))
+    try:
+        macs = count_macs(model, (3, image_size, image_size))
+    except RuntimeError as err:  # shapes that do not fit the model's layers
+        raise ValueError(f"{name} does not take {image_size}x{image_size} images: "
+                         f"{str(err).splitlines()[0]}") from err
+    return Complexity(name, model_kind(name), count_params(model), macs)
 
 
 def overhead_rows(obfuscator: Complexity, classifiers: list[Complexity]) -> list[dict[str, Any]]:
@@ -91,20 +97,31 @@ def overhead_rows(obfuscator: Complexity, classifiers: list[Complexity]) -> list
     return rows
 
 
-def models_report(names: list[str] | None = None) -> dict[str, Any]:
-    """Every registry model's size plus the obfuscator overhead over the paper's classifiers."""
+def models_report(names: list[str] | None = None, image_size: int = 32) -> dict[str, Any]:
+    """Every registry model's size plus the obfuscator overhead over the paper's classifiers,
+    on image_size x image_size images (the paper's figures are for 32x32)."""
+    if image_size < 8 or image_size % 8:
+        raise ValueError(f"--image-size must be a multiple of 8 (the obfuscator halves the "
+                         f"resolution three times), got {image_size}")
     # obfuscators first, then classifiers, each by name
     names = sorted(names or list_models(), key=lambda n: (model_kind(n) != "obfuscator", n))
-    models = [model_complexity(n) for n in names]
-    obf = model_complexity(OBFUSCATOR)
+    models, refused = [], {}
+    for n in names:
+        try:
+            models.append(model_complexity(n, image_size))
+        except ValueError as err:  # e.g. a classifier head sized for 32x32
+            refused[n] = str(err)
+    obf = model_complexity(OBFUSCATOR, image_size)
     return {
-        "input_shape": list(INPUT_SHAPE),
-        "counting": COUNTING_NOTE,
+        "input_shape": [3, image_size, image_size],
+        "counting": COUNTING_NOTE.format(size=image_size),
         "models": [asdict(m) for m in models],
         "obfuscator": {"params": obf.params, "macs": obf.macs,
                        "paper_params": PAPER_OBFUSCATOR_PARAMS,
                        "paper_macs": PAPER_OBFUSCATOR_MACS},
-        "overhead": overhead_rows(obf, [model_complexity(n) for n in PAPER_CLASSIFIERS]),
+        "overhead": overhead_rows(obf, [m for n in PAPER_CLASSIFIERS for m in models
+                                        if m.name == n]),
+        "refused": refused,
     }
 
 
@@ -137,7 +154,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"Obfuscator: {obf['params']:,} parameters (paper: {obf['paper_params']:,}), "
         f"{obf['macs']:,} MACs (paper: about {obf['paper_macs']:.1e}).".replace("e+0", "e"),
         "",
-        "Overhead = obfuscator / classifier in %; diff = ours - the paper's, in percentage points.",
+        "Overhead = obfuscator / classifier in %; diff = ours - the paper's, in percentage points"
+        + ("." if report["input_shape"][1] == 32 else " (the paper's figures are for 32x32)."),
         "",
         *overhead_markdown(report),
         "",
@@ -145,5 +163,6 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         *models_markdown(report),
         "",
+        *[f"- {reason}" for reason in report.get("refused", {}).values()],
     ]
     return "\n".join(lines)

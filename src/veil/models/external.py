@@ -125,7 +125,8 @@ def _load_program(path: Path) -> tuple[nn.Module, dict[str, Any]]:
                          ")") from err
     meta = json.loads(extra[META_FILE]) if extra[META_FILE] else {}
     info = {"model_name": meta.get("model_name") or f"export:{path.stem}",
-            "classes": meta.get("classes"), "source": str(path), "format": "torch.export"}
+            "classes": meta.get("classes"), "image_size": meta.get("image_size"),
+            "source": str(path), "format": "torch.export"}
     return ExportedClassifier(program.module(), meta), info
 
 
@@ -148,7 +149,8 @@ def _build_from_factory(spec: str, weights: str | Path | None) -> tuple[nn.Modul
         except RuntimeError as err:  # missing, unexpected or mis-shaped tensors, all listed
             raise ValueError(f"--weights {weights} do not fit {spec}: "
                              f"{' '.join(str(err).split())}") from err
-    return model, {"model_name": spec, "classes": None, "source": spec, "format": "factory",
+    return model, {"model_name": spec, "classes": None, "image_size": None, "source": spec,
+                   "format": "factory",
                    "weights": None if weights is None else str(weights)}
 
 

@@ -118,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="paper",
                         help="paper (default): the paper's models on a GPU; tiny: stand-in "
                              "models and a few hundred images, minutes on a CPU")
-    add_data(parser)
+    add_data(parser, image_size=False)  # the paper's set-up: 32x32
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"run and results folder (default: {DEFAULT_OUT})")
     parser.add_argument("--budget-minutes", type=float, metavar="M",

@@ -29,7 +29,8 @@ class Predictor:
         model, payload = load_classifier(path, verify=verify)
         info = {"model_name": payload["model_name"], "sha256": sha256_of(path),
                 "path": str(Path(path)), "test_acc": (payload.get("metrics") or {}).get("test_acc")}
-        return cls(model, payload["classes"], info)
+        h, w = payload.get("image_size") or (32, 32)  # recorded since veil 0.1 trains any size
+        return cls(model, payload["classes"], info, (int(h), int(w)))
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = np.ascontiguousarray(images)

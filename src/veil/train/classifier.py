@@ -106,9 +106,8 @@ class ClassifierTrainer:
 
     def __init__(self, config: ClassifierConfig, process: Process) -> None:
         self.config, self.device, self.ddp = config, process.device, process.ddp
-        ds = load_dataset(config.data).subset(config.train_subset, config.test_subset,
-                                              config.seed)
-        ds.require_image_size()
+        ds = load_dataset(config.data, image_size=config.image_size).subset(
+            config.train_subset, config.test_subset, config.seed)
         self.ds = ds
         seed_everything(config.seed)
         model = create_model(config.model, num_classes=len(ds.classes)).to(self.device)

@@ -110,9 +110,9 @@ class ObfuscatorTrainer:
                  classifier: nn.Module | None = None) -> None:
         self.config, self.device, self.ddp = config, process.device, process.ddp
         device = self.device
-        ds = load_dataset(config.data)
+        ds = load_dataset(config.data, image_size=config.image_size)
         self.ds = ds = ds.subset(config.train_subset, config.test_subset, config.seed)
-        ds.require_image_size()
+        ds.require_obfuscator_size()
         classifier, self.clf_info = _frozen_target(config, ds, device, process, classifier)
         seed_everything(config.seed)
         self.obfuscator = create_model("obfuscator").to(device)

@@ -34,6 +34,7 @@ class RunConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     threads: int | None = None
+    image_size: int | None = None  # fit every image to NxN (core.imagefit); None: as stored
 
 
 def build_config(cls: type[C], defaults: dict[str, Any], overrides: dict[str, Any]) -> C:
@@ -44,7 +45,8 @@ def build_config(cls: type[C], defaults: dict[str, Any], overrides: dict[str, An
 def run_payload(kind: str, config: Any, metrics: dict[str, Any], ds, **content: Any
                 ) -> dict[str, Any]:
     """A trained run's checkpoint: its networks (`content`) and what they came from."""
-    return {"kind": kind, **content, "classes": list(ds.classes), "config": asdict(config),
+    return {"kind": kind, **content, "classes": list(ds.classes),
+            "image_size": list(ds.image_size), "config": asdict(config),
             "metrics": metrics, "data": {"name": ds.name, "sha256": ds.source_sha256},
             "environment": environment()}
 

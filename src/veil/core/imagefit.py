@@ -1,0 +1,37 @@
+"""The one rule that brings an image of any size to the model's: the shorter side resized to
+`size` (Lanczos), then a centre crop to size x size. Training data (`--image-size`) and the edge
+client's camera images follow it alike. Pillow and numpy only (the torch-free edge uses it)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def fit_image(im: Image.Image, size: int) -> Image.Image:
+    """`im` resized and centre-cropped to size x size (unchanged if it already is)."""
+    w, h = im.size
+    if w < 1 or h < 1:
+        raise ValueError(f"empty image ({w}x{h})")
+    if (w, h) != (size, size):
+        scale = size / min(w, h)
+        new = (max(size, round(w * scale)), max(size, round(h * scale)))
+        im = im.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+    return im
+
+
+def fit_array(array: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 HxWx3 RGB array through `fit_image`."""
+    if array.shape[:2] == (size, size):
+        return np.ascontiguousarray(array)
+    return np.asarray(fit_image(Image.fromarray(array, "RGB"), size))
+
+
+def fit_arrays(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> uint8 (N, size, size, 3), image by image."""
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack([fit_array(im, size) for im in images]) if len(images) else \
+        np.zeros((0, size, size, 3), np.uint8)
