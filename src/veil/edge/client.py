@@ -1,8 +1,9 @@
 """The edge side of veil: obfuscate on the device, send only the 8-bit obfuscated image.
 
-from veil.edge.client import VeilClient with VeilClient("http://127.0.0.1:8000",
-"obfuscator.onnx") as client: for p in client.classify(["cat.jpg", "dog.png"]): print(p.source,
-p.label, p.confidence)
+    from veil.edge.client import VeilClient
+    with VeilClient("http://127.0.0.1:8000", "obfuscator.onnx") as client:
+        for p in client.classify(["cat.jpg", "dog.png"]):
+            print(p.source, p.label, p.confidence)
 
 Each image (any size or format Pillow reads) has its shorter side resized to the size the
 obfuscator was exported for (32 for CIFAR-10) and is centre-cropped to a square, runs through
