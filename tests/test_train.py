@@ -206,6 +206,52 @@ def test_adversarial_step_freezes_classifier_and_optimisers_are_disjoint(trained
         assert torch.equal(v, before[k]), f"frozen classifier changed: {k}"
 
 
+@pytest.fixture(scope="module")
+def second_classifier(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clf-b")
+    clf.train_classifier(tiny_classifier_config(out, epochs=3, seed=1), quiet=True)
+    return out / "model.pt"
+
+
+@pytest.mark.parametrize("mode", ["mean", "cycle"])
+def test_ensemble_step_uses_its_members_as_asked(trained_classifier, second_classifier, mode):
+    """mean: every step's loss is the members' mean; cycle: one member per step, in turn."""
+    a, b = (load_classifier(p)[0] for p in (trained_classifier, second_classifier))
+    config = tiny_obfuscator_config(trained_classifier, "unused", ensemble_mode=mode)
+    torch.manual_seed(0)
+    o, d = create_model("obfuscator").eval(), create_model("deobfuscator")
+    step = obf.AdversarialStep(o, d, [a, b], config, torch.device("cpu"))
+    singles = [obf.AdversarialStep(o, d, m, config, torch.device("cpu")) for m in (a, b)]
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    with torch.no_grad():
+        sent = o(x)
+        alone = [s._utility(x, sent, y)[1].item() for s in singles]
+        got = [step._utility(x, sent, y)[1].item() for _ in range(3)]
+    assert alone[0] != pytest.approx(alone[1])
+    want = [sum(alone) / 2] * 3 if mode == "mean" else [alone[0], alone[1], alone[0]]
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_ensemble_obfuscator_records_and_measures_every_member(trained_classifier,
+                                                               second_classifier, tmp_path,
+                                                               capsys):
+    out = tmp_path / "ens"
+    assert main(["train", "obfuscator", "--classifier", str(trained_classifier),
+                 "--classifier", str(second_classifier), "--ensemble-mode", "cycle",
+                 "--recipe", "fast", "--data", "sample", "--out", str(out), "--epochs", "1",
+                 "--batch-size", "50", "--test-subset", "100", "--quiet"]) == 0
+    payload = load_checkpoint(out / "model.pt")
+    assert [m["path"] for m in payload["classifier"]["ensemble"]] == [str(second_classifier)]
+    members = payload["metrics"]["members"]
+    assert [m["sha256"] for m in members] == [payload["classifier"]["sha256"],
+                                              payload["classifier"]["ensemble"][0]["sha256"]]
+    assert members[0]["obfuscated_acc"] == pytest.approx(payload["metrics"]["obfuscated_acc"])
+    assert main(["train", "obfuscator", "--classifier", str(trained_classifier),
+                 "--classifier", str(trained_classifier), "--data", "sample", "--out",
+                 str(tmp_path / "twice"), "--epochs", "1", "--quiet"]) != 0
+    assert "is given twice" in capsys.readouterr().err
+
+
 def test_gradient_reversal_gives_each_network_its_own_objective():
     """O gets d(L_c - lam L_r), D gets d(L_r): checked against two separate backward passes."""
     torch.manual_seed(0)

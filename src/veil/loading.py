@@ -170,7 +170,9 @@ def _label_obfuscators(obfuscators: list[LoadedObfuscator]) -> None:
     names = []
     for o in obfuscators:
         lam = "" if o.lam is None else f"-lam{o.lam:g}"
-        names.append(f"obf-{o.classifier.label if o.classifier else 'unknown'}{lam}")
+        members = len((o.payload.get("classifier") or {}).get("ensemble") or [])
+        ensemble = f"ensemble{members + 1}-" if members else ""
+        names.append(f"obf-{ensemble}{o.classifier.label if o.classifier else 'unknown'}{lam}")
     for i, o in enumerate(obfuscators):
         repeats = names[:i].count(names[i])
         o.label = names[i] if repeats == 0 else f"{names[i]}-{repeats + 1}"

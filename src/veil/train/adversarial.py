@@ -3,10 +3,13 @@ learning-rate schedules, and the pair's evaluation."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..batches import accuracy
 from ..core.eightbit import quantize_8bit, quantize_8bit_ste
 from ..core.runtime import autocast
 from ..data import TensorLoader
@@ -29,13 +32,21 @@ class GradientReversal(torch.autograd.Function):
 
 
 class AdversarialStep:
-    """One training step of obfuscator and deobfuscator against a frozen classifier."""
+    """One training step of obfuscator and deobfuscator against a frozen classifier, or against
+    an ensemble of them (a list): `ensemble_mode` "mean" averages the members' classification
+    losses in every step, "cycle" takes one member per step in turn (the cost of one)."""
 
-    def __init__(self, obfuscator: nn.Module, deobfuscator: nn.Module, classifier: nn.Module,
-                 config: ObfuscatorConfig, device: torch.device, fold: bool = True,
-                 ddp: Distributed | None = None) -> None:
+    def __init__(self, obfuscator: nn.Module, deobfuscator: nn.Module,
+                 classifier: nn.Module | Sequence[nn.Module], config: ObfuscatorConfig,
+                 device: torch.device, fold: bool = True, ddp: Distributed | None = None) -> None:
         self.obfuscator, self.deobfuscator, self.ddp = obfuscator, deobfuscator, ddp
-        self.classifier = FrozenClassifier(classifier, fold=fold)
+        members = list(classifier) if isinstance(classifier, Sequence) else [classifier]
+        self.members = [FrozenClassifier(m, fold=fold) for m in members]
+        self.classifier = self.members[0]  # the one the warm starts and the metrics use
+        if config.ensemble_mode not in ("mean", "cycle"):
+            raise ValueError(f"--ensemble-mode must be mean or cycle, got "
+                             f"{config.ensemble_mode!r}")
+        self.steps = 0
         self.config, self.device = config, device
         self.opt_obfuscator = torch.optim.Adam(obfuscator.parameters(), lr=config.lr,
                                                fused=True)
@@ -63,19 +74,30 @@ class AdversarialStep:
 
     def _utility(self, x: torch.Tensor, sent: torch.Tensor, y: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits on the sent image, the obfuscator's classification loss)."""
+        """(logits on the sent image, the obfuscator's classification loss) over the members
+        this step uses (logits and loss averaged)."""
+        if self.config.ensemble_mode == "cycle" or len(self.members) == 1:
+            member = self.members[self.steps % len(self.members)]
+            self.steps += 1
+            return self._member_utility(member, x, sent, y)
+        results = [self._member_utility(m, x, sent, y) for m in self.members]
+        return (torch.stack([r[0].float() for r in results]).mean(0),
+                torch.stack([r[1] for r in results]).mean())
+
+    def _member_utility(self, classifier: FrozenClassifier, x: torch.Tensor, sent: torch.Tensor,
+                        y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
         if cfg.feature_weight > 0:
             with torch.no_grad():
-                teacher, teacher_features = self.classifier.forward_with_features(x)
-            logits, features = self.classifier.forward_with_features(sent)
+                teacher, teacher_features = classifier.forward_with_features(x)
+            logits, features = classifier.forward_with_features(sent)
             return logits, utility_loss(logits, y, teacher, cfg.distill, cfg.temperature,
                                         features, teacher_features, cfg.feature_weight)
         teacher = None
         if cfg.distill > 0:
             with torch.no_grad():
-                teacher = self.classifier(x)
-        logits = self.classifier(sent)
+                teacher = classifier(x)
+        logits = classifier(sent)
         return logits, utility_loss(logits, y, teacher, cfg.distill, cfg.temperature)
 
 
@@ -92,6 +114,16 @@ def make_schedulers(step: AdversarialStep, config: ObfuscatorConfig, steps_per_e
     if config.schedule == "constant":
         return [torch.optim.lr_scheduler.LambdaLR(o, lambda _: 1.0) for o in optimizers]
     raise ValueError(f"unknown schedule {config.schedule!r}; valid: step, onecycle, constant")
+
+
+@torch.no_grad()
+def member_accuracy(obfuscator: nn.Module, classifier: nn.Module, loader: TensorLoader,
+                    precision: str = "fp32") -> dict[str, float]:
+    """One classifier's plain and 8-bit obfuscated accuracy on loader."""
+    obfuscator.eval()
+    return {"plain_acc": accuracy(classifier, loader, precision),
+            "obfuscated_acc": accuracy(classifier, loader, precision,
+                                       transform=lambda x: quantize_8bit(obfuscator(x).float()))}
 
 
 @torch.no_grad()

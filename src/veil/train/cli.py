@@ -56,11 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "frozen classifier",
                        description="Adversarial training: the obfuscator minimises L_c - lambda "
                                    "* L_r, the deobfuscator minimises L_r, in the same steps.")
-    o.add_argument("--classifier",
+    o.add_argument("--classifier", action="append",
                    help="the frozen classifier: a veil checkpoint (model.pt), a torch.export "
                         "program (.pt2) or package.module:function building an nn.Module that "
                         "maps (N, 3, H, W) images in [0, 1] to logits; required unless --config "
-                        "names one")
+                        "names one. Given several times: one obfuscator for the ensemble "
+                        "(--weights/--mean/--std apply to the first)")
+    o.add_argument("--ensemble-mode", choices=["mean", "cycle"],
+                   help="with several classifiers: 'mean' (default) of their losses in every "
+                        "step, or 'cycle': one member per step, in turn (the cost of one)")
     o.add_argument("--weights", dest="classifier_weights", metavar="FILE",
                    help="state dict for a package.module:function classifier (loaded with "
                         "weights_only=True)")
@@ -141,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"done: test accuracy {row['test_acc']:.2%}; checkpoint {config.out}/model.pt")
         return 0
     values = settings(args, obf.ObfuscatorConfig)
+    if isinstance(values.get("classifier"), list):  # --classifier given once or more
+        values["classifier"], *rest = values["classifier"]
+        values["ensemble"] = rest or values.get("ensemble")
     config = obf.make_config(values.pop("recipe", None) or obf.DEFAULT_RECIPE, **values)
     row = obf.train_obfuscator(config, resume=args.resume, quiet=quiet)
     print(f"done: plain {row['plain_acc']:.2%}, obfuscated (8-bit) {row['obfuscated_acc']:.2%}, "

@@ -46,7 +46,7 @@ from ..data import TensorLoader, load_dataset
 from ..models import FrozenClassifier, create_model
 from ..models.checkpoints import load_classifier
 from ..models.external import Normalized, check_classifier, export_classifier
-from .adversarial import AdversarialStep, evaluate_pair, make_schedulers
+from .adversarial import AdversarialStep, evaluate_pair, make_schedulers, member_accuracy
 from .curve import LearningCurve
 from .loop import Process, fit, start_process
 from .recipes import DEFAULT_RECIPE, RECIPES, ObfuscatorConfig, make_config
@@ -114,15 +114,16 @@ class ObfuscatorTrainer:
         self.ds = ds = ds.subset(config.train_subset, config.test_subset, config.seed)
         ds.require_obfuscator_size()
         classifier, self.clf_info = _frozen_target(config, ds, device, process, classifier)
+        members = [classifier, *_ensemble_members(config, ds, device, self.clf_info)]
         seed_everything(config.seed)
         self.obfuscator = create_model("obfuscator").to(device)
         self.deobfuscator = create_model("deobfuscator").to(device)
         if config.channels_last:
-            for m in (self.obfuscator, self.deobfuscator, classifier):
+            for m in (self.obfuscator, self.deobfuscator, *members):
                 m.to(memory_format=torch.channels_last)
-        self.step = AdversarialStep(self.obfuscator, self.deobfuscator, classifier, config,
+        self.step = AdversarialStep(self.obfuscator, self.deobfuscator, members, config,
                                     device, ddp=self.ddp if self.ddp.enabled else None)
-        if config.feature_weight > 0 and self.step.classifier.head is None:
+        if config.feature_weight > 0 and any(m.head is None for m in self.step.members):
             raise ValueError(f"the feature target (--feature-weight {config.feature_weight:g}, "
                              f"on in the {config.recipe!r} recipe) needs a classifier ending in "
                              "nn.Linear, which a torch.export program does not show: pass "
@@ -183,8 +184,18 @@ class ObfuscatorTrainer:
                 "images_per_s": seen / elapsed, "seconds": elapsed}
 
     def evaluate(self) -> dict[str, Any]:
-        return evaluate_pair(self.obfuscator, self.deobfuscator, self.step.classifier,
-                             self.test_loader, self.device, self.config.precision)
+        """The pair on the test split against the first classifier; for an ensemble also every
+        member's plain and obfuscated accuracy (`members`)."""
+        row = evaluate_pair(self.obfuscator, self.deobfuscator, self.step.classifier,
+                            self.test_loader, self.device, self.config.precision)
+        if len(self.step.members) > 1:
+            row["members"] = [
+                {"model_name": info["model_name"], "sha256": info["sha256"],
+                 **member_accuracy(self.obfuscator, member, self.test_loader,
+                                   self.config.precision)}
+                for info, member in zip([self.clf_info, *self.clf_info["ensemble"]],
+                                        self.step.members, strict=True)]
+        return row
 
     def payload(self, row: dict[str, Any]) -> dict[str, Any]:
         return run_payload("obfuscator", self.config, row, self.ds,
@@ -236,6 +247,26 @@ def _frozen_target(config: ObfuscatorConfig, ds, device: torch.device, process: 
     return classifier, {"model_name": payload["model_name"], "path": str(path),
                         "sha256": sha256_of(path),
                         "test_acc": payload.get("metrics", {}).get("test_acc")}
+
+
+def _ensemble_members(config: ObfuscatorConfig, ds, device: torch.device,
+                      clf_info: dict[str, Any]) -> list[nn.Module]:
+    """The further classifiers of an ensemble (veil checkpoints or .pt2 programs), recorded in
+    clf_info["ensemble"]."""
+    members, clf_info["ensemble"] = [], []
+    size = tuple(ds.train.images.shape[1:3])
+    for spec in config.ensemble or []:
+        model, payload = load_classifier(spec, device, expected_classes=ds.classes,
+                                         image_size=size)
+        digest = sha256_of(spec)
+        if digest in [clf_info["sha256"], *(m["sha256"] for m in clf_info["ensemble"])]:
+            raise ValueError(f"--classifier {spec} is given twice (sha256 {digest[:12]}...)")
+        members.append(model)
+        clf_info["ensemble"].append({"model_name": payload["model_name"], "path": str(spec),
+                                     "sha256": digest})
+    if not members:
+        del clf_info["ensemble"]
+    return members
 
 
 def _has_warm_start(config: ObfuscatorConfig) -> bool:

@@ -32,6 +32,8 @@ class ObfuscatorConfig(RunConfig):
     classifier_weights: str | None = None  # the factory's state dict (weights_only=True)
     classifier_mean: list[float] | None = None  # the classifier's input normalisation
     classifier_std: list[float] | None = None
+    ensemble: list[str] | None = None  # more frozen classifiers to train against (--classifier
+    ensemble_mode: str = "mean"  # given again): "mean" of their losses, or "cycle" one a step
     out: str = "runs/obfuscator"
     recipe: str = "fast"
     epochs: int = 4
