@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("veil.serve.cli", "serve a frozen classifier over HTTP"),
     "classify": ("veil.edge.cli", "obfuscate images locally and classify them on a "
                  "veil server"),
+    "blackbox": ("veil.pipeline.blackbox", "an obfuscator for a classifier that can only be "
+                 "queried over HTTP (distil a surrogate, then train against it)"),
     "reproduce": ("veil.pipeline.reproduce", "train and evaluate the paper's Tables 1-3 in one "
                   "command"),
     "demo": ("veil.demo", "the whole story on the built-in defaults"),

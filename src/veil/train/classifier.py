@@ -16,7 +16,7 @@ from torch import nn
 
 from ..batches import accuracy
 from ..core.runtime import autocast, progress, quiet_default, seed_everything
-from ..data import TensorLoader, load_dataset
+from ..data import Dataset, TensorLoader, load_dataset
 from ..models import create_model, model_kind
 from .engine import Distributed, unwrap
 from .loop import Process, fit, start_process
@@ -104,10 +104,12 @@ def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool
 class ClassifierTrainer:
     """A zoo classifier on plain images (see `loop.EpochTrainer`); DDP under torchrun."""
 
-    def __init__(self, config: ClassifierConfig, process: Process) -> None:
+    def __init__(self, config: ClassifierConfig, process: Process, ds: Dataset | None = None
+                 ) -> None:
         self.config, self.device, self.ddp = config, process.device, process.ddp
-        ds = load_dataset(config.data, image_size=config.image_size).subset(
-            config.train_subset, config.test_subset, config.seed)
+        if ds is None:
+            ds = load_dataset(config.data, image_size=config.image_size).subset(
+                config.train_subset, config.test_subset, config.seed)
         self.ds = ds
         seed_everything(config.seed)
         model = create_model(config.model, num_classes=len(ds.classes)).to(self.device)

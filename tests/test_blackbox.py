@@ -1,0 +1,72 @@
+"""A classifier that can only be queried: `veil blackbox` against a real `veil serve` on loopback
+(query, distil a surrogate, train an obfuscator against it, measure on the server)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from veil.cli import main
+from veil.core.checkpoint import load_checkpoint
+from veil.serve.app import ServerConfig, create_app
+from veil.serve.inference import Predictor
+from veil.serve.server import BackgroundServer
+from veil.train import classifier as clf
+
+
+@pytest.fixture(scope="module")
+def server_classifier(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cloud")
+    clf.train_classifier(clf.make_config("fastnet_tiny", data="sample", out=str(out), epochs=6,
+                                         batch_size=32, lr=0.5, warmup_fraction=0.3,
+                                         label_smoothing=0.0), quiet=True)
+    return out / "model.pt"
+
+
+def test_blackbox_end_to_end_counts_every_image_it_sends(server_classifier, tmp_path):
+    received: list[np.ndarray] = []
+    app = create_app(Predictor.from_checkpoint(server_classifier), ServerConfig(max_images=16),
+                     on_receive=lambda raws, images: received.extend(images))
+    out = tmp_path / "bb"
+    argv = ["blackbox", "--data", "sample", "--out", str(out), "--query-budget", "150",
+            "--surrogate", "fastnet_tiny", "--surrogate-epochs", "3", "--recipe", "fast",
+            "--epochs", "1", "--batch-size", "50", "--eval-images", "60", "--quiet"]
+    with BackgroundServer(app) as url:
+        assert main([*argv, "--classifier-url", url]) == 0
+        sent_first = len(received)
+        assert main([*argv, "--classifier-url", url]) == 0  # finished steps are reused
+    report = json.loads((out / "blackbox.json").read_text())
+    q = report["queries"]
+    assert q == {"training_images_sent": 150, "training_requests": 10,  # 16 images a request
+                 "measuring_images_sent": 120}
+    assert sent_first == 150 + 120, "every image that reached the server is counted"
+    assert len(received) == sent_first + 120, "a rerun only measures again; it queries nothing"
+    with np.load(out / "queries.npz") as z:
+        images, probs = z["images"], z["probs"]
+    assert images.shape == (150, 32, 32, 3)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    # the queries were the public training images as they are, nothing else
+    assert all(np.array_equal(a, b) for a, b in zip(received[:150], images, strict=True))
+    for key in ("server_plain_acc", "server_obfuscated_acc"):
+        assert 0 <= report[key] <= 1
+    surrogate = load_checkpoint(out / "surrogate" / "model.pt")
+    assert surrogate["kind"] == "classifier" and surrogate["metrics"]["agreement"] > 0.3
+    assert load_checkpoint(out / "obfuscator" / "model.pt")["classifier"]["path"] == \
+        str(out / "surrogate" / "model.pt")
+    assert "images sent" in (out / "blackbox.md").read_text()
+
+
+def test_blackbox_refuses_bad_budgets_and_a_server_of_other_classes(tmp_path, capsys):
+    import torch
+
+    seven = Predictor(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 7)),
+                      [f"c{i}" for i in range(7)])
+    with BackgroundServer(create_app(seven, ServerConfig())) as url:
+        args = ["blackbox", "--classifier-url", url, "--data", "sample", "--quiet"]
+        assert main([*args, "--out", str(tmp_path / "a"), "--query-budget", "0"]) != 0
+        assert "--query-budget must be at least 1" in capsys.readouterr().err
+        assert main([*args, "--out", str(tmp_path / "b"), "--query-budget", "10"]) != 0
+        assert "the server classifies 7 classes, the public data has 10" in \
+            capsys.readouterr().err
