@@ -21,6 +21,7 @@ import torch
 from learning_speed import attack_defense
 
 from veil.attacks.baselines import make_baseline
+from veil.attacks.fresh_decoder import attacker_curves
 from veil.batches import accuracy_on, test_images
 from veil.core.allocator import keep_freed_memory
 from veil.core.files import atomic_write
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
               "baselines": rows}
     atomic_write(args.out / "baseline_attacks.json", json.dumps(result, indent=2) + "\n")
     atomic_write(args.out / "baseline_attacks.md", markdown(rows, result["environment"]))
+    curves = attacker_curves({r["name"]: r["attacker"]["all"] for r in rows})
+    atomic_write(args.out / "attacker_curves.json", json.dumps(curves, indent=1) + "\n")
     print(markdown(rows, result["environment"]))
     return 0
 

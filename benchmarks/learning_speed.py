@@ -25,8 +25,9 @@ import torch
 
 from veil.attacks.decoders import make_decoder
 from veil.attacks.defenses import obfuscator_defense
-from veil.attacks.fresh_decoder import reconstruct, train_until_flat
+from veil.attacks.fresh_decoder import attacker_curves, reconstruct, train_until_flat
 from veil.core.allocator import keep_freed_memory
+from veil.core.files import atomic_write
 from veil.core.runtime import environment
 from veil.data import TensorLoader, load_dataset
 from veil.data.dataset import Split
@@ -179,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.sort(key=lambda r: r["name"])
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) for k, v in vars(args).items()}
-    (args.out / "learning_speed.json").write_text(
-        json.dumps({"environment": env, "settings": settings, "runs": rows}, indent=2))
-    (args.out / "learning_speed.md").write_text(markdown(rows, env, args))
+    atomic_write(args.out / "learning_speed.json",
+                 json.dumps({"environment": env, "settings": settings, "runs": rows}, indent=2))
+    atomic_write(args.out / "learning_speed.md", markdown(rows, env, args))
+    curves = attacker_curves({r["name"]: r["attacker"]["all"] for r in rows})
+    atomic_write(args.out / "attacker_curves.json", json.dumps(curves, indent=1) + "\n")
     plot(rows, args.out / "learning_speed.png")
     print(markdown(rows, env, args))
     return 0

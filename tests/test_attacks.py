@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO
 from veil.attacks import (
     AttackBudget,
     AttackSetup,
@@ -307,3 +308,87 @@ def test_attacker_trained_until_flat_records_its_curve_and_why_it_stopped():
                                   torch.device("cpu"), time_budget_s=1e9, max_images=200,
                                   eval_every=100, batch_size=50)
     assert counted["stopped"] == "budget" and counted["images"] == 200
+
+
+def _points(ssims: list[float], every: int = 1000) -> list[dict[str, float]]:
+    return [{"images": every * (i + 1), "train_s": float(i), "ssim": s, "psnr": 10.0}
+            for i, s in enumerate(ssims)]
+
+
+def test_stopping_rule_stops_a_flat_curve_and_lets_a_rising_one_run_to_its_budget():
+    from veil.attacks.fresh_decoder import stop_reason
+
+    flat = [0.10, 0.18, 0.22, 0.240, 0.2420, 0.2430, 0.2435, 0.2438]
+    rising = [0.02 * (i + 1) for i in range(8)]
+    reasons = [stop_reason(_points(flat[:n]), 1000 * n, n, 1e9, 0.005) for n in range(1, 9)]
+    # at 6 points (6,000 images) the gain since 4,000 images (a quarter ago) is 0.003 < 0.005
+    assert reasons[:5] == [None] * 5 and reasons[5] == "converged"
+    assert all(stop_reason(_points(rising[:n]), 1000 * n, n, 1e9, 0.005) is None
+               for n in range(1, 9))
+    assert stop_reason(_points(rising), 8000, 100.0, 100.0, 0.005) == "budget"
+    assert stop_reason(_points(rising[:3]), 3000, 99.0, 100.0, 0.005) is None
+
+
+CURVE_KEYS = {"decoder", "loss", "stopped", "flat_gain", "images", "train_s", "points"}
+
+
+def check_curve_file(doc: dict) -> None:
+    from veil.attacks.fresh_decoder import CURVE_SCHEMA
+
+    assert doc["schema"] == CURVE_SCHEMA and doc["defenses"]
+    for defense in doc["defenses"]:
+        assert isinstance(defense["defense"], str) and defense["attackers"]
+        for a in defense["attackers"]:
+            assert set(a) == CURVE_KEYS and a["stopped"] in ("converged", "budget")
+            images = [p["images"] for p in a["points"]]
+            assert images == sorted(images) and images[-1] <= a["images"]
+            assert all(set(p) == {"images", "train_s", "ssim", "psnr"} and -1 <= p["ssim"] <= 1
+                       for p in a["points"])
+
+
+def test_attacker_curve_files_have_the_schema_written_and_committed(tmp_path):
+    from veil.attacks.decoders import make_decoder
+    from veil.attacks.defenses import Defense
+    from veil.attacks.fresh_decoder import attacker_curves, train_until_flat
+    from veil.data import load_dataset
+
+    ds = load_dataset("sample")
+    blur = Defense("identity", "baseline", torch.nn.Identity())
+    torch.manual_seed(0)
+    _, curve = train_until_flat(blur, make_decoder("unet", 8), ds.train, ds.test,
+                                torch.device("cpu"), time_budget_s=1e9, max_images=300,
+                                eval_every=100, batch_size=50)
+    doc = attacker_curves({"identity": [{"decoder": "unet8", "loss": "mse", **curve}]})
+    check_curve_file(json.loads(json.dumps(doc)))
+    committed = sorted((REPO / "results" / "cpu").rglob("attacker_curves.json"))
+    assert len(committed) >= 4
+    for path in committed:
+        check_curve_file(json.loads(path.read_text()))
+
+
+def test_attackers_train_on_training_pairs_only(monkeypatch):
+    """Every image the fresh attacker learns from is a training image (or its mirror image),
+    never one of the validation images it is scored on."""
+    from veil.attacks import fresh_decoder
+    from veil.attacks.decoders import make_decoder
+    from veil.attacks.defenses import Defense
+    from veil.data import load_dataset
+
+    images, labels = load_dataset("sample").train.images, load_dataset("sample").train.labels
+    train, val = Split(images[:100], labels[:100]), Split(images[100:150], labels[100:150])
+    seen: list[np.ndarray] = []
+    real_step = fresh_decoder.decoder_step
+
+    def recording_step(decoder, defense, optimizer, x, ssim_weight=0.0):
+        seen.extend((x.permute(0, 2, 3, 1) * 255).round().byte().numpy())
+        return real_step(decoder, defense, optimizer, x, ssim_weight)
+
+    monkeypatch.setattr(fresh_decoder, "decoder_step", recording_step)
+    identity = Defense("identity", "baseline", torch.nn.Identity())
+    fresh_decoder.train_until_flat(identity, make_decoder("unet", 8), train, val,
+                                   torch.device("cpu"), time_budget_s=1e9, max_images=200,
+                                   eval_every=100, batch_size=25)
+    known = {im.tobytes() for im in train.images} | {im[:, ::-1].tobytes() for im in train.images}
+    held_out = {im.tobytes() for im in val.images} | {im[:, ::-1].tobytes() for im in val.images}
+    assert len(seen) == 200 and all(im.tobytes() in known for im in seen)
+    assert not any(im.tobytes() in held_out for im in seen)

@@ -109,7 +109,7 @@ def train_until_flat(defense: Defense, decoder: nn.Module, train: Split, val: Sp
             seen += len(x)
             if seen // eval_every > (seen - len(x)) // eval_every:
                 points.append(_score(decoder, val_sent, val_x, seen, train_s))
-                stop = _stop_reason(points, seen, train_s, time_budget_s, flat_gain)
+                stop = stop_reason(points, seen, train_s, time_budget_s, flat_gain)
                 if stop is None and max_images is not None and seen >= max_images:
                     stop = "budget"
                 if stop is not None:
@@ -120,6 +120,22 @@ def train_until_flat(defense: Defense, decoder: nn.Module, train: Split, val: Sp
                             "max_images": max_images}
 
 
+CURVE_SCHEMA = "veil-attacker-curves/1"
+
+
+def attacker_curves(defenses: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The learning curves of each defense's attackers (as `train_until_flat` returns them, with
+    "decoder" and "loss"), as written beside the results (`attacker_curves.json`): per attacker
+    why it stopped and the validation SSIM / PSNR against the training images it had seen."""
+    return {"schema": CURVE_SCHEMA, "defenses": [
+        {"defense": name, "attackers": [
+            {"decoder": a["decoder"], "loss": a["loss"], "stopped": a["stopped"],
+             "flat_gain": a["flat_gain"], "images": a["images"], "train_s": a["train_s"],
+             "points": [{k: p[k] for k in ("images", "train_s", "ssim", "psnr")}
+                        for p in a["points"]]} for a in attackers]}
+        for name, attackers in defenses.items()]}
+
+
 def _score(decoder: nn.Module, sent: torch.Tensor, original: torch.Tensor, seen: int,
            train_s: float) -> dict[str, float]:
     rebuilt = reconstruct(decoder, sent)
@@ -127,8 +143,11 @@ def _score(decoder: nn.Module, sent: torch.Tensor, original: torch.Tensor, seen:
             .mean().item(), "psnr": psnr(rebuilt, original).mean().item()}
 
 
-def _stop_reason(points: list[dict[str, float]], seen: int, train_s: float, budget_s: float,
-                 flat_gain: float) -> str | None:
+def stop_reason(points: list[dict[str, float]], seen: int, train_s: float, budget_s: float,
+                flat_gain: float) -> str | None:
+    """'converged' when the validation SSIM gained less than `flat_gain` over the last quarter
+    of the images seen (with at least four points), 'budget' when the training time is spent,
+    else None (keep training)."""
     if len(points) >= 4:
         quarter_ago = [p for p in points if p["images"] <= 0.75 * seen][-1]
         if points[-1]["ssim"] - quarter_ago["ssim"] < flat_gain:
