@@ -14,13 +14,15 @@
 #   obfuscators      staged recipe, λ = 1: $OBF0 for fastnet seed 0 is the shipped default's run
 #                    (8 encoder + 6 adversarial epochs, ~55 min; trained with `veil train
 #                    obfuscator`'s defaults if missing); the two others on half that schedule
-#                    (4 + 3 epochs, ~28 min each) so the whole evaluation fits ~2 h
+#                    (4 + 3 epochs, ~28 min each) so the whole evaluation fits ~2.5 h, and one
+#                    for the ensemble of those two (--ensemble-mode cycle, same schedule)
 # Then:
-#   results/cpu/tables    veil evaluate: Tables 1-3 (3x3 transfer matrix) on the 10,000 test images
+#   results/cpu/tables    veil evaluate: Tables 1-3 (transfer matrix: 4 obfuscators x 3 classifiers,
+#                         fastnet seed 0 held out of the ensemble) on the 10,000 test images
 #   results/cpu/tradeoff  (TRADEOFF=1 or SMOKE=1 only; ~3 h) the older quick sweep: benchmarks/tradeoff.py
 #                         against fastnet seed 0, λ trained 1 epoch on 10,000 images. The real
 #                         operating points are benchmarks/lambda_sweep.py's results/cpu/lambda_sweep
-# Expected time on 2 cores: classifiers ~25 min, the two obfuscators ~55 min, tables ~15 min.
+# Expected time on 2 cores: classifiers ~25 min, the three obfuscators ~85 min, tables ~15 min.
 # SMOKE=1: about 10 min.
 # Environment: DATA (default ../shared/data/cifar10-jpeg75.zip), OUT (default results/cpu),
 # RUNS (default runs/cpu-eval), THREADS (default 2), CLF0, OBF0, SMOKE=1 for tiny budgets.
@@ -86,11 +88,16 @@ train_obfuscator "$(dirname "$OBF0")" "$CLF0" "$OBF0_EPOCHS" "${OBF0_ARGS[@]}"
 train_obfuscator "$RUNS/obf-fastnet-s1" "$RUNS/fastnet-s1/model.pt" "$OBF_EPOCHS" "${OBF_SUBSET[@]}"
 train_obfuscator "$RUNS/obf-resnet9_narrow-s0" "$RUNS/resnet9_narrow-s0/model.pt" "$OBF_EPOCHS" \
   "${OBF_SUBSET[@]}"
+# one obfuscator for the ensemble of the two others (one member per step: the cost of a single
+# one); fastnet seed 0 is in no ensemble: the held-out classifier of Table 3
+train_obfuscator "$RUNS/obf-ensemble" "$RUNS/fastnet-s1/model.pt" "$OBF_EPOCHS" \
+  --classifier "$RUNS/resnet9_narrow-s0/model.pt" --ensemble-mode cycle "${OBF_SUBSET[@]}"
 echo "models ready after $((SECONDS - start)) s"
 
 veil evaluate --classifiers "$CLF0" "$RUNS/fastnet-s1/model.pt" \
   "$RUNS/resnet9_narrow-s0/model.pt" \
   --obfuscators "$OBF0" "$RUNS/obf-fastnet-s1/model.pt" "$RUNS/obf-resnet9_narrow-s0/model.pt" \
+  "$RUNS/obf-ensemble/model.pt" \
   --data "$DATA" --out "$OUT/tables" --threads "$THREADS" "${TABLES[@]}" --quiet > /dev/null
 echo "tables written to $OUT/tables after $((SECONDS - start)) s"
 
