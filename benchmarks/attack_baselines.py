@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attack-images", type=int, default=30000)
     p.add_argument("--attack-eval-every", type=int, default=4000)
     p.add_argument("--unet-width", type=int, default=48)
+    p.add_argument("--decoders", nargs="+", choices=["unet", "deobfuscator"], default=["unet"],
+                   help="fresh attackers' architectures (the strongest is reported)")
     p.add_argument("--ssim-weights", type=float, nargs="+", default=[0.0, 1.0])
     p.add_argument("--val-images", type=int, default=500)
     p.add_argument("--score-images", type=int, default=2000)
@@ -75,14 +77,14 @@ def markdown(rows: list[dict], env: dict) -> str:
     body = []
     for r in rows:
         for a in r["attacker"]["all"]:
-            body.append([r["name"], f"{100 * r['accuracy']:.2f}", a["loss"],
+            body.append([r["name"], f"{100 * r['accuracy']:.2f}", a["decoder"], a["loss"],
                          f"{a['stopped']} ({a['images']:,} images, {a['train_s']:.0f} s)",
                          f"{a['test_ssim']:.3f}", f"{a['test_psnr']:.2f}"])
     return "\n".join(["# Baselines under the obfuscators' attackers", "",
                       f"{env['cpu']}, torch {env['torch']}, CIFAR-10 (JPEG-75), seed 0; "
                       "accuracy of the frozen classifier on the full test split's sent images; "
-                      "attackers: fresh U-Nets scored on 2,000 held-out test images.", "",
-                      *table(["baseline", "accuracy %", "attacker loss", "stopped",
+                      "attackers: fresh decoders scored on 2,000 held-out test images.", "",
+                      *table(["baseline", "accuracy %", "attacker", "attacker loss", "stopped",
                               "test SSIM", "test PSNR dB"], body), ""])
 
 

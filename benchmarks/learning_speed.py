@@ -67,18 +67,21 @@ def attack_defense(defense, ds, args) -> dict[str, Any]:
     x = next(iter(TensorLoader(held, len(held))))[0]
     sent = defense.transmit_all(x)
     results = []
-    for ssim_weight in args.ssim_weights:
-        torch.manual_seed(args.seed)
-        decoder, curve = train_until_flat(
-            defense, make_decoder("unet", args.unet_width), ds.train, val, torch.device("cpu"),
-            time_budget_s=args.attack_s, max_images=args.attack_images,
-            eval_every=args.attack_eval_every,
-            ssim_weight=ssim_weight, seed=args.seed)
-        rebuilt = reconstruct(decoder, sent)
-        loss = "mse" if ssim_weight == 0 else f"mse + {ssim_weight:g} (1 - ssim)"
-        results.append({"decoder": f"unet{args.unet_width}", "loss": loss, **curve,
-                        "test_ssim": ssim(rebuilt, x).mean().item(),
-                        "test_psnr": psnr(rebuilt, x).mean().item(), "test_images": len(held)})
+    for name in getattr(args, "decoders", None) or ["unet"]:
+        for ssim_weight in args.ssim_weights:
+            torch.manual_seed(args.seed)
+            decoder, curve = train_until_flat(
+                defense, make_decoder(name, args.unet_width), ds.train, val,
+                torch.device("cpu"), time_budget_s=args.attack_s,
+                max_images=args.attack_images, eval_every=args.attack_eval_every,
+                ssim_weight=ssim_weight, seed=args.seed)
+            rebuilt = reconstruct(decoder, sent)
+            loss = "mse" if ssim_weight == 0 else f"mse + {ssim_weight:g} (1 - ssim)"
+            label = f"unet{args.unet_width}" if name == "unet" else "paper"
+            results.append({"decoder": label, "loss": loss, **curve,
+                            "test_ssim": ssim(rebuilt, x).mean().item(),
+                            "test_psnr": psnr(rebuilt, x).mean().item(),
+                            "test_images": len(held)})
     strongest = max(results, key=lambda r: r["test_ssim"])
     return {**strongest, "all": results}
 
@@ -153,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                         "else shares the machine); --attack-s caps the time as well")
     p.add_argument("--attack-eval-every", type=int, default=4000)
     p.add_argument("--unet-width", type=int, default=32)
+    p.add_argument("--decoders", nargs="+", choices=["unet", "deobfuscator"], default=["unet"],
+                   help="fresh attackers' architectures: the U-Net and/or the paper's "
+                        "(the deobfuscator's); the strongest is reported")
     p.add_argument("--ssim-weights", type=float, nargs="+", default=[0.0],
                    help="one attacker per value: loss MSE + w (1 - SSIM); 0 is plain MSE")
     p.add_argument("--val-images", type=int, default=500)
