@@ -183,3 +183,9 @@ def test_bad_classifiers_are_refused_clearly(tmp_path, capsys, spec, extra, mess
             *[a.format(**fill) for a in extra]]
     error = cli_error(argv, capsys)
     assert message in error and "Traceback" not in error
+
+
+def test_api_names_an_unknown_setting(tmp_path):
+    with pytest.raises(TypeError, match="unknown setting 'epoch'; settings: .*epochs"):
+        veil.train_obfuscator(small_convnet(), data="sample", out=tmp_path / "r", epoch=3)
+    assert not (tmp_path / "r").exists()
