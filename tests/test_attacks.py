@@ -199,6 +199,31 @@ def test_attack_cli_writes_results_with_the_budget(attack_checkpoints, tmp_path,
     assert "| pixelate4 | baseline |" in md and "![trade-off](tradeoff.png)" in md
 
 
+def test_attack_cli_until_flat_reports_each_loss_and_writes_the_curves(attack_checkpoints,
+                                                                        tmp_path, capsys):
+    code, _, err = veil(["attack", "--obfuscators", attack_checkpoints["obf"], "--baselines",
+                         "downsample8", "--attacks", "decoder", "unet", "--budget", "full",
+                         "--data", "sample", "--test-subset", "20", "--train-size", "100",
+                         "--attacker-images", "120", "--attacker-eval-every", "40",
+                         "--batch-size", "20", "--unet-width", "4", "--out", tmp_path, "--quiet"],
+                        capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "attacks.json").read_text())
+    budget = result["attacker_budget"]
+    assert budget["until_flat"] and budget["ssim_weights"] == [0.0, 1.0]
+    for d in result["defenses"]:
+        for name in ("decoder", "unet"):
+            a = d["attacks"][name]
+            assert [v["loss"] for v in a["variants"]] == ["mse", "mse + 1 (1 - ssim)"]
+            assert max(v["ssim"] for v in a["variants"]) == pytest.approx(a["ssim"]["mean"])
+            assert a["budget"]["val_images"] == 20 and a["budget"]["train_images"] == 80
+            assert all(v["stopped"] == "budget" and v["images"] == 120 for v in a["variants"])
+    curves = json.loads((tmp_path / "attacker_curves.json").read_text())
+    check_curve_file(curves)
+    assert {c["defense"] for c in curves["defenses"]} == {d["name"] for d in result["defenses"]}
+    assert "| mse + 1 (1 - ssim) | budget | 120 |" in (tmp_path / "attacks.md").read_text()
+
+
 def test_stored_attacks_json_has_the_current_schema():
     stored = json.loads((Path(__file__).parent / "data" / "attacks.json").read_text())
     assert set(stored) == ATTACKS_KEYS

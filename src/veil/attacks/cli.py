@@ -7,10 +7,12 @@ strongest attacker's SSIM, Pareto front marked) into --out.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
 
+from ..core.files import atomic_write
 from ..core.options import add_evaluation, apply_runtime
 from ..core.runtime import quiet_default
 from ..data import Dataset, to_tensor_images
@@ -25,8 +27,9 @@ from ..loading import (
 from ..report.results import write_result_with
 from ..train.obfuscator import RECIPES
 from .baselines import expand_names, make_baseline
-from .budget import AttackBudget
+from .budget import BUDGETS, AttackBudget, preset
 from .defenses import Defense, obfuscator_defense
+from .fresh_decoder import attacker_curves
 from .report import RENDERER
 from .suite import ATTACKS, DEFAULT_ATTACKS, AttackSetup, check_attacks, run_attack_suite
 from .sweep import DEFAULT_LAMS, train_sweep
@@ -52,21 +55,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attacks", nargs="+", default=list(DEFAULT_ATTACKS), metavar="NAME",
                         help=f"attacks to run (default: all): {', '.join(ATTACKS)}")
     add_evaluation(parser, DEFAULT_OUT)
-    b = parser.add_argument_group("attacker budget (recorded with the results)")
-    b.add_argument("--epochs", type=int, default=AttackBudget.epochs,
-                   help="fresh decoders: training epochs")
+    b = parser.add_argument_group("attacker budget (recorded with the results; the options "
+                                  "below change the --budget preset)")
+    b.add_argument("--budget", choices=sorted(BUDGETS), default="quick",
+                   help="quick (default): fresh decoders for a fixed number of epochs; hour: "
+                        "each until its validation curve is flat, capped so a CPU-scale run "
+                        "fits about an hour; full: until every curve is flat")
+    b.add_argument("--epochs", type=int, help="fresh decoders: training epochs (quick)")
     b.add_argument("--train-size", type=int, metavar="N",
                    help="fresh decoders: training images the attacker queries (default: all)")
-    b.add_argument("--batch-size", type=int, default=AttackBudget.batch_size)
-    b.add_argument("--lr", type=float, default=AttackBudget.lr)
-    b.add_argument("--unet-width", type=int, default=AttackBudget.unet_width)
-    b.add_argument("--inversion-images", type=int, default=AttackBudget.inversion_images,
-                   metavar="N", help="test images attacked by inversion")
-    b.add_argument("--inversion-steps", type=int, default=AttackBudget.inversion_steps)
-    b.add_argument("--restarts", type=int, default=AttackBudget.inversion_restarts,
-                   help="inversion starts per image; the best objective wins")
-    b.add_argument("--inversion-lr", type=float, default=AttackBudget.inversion_lr)
-    b.add_argument("--tv-weight", type=float, default=AttackBudget.tv_weight)
+    b.add_argument("--batch-size", type=int)
+    b.add_argument("--lr", type=float)
+    b.add_argument("--unet-width", type=int)
+    b.add_argument("--ssim-weights", type=float, nargs="+", metavar="W",
+                   help="until flat: one decoder per loss, MSE + W (1 - SSIM); 0 is MSE")
+    b.add_argument("--attacker-seconds", type=float, metavar="S", dest="time_s",
+                   help="until flat: training seconds per decoder and loss")
+    b.add_argument("--attacker-images", type=int, metavar="N", dest="max_images",
+                   help="until flat: training images per decoder and loss")
+    b.add_argument("--attacker-eval-every", type=int, metavar="N", dest="eval_every",
+                   help="until flat: validate every N training images")
+    b.add_argument("--inversion-images", type=int, metavar="N",
+                   help="test images attacked by inversion")
+    b.add_argument("--inversion-steps", type=int)
+    b.add_argument("--restarts", type=int, help="inversion starts per image; the best "
+                                                "objective wins")
+    b.add_argument("--inversion-lr", type=float)
+    b.add_argument("--tv-weight", type=float)
     s = parser.add_argument_group("λ sweep (trains one obfuscator per λ)")
     s.add_argument("--lams", nargs="+", type=float, metavar="LAM",
                    help=f"λ values (sweep default: {' '.join(f'{v:g}' for v in DEFAULT_LAMS)})")
@@ -77,11 +92,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def budget_from(args: argparse.Namespace) -> AttackBudget:
-    return AttackBudget(epochs=args.epochs, train_size=args.train_size,
-                        batch_size=args.batch_size, lr=args.lr, unet_width=args.unet_width,
-                        inversion_images=args.inversion_images,
-                        inversion_steps=args.inversion_steps, inversion_restarts=args.restarts,
-                        inversion_lr=args.inversion_lr, tv_weight=args.tv_weight)
+    """The --budget preset with the options given on top."""
+    return preset(args.budget, epochs=args.epochs, train_size=args.train_size,
+                  batch_size=args.batch_size, lr=args.lr, unet_width=args.unet_width,
+                  ssim_weights=args.ssim_weights and tuple(args.ssim_weights),
+                  time_s=args.time_s, max_images=args.max_images, eval_every=args.eval_every,
+                  inversion_images=args.inversion_images, inversion_steps=args.inversion_steps,
+                  inversion_restarts=args.restarts, inversion_lr=args.inversion_lr,
+                  tv_weight=args.tv_weight)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,6 +136,13 @@ def run(args: argparse.Namespace) -> int:
                                quiet)
     result = run_attack_suite(defenses, attack_setup, sweep)
     written = write_result_with(RENDERER, result, args.out)
+    curves = {d["name"]: [c for a in d["attacks"].values() for c in a.get("curves", [])]
+              for d in result["defenses"]}
+    if any(curves.values()):
+        path = Path(args.out) / "attacker_curves.json"
+        atomic_write(path, json.dumps(attacker_curves(
+            {k: v for k, v in curves.items() if v}), indent=1) + "\n")
+        written.append(path)
     print(written[1].read_text())
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

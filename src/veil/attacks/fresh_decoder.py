@@ -77,7 +77,7 @@ def reconstruct(decoder: nn.Module, sent: torch.Tensor, batch_size: int = 500) -
 
 
 def train_until_flat(defense: Defense, decoder: nn.Module, train: Split, val: Split,
-                     device: torch.device, *, time_budget_s: float,
+                     device: torch.device, *, time_budget_s: float | None,
                      max_images: int | None = None, eval_every: int = 5000,
                      batch_size: int = 64, lr: float = 2e-3, ssim_weight: float = 0.0,
                      flat_gain: float = 0.005, seed: int = 0, quiet: bool = True
@@ -107,10 +107,12 @@ def train_until_flat(defense: Defense, decoder: nn.Module, train: Split, val: Sp
             decoder_step(decoder, defense, optimizer, x, ssim_weight)
             train_s += time.perf_counter() - t0
             seen += len(x)
-            if seen // eval_every > (seen - len(x)) // eval_every:
+            spent = ((max_images is not None and seen >= max_images)
+                     or (time_budget_s is not None and train_s >= time_budget_s))
+            if spent or seen // eval_every > (seen - len(x)) // eval_every:
                 points.append(_score(decoder, val_sent, val_x, seen, train_s))
                 stop = stop_reason(points, seen, train_s, time_budget_s, flat_gain)
-                if stop is None and max_images is not None and seen >= max_images:
+                if stop is None and spent:
                     stop = "budget"
                 if stop is not None:
                     break
@@ -143,8 +145,8 @@ def _score(decoder: nn.Module, sent: torch.Tensor, original: torch.Tensor, seen:
             .mean().item(), "psnr": psnr(rebuilt, original).mean().item()}
 
 
-def stop_reason(points: list[dict[str, float]], seen: int, train_s: float, budget_s: float,
-                flat_gain: float) -> str | None:
+def stop_reason(points: list[dict[str, float]], seen: int, train_s: float,
+                budget_s: float | None, flat_gain: float) -> str | None:
     """'converged' when the validation SSIM gained less than `flat_gain` over the last quarter
     of the images seen (with at least four points), 'budget' when the training time is spent,
     else None (keep training)."""
@@ -152,4 +154,4 @@ def stop_reason(points: list[dict[str, float]], seen: int, train_s: float, budge
         quarter_ago = [p for p in points if p["images"] <= 0.75 * seen][-1]
         if points[-1]["ssim"] - quarter_ago["ssim"] < flat_gain:
             return "converged"
-    return "budget" if train_s >= budget_s else None
+    return "budget" if budget_s is not None and train_s >= budget_s else None

@@ -30,10 +30,21 @@ def _setup(result: dict[str, Any]) -> list[str]:
         lines.append(f"Frozen classifier: {clf['label']} ({clf['model_name']}, sha256 "
                      f"`{clf['sha256'][:12]}`), plain accuracy {pct(clf['plain_acc'])} %.")
         lines.append("")
-    lines += [f"Attacker budget: fresh decoders train {plural(b['epochs'], 'epoch')} on "
-              f"{b['train_images']} "
-              f"training images (batch {b['batch_size']}, Adam lr {b['lr']:g}, one-cycle; U-Net "
-              f"width {b['unet_width']}); inversion: {b['inversion_images']} test images, "
+    if b.get("until_flat"):
+        cap = ", ".join(x for x in (b.get("time_s") and f"{b['time_s']:g} s",
+                                    b.get("max_images") and f"{b['max_images']:,} images") if x)
+        fresh = (f"fresh decoders train on {b['train_images']} training images until their "
+                 f"validation curve (on {b['val_images']} training images held out of their "
+                 f"training) gains < {b['flat_gain']:g} SSIM over the last quarter "
+                 f"({'at most ' + cap if cap else 'no cap'}; batch {b['batch_size']}, Adam lr "
+                 f"{b['lr']:g}; U-Net width {b['unet_width']}; one decoder per loss, MSE + w "
+                 f"(1 - SSIM) for w in {', '.join(f'{w:g}' for w in b['ssim_weights'])}, the "
+                 "stronger kept)")
+    else:
+        fresh = (f"fresh decoders train {plural(b['epochs'], 'epoch')} on {b['train_images']} "
+                 f"training images (batch {b['batch_size']}, Adam lr {b['lr']:g}, one-cycle; "
+                 f"U-Net width {b['unet_width']})")
+    lines += [f"Attacker budget: {fresh}; inversion: {b['inversion_images']} test images, "
               f"{b['inversion_steps']} Adam steps (lr {b['inversion_lr']:g}), "
               f"{b['inversion_restarts']} starts, TV weight {b['tv_weight']:g}.", ""]
     lines += [f"- **{a['name']}**: {a['description']}" for a in result["attacks"]]
@@ -43,7 +54,19 @@ def _setup(result: dict[str, Any]) -> list[str]:
                       f"{', '.join(f'{lam:g}' for lam in sweep['lams'])} ({sweep['recipe']} "
                       f"recipe, {plural(sweep['epochs'], 'epoch')}, "
                       f"{sweep['train_subset'] or 'all'} training images)."]
-    return [*lines, ""]
+    return [*lines, *_convergence(result), ""]
+
+
+def _convergence(result: dict[str, Any]) -> list[str]:
+    """Whether each until-flat attacker converged or ran out of budget (with its images)."""
+    rows = [[d["name"], ROW_NAMES.get(name, name), v["loss"], v["stopped"], f"{v['images']:,}",
+             f"{v['ssim']:.3f}"]
+            for d in result["defenses"] for name, a in d["attacks"].items()
+            for v in a.get("variants", [])]
+    if not rows:
+        return []
+    return ["", "Fresh attackers trained until flat (curves: `attacker_curves.json`):", "",
+            *table(["defense", "attack", "loss", "stopped", "images", "test SSIM"], rows, 4)]
 
 
 def _attack_names(result: dict[str, Any]) -> list[str]:

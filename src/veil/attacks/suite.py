@@ -17,14 +17,15 @@ import torch
 
 from ..batches import accuracy_on, test_images
 from ..core.runtime import environment
-from ..data import Dataset
+from ..data import Dataset, Split
 from ..loading import LoadedClassifier
 from ..metrics import image_scores
 from ..models.complexity import count_params
 from ..report.figures import encode_strip, pareto_front
 from .budget import AttackBudget
+from .decoders import make_decoder
 from .defenses import Defense
-from .fresh_decoder import reconstruct, train_fresh_decoder
+from .fresh_decoder import reconstruct, train_fresh_decoder, train_until_flat
 from .inversion import invert
 
 SCHEMA = "veil.attacks/1"
@@ -122,6 +123,9 @@ def _run_attack(name: str, defense: Defense, sent: torch.Tensor, setup: AttackSe
     if name == "cotrained":
         decoder = defense.deobfuscator
         extra["budget"] = {k: defense.info.get(k) for k in ("epochs", "train_subset")}
+    elif b.until_flat:
+        arch = "deobfuscator" if name == "decoder" else "unet"
+        return _fresh_until_flat(arch, defense, sent, setup)
     else:
         arch = "deobfuscator" if name == "decoder" else "unet"
         decoder, losses = train_fresh_decoder(defense, arch, setup.ds.train, b, setup.device,
@@ -132,6 +136,40 @@ def _run_attack(name: str, defense: Defense, sent: torch.Tensor, setup: AttackSe
         extra["train_loss"] = [round(v, 6) for v in losses]
     rebuilt = reconstruct(decoder, sent)
     return image_scores(x, rebuilt), rebuilt[ex], extra
+
+
+def _fresh_until_flat(arch: str, defense: Defense, sent: torch.Tensor, setup: AttackSetup
+                      ) -> tuple[dict[str, Any], torch.Tensor, dict[str, Any]]:
+    """A fresh decoder per loss, each until its curve (on training images held out of its
+    training) is flat; the stronger on the test split is the attack, every one is reported."""
+    b, x = setup.budget, setup.x
+    pool = setup.ds.train.subset(setup.train_images, setup.seed)
+    n_val = min(b.val_images, len(pool) // 5)
+    val = Split(pool.images[:n_val], pool.labels[:n_val])
+    train = Split(pool.images[n_val:], pool.labels[n_val:])
+    variants = []
+    for weight in b.ssim_weights:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(setup.seed)
+            decoder = make_decoder(arch, b.unet_width)
+        decoder, curve = train_until_flat(
+            defense, decoder, train, val, setup.device, time_budget_s=b.time_s,
+            max_images=b.max_images, eval_every=b.eval_every, batch_size=b.batch_size, lr=b.lr,
+            ssim_weight=weight, flat_gain=b.flat_gain, seed=setup.seed, quiet=setup.quiet)
+        rebuilt = reconstruct(decoder, sent)
+        variants.append((image_scores(x, rebuilt), rebuilt, {
+            "decoder": arch if arch != "unet" else f"unet{b.unet_width}",
+            "loss": "mse" if weight == 0 else f"mse + {weight:g} (1 - ssim)", **curve}))
+    scored, rebuilt, curve = max(variants, key=lambda v: v[0]["ssim"]["mean"])
+    extra = {"budget": {"architecture": arch, "until_flat": True, "train_images": len(train),
+                        "val_images": n_val, "batch_size": b.batch_size, "lr": b.lr,
+                        "params": count_params(decoder)},
+             "curve": curve,
+             "variants": [{"loss": c["loss"], "stopped": c["stopped"], "images": c["images"],
+                           "ssim": s["ssim"]["mean"], "psnr": s["psnr"]["mean"]}
+                          for s, _, c in variants],
+             "curves": [c for _, _, c in variants]}
+    return scored, rebuilt[setup.example_idx], extra
 
 
 def _strongest(row: dict[str, Any]) -> dict[str, Any] | None:
