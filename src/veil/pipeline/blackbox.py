@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="obfuscator epochs (default: the recipe's)")
     parser.add_argument("--encoder-epochs", type=float, help="the staged recipe's warm start")
     parser.add_argument("--batch-size", type=int, help="obfuscator batch size")
+    parser.add_argument("--train-subset", type=int, metavar="N",
+                        help="public training images the obfuscator trains on (default: all)")
     parser.add_argument("--eval-images", type=int, metavar="N",
                         help="test images sent to measure the real server (default: all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -164,7 +166,8 @@ def _obfuscator_step(args: argparse.Namespace, out: Path, surrogate: Path) -> Pa
         config = make_config(args.recipe or DEFAULT_RECIPE, classifier=str(surrogate),
                              data=args.data, out=str(folder), epochs=args.epochs,
                              encoder_epochs=args.encoder_epochs, batch_size=args.batch_size,
-                             seed=args.seed, threads=args.threads)
+                             train_subset=args.train_subset, seed=args.seed,
+                             threads=args.threads)
         train_obfuscator(config, resume=(folder / "last.pt").exists(), quiet=args.quiet)
     return folder / "model.pt"
 
