@@ -17,8 +17,7 @@ from veil.cli import main as veil
 from veil.core.files import atomic_write
 from veil.core.runtime import environment
 from veil.data import load_dataset
-from veil.edge.obfuscators import TorchObfuscator
-from veil.pipeline.blackbox import _Surrogate, server_accuracy
+from veil.pipeline.blackbox import server_accuracy
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.server import BackgroundServer
@@ -61,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                                          encoder_epochs=args.encoder_epochs, epochs=args.epochs,
                                          seed=args.seed, threads=args.threads), quiet=True)
         test = load_dataset(args.data).test.subset(args.eval_images, args.seed)
-        white_acc = server_accuracy(url, None, test.images, test.labels,
-                                    _Surrogate(TorchObfuscator(white / "model.pt", args.threads)))
+        white_acc = server_accuracy(url, None, test.images, test.labels, white / "model.pt",
+                                    args.threads)
         seconds["whitebox"] = time.perf_counter() - t0
     black = json.loads((args.out / "blackbox" / "blackbox.json").read_text())
     result = {"settings": {k: str(v) for k, v in vars(args).items()},

@@ -310,28 +310,31 @@ def test_defense_transmit_is_deterministic_without_noise(images):
     assert np.isclose(defense.summary()["noise_std"], 0.0)
 
 
-def test_attacker_trained_until_flat_records_its_curve_and_why_it_stopped():
+def until_flat_on_identity(train=None, val=None, **options) -> tuple[torch.nn.Module, dict]:
+    """A width-8 U-Net trained until flat against the identity defense on the sample (its
+    train split for both roles unless given), 100-image validation steps, batch 50."""
     from veil.attacks.decoders import make_decoder
     from veil.attacks.defenses import Defense
     from veil.attacks.fresh_decoder import train_until_flat
-    from veil.data import load_dataset
+
     ds = load_dataset("sample")
     identity = Defense("identity", "baseline", torch.nn.Identity())
     torch.manual_seed(0)
-    decoder, curve = train_until_flat(identity, make_decoder("unet", 8), ds.train, ds.test,
-                                      torch.device("cpu"), time_budget_s=1e9, eval_every=100,
-                                      batch_size=50, flat_gain=0.5)
+    settings = {"time_budget_s": 1e9, "eval_every": 100, "batch_size": 50, **options}
+    return train_until_flat(identity, make_decoder("unet", 8),
+                            ds.train if train is None else train, ds.test if val is None else val,
+                            torch.device("cpu"), **settings)
+
+
+def test_attacker_trained_until_flat_records_its_curve_and_why_it_stopped():
+    decoder, curve = until_flat_on_identity(flat_gain=0.5)
     # with a 0.5 SSIM bar the curve counts as flat as soon as it has four points
     assert curve["stopped"] == "converged" and len(curve["points"]) == 4
     assert [p["images"] for p in curve["points"]] == [100, 200, 300, 400]
     assert curve["points"][-1]["ssim"] > curve["points"][0]["ssim"]
-    _, timed = train_until_flat(identity, make_decoder("unet", 8), ds.train, ds.test,
-                                torch.device("cpu"), time_budget_s=0.0, eval_every=100,
-                                batch_size=50)
+    _, timed = until_flat_on_identity(time_budget_s=0.0)
     assert timed["stopped"] == "budget" and len(timed["points"]) == 1
-    _, counted = train_until_flat(identity, make_decoder("unet", 8), ds.train, ds.test,
-                                  torch.device("cpu"), time_budget_s=1e9, max_images=200,
-                                  eval_every=100, batch_size=50)
+    _, counted = until_flat_on_identity(max_images=200)
     assert counted["stopped"] == "budget" and counted["images"] == 200
 
 
@@ -372,17 +375,9 @@ def check_curve_file(doc: dict) -> None:
 
 
 def test_attacker_curve_files_have_the_schema_written_and_committed(tmp_path):
-    from veil.attacks.decoders import make_decoder
-    from veil.attacks.defenses import Defense
-    from veil.attacks.fresh_decoder import attacker_curves, train_until_flat
-    from veil.data import load_dataset
+    from veil.attacks.fresh_decoder import attacker_curves
 
-    ds = load_dataset("sample")
-    blur = Defense("identity", "baseline", torch.nn.Identity())
-    torch.manual_seed(0)
-    _, curve = train_until_flat(blur, make_decoder("unet", 8), ds.train, ds.test,
-                                torch.device("cpu"), time_budget_s=1e9, max_images=300,
-                                eval_every=100, batch_size=50)
+    _, curve = until_flat_on_identity(max_images=300)
     doc = attacker_curves({"identity": [{"decoder": "unet8", "loss": "mse", **curve}]})
     check_curve_file(json.loads(json.dumps(doc)))
     committed = sorted((REPO / "results" / "cpu").rglob("attacker_curves.json"))
@@ -395,11 +390,10 @@ def test_attackers_train_on_training_pairs_only(monkeypatch):
     """Every image the fresh attacker learns from is a training image (or its mirror image),
     never one of the validation images it is scored on."""
     from veil.attacks import fresh_decoder
-    from veil.attacks.decoders import make_decoder
-    from veil.attacks.defenses import Defense
     from veil.data import load_dataset
 
-    images, labels = load_dataset("sample").train.images, load_dataset("sample").train.labels
+    sample = load_dataset("sample").train
+    images, labels = sample.images, sample.labels
     train, val = Split(images[:100], labels[:100]), Split(images[100:150], labels[100:150])
     seen: list[np.ndarray] = []
     real_step = fresh_decoder.decoder_step
@@ -409,10 +403,7 @@ def test_attackers_train_on_training_pairs_only(monkeypatch):
         return real_step(decoder, defense, optimizer, x, ssim_weight)
 
     monkeypatch.setattr(fresh_decoder, "decoder_step", recording_step)
-    identity = Defense("identity", "baseline", torch.nn.Identity())
-    fresh_decoder.train_until_flat(identity, make_decoder("unet", 8), train, val,
-                                   torch.device("cpu"), time_budget_s=1e9, max_images=200,
-                                   eval_every=100, batch_size=25)
+    until_flat_on_identity(train, val, max_images=200, batch_size=25)
     known = {im.tobytes() for im in train.images} | {im[:, ::-1].tobytes() for im in train.images}
     held_out = {im.tobytes() for im in val.images} | {im[:, ::-1].tobytes() for im in val.images}
     assert len(seen) == 200 and all(im.tobytes() in known for im in seen)

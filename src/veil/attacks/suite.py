@@ -160,11 +160,10 @@ def _fresh_until_flat(arch: str, defense: Defense, sent: torch.Tensor, setup: At
         variants.append((image_scores(x, rebuilt), rebuilt, {
             "decoder": arch if arch != "unet" else f"unet{b.unet_width}",
             "loss": "mse" if weight == 0 else f"mse + {weight:g} (1 - ssim)", **curve}))
-    scored, rebuilt, curve = max(variants, key=lambda v: v[0]["ssim"]["mean"])
+    scored, rebuilt, _ = max(variants, key=lambda v: v[0]["ssim"]["mean"])
     extra = {"budget": {"architecture": arch, "until_flat": True, "train_images": len(train),
                         "val_images": n_val, "batch_size": b.batch_size, "lr": b.lr,
                         "params": count_params(decoder)},
-             "curve": curve,
              "variants": [{"loss": c["loss"], "stopped": c["stopped"], "images": c["images"],
                            "ssim": s["ssim"]["mean"], "psnr": s["psnr"]["mean"]}
                           for s, _, c in variants],

@@ -30,12 +30,19 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu",
             raise ValueError(f"--weights is for a package.module:function classifier; {path} "
                              "is a veil checkpoint with its own weights")
         model, payload = _load_veil_classifier(path, device, expected_classes, verify)
-    if mean is not None or std is not None:
-        if mean is None or std is None:
-            raise ValueError("give --mean and --std together (3 values each)")
-        model = Normalized(model, mean, std).to(device).eval()
-        payload = {**payload, "normalization": {"mean": list(mean), "std": list(std)}}
-    return model, payload
+    return with_normalization(model, payload, mean, std, device)
+
+
+def with_normalization(model: nn.Module, payload: dict, mean: Sequence[float] | None,
+                       std: Sequence[float] | None, device: str | torch.device = "cpu"
+                       ) -> tuple[nn.Module, dict]:
+    """The classifier behind (x - mean) / std, its payload noting it; as it is without them."""
+    if mean is None and std is None:
+        return model, payload
+    if mean is None or std is None:
+        raise ValueError("give --mean and --std together (3 values each)")
+    model = Normalized(model, mean, std).to(device).eval()
+    return model, {**payload, "normalization": {"mean": list(mean), "std": list(std)}}
 
 
 def _load_external(spec: str | Path, device: str | torch.device,

@@ -176,10 +176,9 @@ def check_classifier(model: nn.Module, num_classes: int, image_size: tuple[int, 
                      name: str) -> None:
     """Run two blank images through; a clear error if the model refuses the image size or its
     output is not one logit per class."""
-    device = next(iter(model.parameters()), torch.zeros(())).device
     h, w = image_size
     try:
-        out = model(torch.zeros(2, 3, h, w, device=device))
+        out = model(torch.zeros(2, 3, h, w, device=_device_of(model)))
     except Exception as err:  # whatever the model raises for the wrong input size
         raise ValueError(f"classifier {name} refuses {h}x{w} images: {type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''}") from err
@@ -192,6 +191,10 @@ def check_classifier(model: nn.Module, num_classes: int, image_size: tuple[int, 
                          f"{num_classes} classes")
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    return next(iter(model.parameters()), torch.zeros(())).device
+
+
 def export_classifier(model: nn.Module, path: str | Path, classes: Sequence[str],
                       image_size: tuple[int, int], model_name: str) -> Path:
     """Write `model` (inference mode, any batch size, this image size) as a `.pt2` program that
@@ -199,7 +202,7 @@ def export_classifier(model: nn.Module, path: str | Path, classes: Sequence[str]
     path = Path(path)
     h, w = image_size
     model = model.eval()
-    example = torch.rand(2, 3, h, w, device=next(iter(model.parameters()), torch.zeros(())).device)
+    example = torch.rand(2, 3, h, w, device=_device_of(model))
     try:
         program = torch.export.export(model, (example,),
                                       dynamic_shapes=({0: torch.export.Dim("batch")},))

@@ -82,16 +82,24 @@ def query(url: str, token: str | None, images: np.ndarray, n_classes: int
 
 
 def server_accuracy(url: str, token: str | None, images: np.ndarray, labels: np.ndarray,
-                    obfuscator: Any = None) -> float:
-    """Top-1 accuracy of the real server on images, sent plain or through `obfuscator`."""
-    with VeilClient(url, obfuscator or _as_sent, token) as client:
+                    obfuscator: str | Path | None = None, threads: int | None = None,
+                    trained_on_surrogate: bool = False) -> float:
+    """Top-1 accuracy of the real server on images, sent plain or through the obfuscator
+    checkpoint. One trained on a surrogate records the surrogate, never the server's classifier,
+    so the client's mismatch warning is left out for it."""
+    send: Any = _as_sent
+    if obfuscator is not None:
+        from ..edge.obfuscators import TorchObfuscator
+
+        send = TorchObfuscator(obfuscator, threads)
+        send = _WithoutClassifierRecord(send) if trained_on_surrogate else send
+    with VeilClient(url, send, token) as client:
         predictions = client.classify(list(images))
     return float(np.mean([p.class_index == y for p, y in zip(predictions, labels, strict=True)]))
 
 
-class _Surrogate:
-    """The obfuscator without its record of the classifier it was trained for: that is the
-    surrogate, never the server's, so the client's mismatch warning would only be noise."""
+class _WithoutClassifierRecord:
+    """An obfuscator without its record of the classifier it was trained for."""
 
     def __init__(self, obfuscator: Any) -> None:
         self.obfuscator, self.image_size = obfuscator, obfuscator.image_size
@@ -175,17 +183,17 @@ def _obfuscator_step(args: argparse.Namespace, out: Path, surrogate: Path) -> Pa
 def _measure_step(args: argparse.Namespace, out: Path, public, obfuscator: Path,
                   surrogate: Path) -> dict[str, Any]:
     from ..core.checkpoint import load_checkpoint
-    from ..edge.obfuscators import TorchObfuscator
 
     test = public.test.subset(args.eval_images, args.seed)
-    obf = _Surrogate(TorchObfuscator(obfuscator, args.threads))
     url, token = args.classifier_url, args.token
     trained = load_checkpoint(obfuscator)["metrics"]
     return {
         "schema": "veil-blackbox/1", "server": url, "data": str(args.data), "seed": args.seed,
         "measured_on": int(len(test)),
         "server_plain_acc": server_accuracy(url, token, test.images, test.labels),
-        "server_obfuscated_acc": server_accuracy(url, token, test.images, test.labels, obf),
+        "server_obfuscated_acc": server_accuracy(url, token, test.images, test.labels,
+                                                 obfuscator, args.threads,
+                                                 trained_on_surrogate=True),
         "surrogate": {"model": args.surrogate, "epochs": args.surrogate_epochs,
                       "test_acc": load_checkpoint(surrogate)["metrics"]["test_acc"],
                       "path": str(surrogate)},

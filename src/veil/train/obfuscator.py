@@ -44,8 +44,8 @@ from ..core.files import sha256_of
 from ..core.runtime import autocast, progress, quiet_default, seed_everything
 from ..data import TensorLoader, load_dataset
 from ..models import FrozenClassifier, create_model
-from ..models.checkpoints import load_classifier
-from ..models.external import Normalized, check_classifier, export_classifier
+from ..models.checkpoints import load_classifier, with_normalization
+from ..models.external import check_classifier, export_classifier
 from .adversarial import AdversarialStep, evaluate_pair, make_schedulers, member_accuracy
 from .curve import LearningCurve
 from .loop import Process, fit, start_process
@@ -189,12 +189,12 @@ class ObfuscatorTrainer:
         row = evaluate_pair(self.obfuscator, self.deobfuscator, self.step.classifier,
                             self.test_loader, self.device, self.config.precision)
         if len(self.step.members) > 1:
-            row["members"] = [
-                {"model_name": info["model_name"], "sha256": info["sha256"],
-                 **member_accuracy(self.obfuscator, member, self.test_loader,
-                                   self.config.precision)}
-                for info, member in zip([self.clf_info, *self.clf_info["ensemble"]],
-                                        self.step.members, strict=True)]
+            first = {k: row[k] for k in ("plain_acc", "obfuscated_acc")}  # measured just now
+            others = [member_accuracy(self.obfuscator, member, self.test_loader,
+                                      self.config.precision) for member in self.step.members[1:]]
+            row["members"] = [{"model_name": info["model_name"], "sha256": info["sha256"], **acc}
+                              for info, acc in zip([self.clf_info, *self.clf_info["ensemble"]],
+                                                   [first, *others], strict=True)]
         return row
 
     def payload(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -229,10 +229,9 @@ def _frozen_target(config: ObfuscatorConfig, ds, device: torch.device, process: 
         name = config.classifier or type(classifier).__name__
         classifier = classifier.to(device).eval()
         check_classifier(classifier, len(ds.classes), size, name)
-        payload: dict[str, Any] = {"model_name": name, "metrics": {}}
-        if config.classifier_mean is not None or config.classifier_std is not None:
-            classifier = Normalized(classifier, config.classifier_mean or [],
-                                    config.classifier_std or []).to(device).eval()
+        classifier, payload = with_normalization(classifier, {"model_name": name, "metrics": {}},
+                                                 config.classifier_mean, config.classifier_std,
+                                                 device)
     else:
         classifier, payload = load_classifier(
             config.classifier, device, expected_classes=ds.classes,
