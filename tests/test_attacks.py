@@ -224,6 +224,40 @@ def test_attack_cli_until_flat_reports_each_loss_and_writes_the_curves(attack_ch
     assert "| mse + 1 (1 - ssim) | budget | 120 |" in (tmp_path / "attacks.md").read_text()
 
 
+def test_killed_attack_run_keeps_finished_defenses_and_resumes_after_them(
+        attack_checkpoints, tmp_path, capsys, monkeypatch):
+    import veil.attacks.suite as suite
+    run = ["attack", "--baselines", "pixelate", "blur", "--classifier",
+           attack_checkpoints["clf"], "--attacks", "inversion", "--out", tmp_path, *TINY]
+    attack_defense, attacked, kill = suite.attack_defense, [], [True]
+
+    def killed_at_blur(defense, setup, log):
+        attacked.append(defense.name)
+        if defense.name.startswith("blur") and kill[0]:
+            raise KeyboardInterrupt
+        return attack_defense(defense, setup, log)
+
+    monkeypatch.setattr(suite, "attack_defense", killed_at_blur)
+    assert veil(run, capsys)[0] == 130
+    partial = json.loads((tmp_path / "attacks.partial.json").read_text())
+    assert [r["name"] for r in partial["rows"]] == ["pixelate4"]
+    assert not (tmp_path / "attacks.json").exists()
+
+    code, _, err = veil(run, capsys)  # not thrown away by a rerun that forgot --resume
+    assert code == 2 and "unfinished attack run (1 defenses done)" in err and "--resume" in err
+    code, _, err = veil([*run, "--resume", "--seed", "1"], capsys)
+    assert code == 2 and "another seed (0, now 1)" in err
+
+    kill[0] = False
+    code, _, err = veil([*run, "--resume"], capsys)
+    assert code == 0, err
+    assert attacked == ["pixelate4", "blur2", "blur2"]  # the resumed run attacked blur alone
+    result = json.loads((tmp_path / "attacks.json").read_text())
+    assert [d["name"] for d in result["defenses"]] == ["pixelate4", "blur2"]
+    assert result["defenses"][0] == partial["rows"][0]
+    assert not (tmp_path / "attacks.partial.json").exists()
+
+
 def test_stored_attacks_json_has_the_current_schema():
     stored = json.loads((Path(__file__).parent / "data" / "attacks.json").read_text())
     assert set(stored) == ATTACKS_KEYS

@@ -1,7 +1,8 @@
 """`veil attack`: attack frozen obfuscators and baselines; `veil attack sweep` adds a λ sweep.
 
 Writes attacks.json, attacks.md, one example grid per defense and tradeoff.png (accuracy vs the
-strongest attacker's SSIM, Pareto front marked) into --out.
+strongest attacker's SSIM, Pareto front marked) into --out; while it runs, the finished
+defenses are kept in attacks.partial.json, so that `--resume` continues a killed run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .baselines import expand_names, make_baseline
 from .budget import BUDGETS, AttackBudget, preset
 from .defenses import Defense, obfuscator_defense
 from .fresh_decoder import attacker_curves
+from .partial import PARTIAL, PartialResult
 from .report import RENDERER
 from .suite import ATTACKS, DEFAULT_ATTACKS, AttackSetup, check_attacks, run_attack_suite
 from .sweep import DEFAULT_LAMS, train_sweep
@@ -55,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attacks", nargs="+", default=list(DEFAULT_ATTACKS), metavar="NAME",
                         help=f"attacks to run (default: all): {', '.join(ATTACKS)}")
     add_evaluation(parser, DEFAULT_OUT)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed run in --out: the defenses it finished "
+                             f"({PARTIAL}) are reused when the settings are the same")
     b = parser.add_argument_group("attacker budget (recorded with the results; the options "
                                   "below change the --budget preset)")
     b.add_argument("--budget", choices=sorted(BUDGETS), default="quick",
@@ -134,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
     defenses += baselines
     attack_setup = AttackSetup(ds, data_info, classifier, attacks, budget, device, args.seed,
                                quiet)
-    result = run_attack_suite(defenses, attack_setup, sweep)
+    partial = PartialResult.open(args.out, {
+        "budget": budget.as_dict(), "attacks": attacks, "data": data_info, "seed": args.seed,
+        "classifier": classifier.sha256 if classifier else None}, args.resume)
+    result = run_attack_suite(defenses, attack_setup, sweep, partial=partial)
     written = write_result_with(RENDERER, result, args.out)
     curves = {d["name"]: [c for a in d["attacks"].values() for c in a.get("curves", [])]
               for d in result["defenses"]}
@@ -143,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(path, json.dumps(attacker_curves(
             {k: v for k, v in curves.items() if v}), indent=1) + "\n")
         written.append(path)
+    partial.close()
     print(written[1].read_text())
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

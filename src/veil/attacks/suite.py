@@ -27,6 +27,7 @@ from .decoders import make_decoder
 from .defenses import Defense
 from .fresh_decoder import reconstruct, train_fresh_decoder, train_until_flat
 from .inversion import invert
+from .partial import PartialResult
 
 SCHEMA = "veil.attacks/1"
 Log = Callable[[str], None]
@@ -180,9 +181,10 @@ def _strongest(row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def run_attack_suite(defenses: list[Defense], setup: AttackSetup,
-                     sweep: dict[str, Any] | None = None, log: Log = print
-                     ) -> dict[str, Any]:
-    """Every defense against every attack: the `veil attack` result (see `SCHEMA`)."""
+                     sweep: dict[str, Any] | None = None, log: Log = print,
+                     partial: PartialResult | None = None) -> dict[str, Any]:
+    """Every defense against every attack: the `veil attack` result (see `SCHEMA`). With
+    `partial`, defenses it holds are reused and every new row is added to it as it finishes."""
     if not defenses:
         raise ValueError("nothing to attack: give obfuscator checkpoints, baselines or a λ sweep")
     names = [d.name for d in defenses]
@@ -195,8 +197,15 @@ def run_attack_suite(defenses: list[Defense], setup: AttackSetup,
         classifier = {**c.info(), "plain_acc": accuracy_on(c.model, setup.x, setup.y)}
     rows = []
     for d in defenses:
-        log(f"attacking {d.name} ({d.description})")
-        rows.append(attack_defense(d, setup, log))
+        row = partial.finished(d) if partial else None
+        if row is not None:
+            log(f"reusing {d.name}: finished by the run being resumed")
+        else:
+            log(f"attacking {d.name} ({d.description})")
+            row = attack_defense(d, setup, log)
+            if partial:
+                partial.add(row)
+        rows.append(row)
     points = [(r["name"], r["strongest"]["ssim"], r["accuracy"]) for r in rows
               if r["accuracy"] is not None]
     return {
