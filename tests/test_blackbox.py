@@ -70,3 +70,23 @@ def test_blackbox_refuses_bad_budgets_and_a_server_of_other_classes(tmp_path, ca
         assert main([*args, "--out", str(tmp_path / "b"), "--query-budget", "10"]) != 0
         assert "the server classifies 7 classes, the public data has 10" in \
             capsys.readouterr().err
+
+
+def test_blackbox_python_api_matches_the_command(server_classifier, tmp_path):
+    import veil
+
+    with BackgroundServer(create_app(Predictor.from_checkpoint(server_classifier),
+                                     ServerConfig(max_images=16))) as url:
+        result = veil.train_blackbox_obfuscator(
+            url, data="sample", out=tmp_path / "bb", query_budget=40, surrogate="fastnet_tiny",
+            surrogate_epochs=1, recipe="fast", epochs=1, batch_size=40, eval_images=20,
+            quiet=True)
+        with pytest.raises(TypeError, match="unknown setting 'query_budgets'; settings: .*"
+                                            "query_budget"):
+            veil.train_blackbox_obfuscator(url, data="sample", out=tmp_path / "x",
+                                           query_budgets=5)
+    assert result.report["queries"]["training_images_sent"] == 40
+    assert result.report["measured_on"] == 20
+    assert not result.obfuscator.training
+    assert result.checkpoint == tmp_path / "bb" / "obfuscator" / "model.pt"
+    assert not (tmp_path / "x").exists()

@@ -189,3 +189,18 @@ def test_api_names_an_unknown_setting(tmp_path):
     with pytest.raises(TypeError, match="unknown setting 'epoch'; settings: .*epochs"):
         veil.train_obfuscator(small_convnet(), data="sample", out=tmp_path / "r", epoch=3)
     assert not (tmp_path / "r").exists()
+
+
+def test_api_trains_for_an_ensemble_whose_first_member_is_a_module(api_run, tmp_path):
+    _, _, first = api_run
+    torch.manual_seed(1)  # another member than the recorded one (the same one is refused)
+    result = veil.train_obfuscator([SmallConvNet(), first / "classifier.pt2"], data="sample",
+                                   out=tmp_path / "ens", mean=MEAN, std=STD, quiet=True,
+                                   ensemble_mode="cycle", feature_weight=0, **TINY)
+    recorded = load_checkpoint(result.checkpoint)["classifier"]
+    assert [m["path"] for m in recorded["ensemble"]] == [str(first / "classifier.pt2")]
+    assert len(result.metrics["members"]) == 2
+    with pytest.raises(TypeError, match="only the first classifier of an ensemble may be a "
+                                        "module"):
+        veil.train_obfuscator([small_convnet(), small_convnet()], data="sample",
+                              out=tmp_path / "two")

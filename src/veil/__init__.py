@@ -6,12 +6,13 @@ while a frozen cloud classifier trained on ordinary images still classifies it.
 
 from .core.version import VERSION as __version__
 
-__all__ = ["TrainedObfuscator", "__version__", "train_obfuscator"]
+API = ("BlackBoxObfuscator", "TrainedObfuscator", "train_blackbox_obfuscator", "train_obfuscator")
+__all__ = [*API, "__version__"]
 
 
 def __getattr__(name: str):
     # `import veil` stays light (the edge imports it without torch); the API loads on first use
-    if name in ("train_obfuscator", "TrainedObfuscator"):
+    if name in API:
         from . import api
         return getattr(api, name)
     raise AttributeError(f"module 'veil' has no attribute {name!r}")

@@ -9,11 +9,20 @@
 Any `nn.Module` that maps (N, 3, H, W) float images to logits will do; give its input
 normalisation as mean/std if it expects normalised images (or keep it inside the model).
 The run folder is the CLI's (`veil train obfuscator`): config, metrics, checkpoints, the
-classifier itself as `classifier.pt2`, and `--resume`.
+classifier itself as `classifier.pt2`, and `--resume`. A list of classifiers trains one
+obfuscator for the ensemble (`ensemble_mode="mean"` or `"cycle"`).
+
+A classifier that can only be queried (a `veil serve` URL, no weights):
+
+    result = veil.train_blackbox_obfuscator("https://cloud.example.org", data="cifar10",
+                                            out="runs/bb", query_budget=10_000)
+    result.report            # images sent, the real server's plain / obfuscated accuracy
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,6 +31,7 @@ from typing import Any
 from torch import nn
 
 from .models.checkpoints import load_obfuscator_pair
+from .pipeline import blackbox
 from .train.obfuscator import DEFAULT_RECIPE, ObfuscatorConfig, make_config
 from .train.obfuscator import train_obfuscator as _train
 
@@ -34,20 +44,34 @@ class TrainedObfuscator:
     checkpoint: Path
 
 
-def train_obfuscator(classifier: nn.Module | str | Path, data: str | Path, out: str | Path, *,
+Classifier = nn.Module | str | Path
+
+
+def train_obfuscator(classifier: Classifier | Sequence[Classifier], data: str | Path,
+                     out: str | Path, *,
                      mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                      weights: str | Path | None = None, recipe: str = DEFAULT_RECIPE,
                      resume: bool = False, quiet: bool | None = None,
                      on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
                      **options: Any) -> TrainedObfuscator:
     """Train an obfuscator pair against the frozen `classifier` (a module, or what
-    `--classifier` takes: a veil checkpoint, a `.pt2` program, `package.module:function`).
+    `--classifier` takes: a veil checkpoint, a `.pt2` program, `package.module:function`), or
+    against an ensemble: a list whose first member may be a module and whose others are files.
     `options` are `veil train obfuscator`'s settings by name (epochs=, lam=, batch_size=, ...)."""
     known = {f.name for f in fields(ObfuscatorConfig)}
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(options) - known - {"ensemble"})
     if unknown:
         raise TypeError(f"train_obfuscator() got an unknown setting {unknown[0]!r}; settings: "
-                        f"{', '.join(sorted(known - {'classifier', 'data', 'out'}))}")
+                        f"{', '.join(sorted(known - {'classifier', 'data', 'out', 'ensemble'}))}")
+    if isinstance(classifier, (nn.Module, str, Path)):
+        classifier = [classifier]
+    classifier, *others = classifier
+    if any(isinstance(m, nn.Module) for m in others):
+        raise TypeError("train_obfuscator(): only the first classifier of an ensemble may be a "
+                        "module; give the others as files (a veil checkpoint or a .pt2 program, "
+                        "e.g. torch.export.save(torch.export.export(model, (x,)), 'b.pt2'))")
+    if others:
+        options["ensemble"] = [str(m) for m in others]
     module = classifier if isinstance(classifier, nn.Module) else None
     config = make_config(recipe, **options, data=str(data), out=str(out),
                          classifier="" if module is not None else str(classifier),
@@ -59,3 +83,35 @@ def train_obfuscator(classifier: nn.Module | str | Path, data: str | Path, out: 
     checkpoint = Path(out) / "model.pt"
     obfuscator, deobfuscator, _ = load_obfuscator_pair(checkpoint)
     return TrainedObfuscator(obfuscator, deobfuscator, metrics, checkpoint)
+
+
+@dataclass
+class BlackBoxObfuscator:
+    obfuscator: nn.Module
+    deobfuscator: nn.Module
+    report: dict[str, Any]  # OUT/blackbox.json: images sent, the real server's accuracies
+    checkpoint: Path
+
+
+def train_blackbox_obfuscator(classifier_url: str, data: str | Path, out: str | Path, *,
+                              token: str | None = None, **options: Any) -> BlackBoxObfuscator:
+    """`veil blackbox`: an obfuscator for a classifier reachable only through `veil serve`'s
+    /v1/classify. `options` are the command's settings by name (query_budget=, surrogate=,
+    surrogate_epochs=, recipe=, epochs=, eval_images=, quiet=, ...), with its defaults."""
+    parser = argparse.ArgumentParser(prog="train_blackbox_obfuscator()")
+    blackbox.add_arguments(parser)
+    args = parser.parse_args(["--classifier-url", classifier_url, "--data", str(data),
+                              "--out", str(out)])
+    unknown = sorted(set(options) - set(vars(args)) - {"classifier_url", "data", "out"})
+    if unknown:
+        settings = sorted(set(vars(args)) - {"classifier_url", "data", "out", "token"})
+        raise TypeError(f"train_blackbox_obfuscator() got an unknown setting {unknown[0]!r}; "
+                        f"settings: {', '.join(settings)}")
+    vars(args).update(options)
+    if token is not None:
+        args.token = token
+    blackbox.run(args)
+    checkpoint = Path(out) / "obfuscator" / "model.pt"
+    obfuscator, deobfuscator, _ = load_obfuscator_pair(checkpoint)
+    report = json.loads((Path(out) / "blackbox.json").read_text())
+    return BlackBoxObfuscator(obfuscator, deobfuscator, report, checkpoint)
