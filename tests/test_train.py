@@ -246,6 +246,17 @@ def test_ensemble_obfuscator_records_and_measures_every_member(trained_classifie
     assert [m["sha256"] for m in members] == [payload["classifier"]["sha256"],
                                               payload["classifier"]["ensemble"][0]["sha256"]]
     assert members[0]["obfuscated_acc"] == pytest.approx(payload["metrics"]["obfuscated_acc"])
+    tables = tmp_path / "tables"
+    assert main(["evaluate", "--classifiers", str(trained_classifier), str(second_classifier),
+                 "--obfuscators", str(out / "model.pt"), "--data", "sample", "--test-subset",
+                 "40", "--out", str(tables), "--quiet"]) == 0
+    t3 = json.loads((tables / "tables.json").read_text())["table3"]
+    assert t3["members"] == [[0, 1]] and t3["trained_for"] == [0]
+    md = (tables / "tables.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| obf-ensemble2-")]
+    models, table3 = rows[0], rows[-1]  # the Models section first, Table 3 last
+    assert f"| {t3['classifiers'][0]} + {t3['classifiers'][1]} |" in models
+    assert table3.count(" *") == 2, "both members are starred in Table 3"
     assert main(["train", "obfuscator", "--classifier", str(trained_classifier),
                  "--classifier", str(trained_classifier), "--data", "sample", "--out",
                  str(tmp_path / "twice"), "--epochs", "1", "--quiet"]) != 0

@@ -53,6 +53,11 @@ class LoadedObfuscator:
     def classifier_sha256(self) -> str | None:
         return (self.payload.get("classifier") or {}).get("sha256")
 
+    @property
+    def ensemble_sha256(self) -> list[str]:
+        """The further classifiers it was trained against, for an ensemble obfuscator."""
+        return [m["sha256"] for m in (self.payload.get("classifier") or {}).get("ensemble") or []]
+
     def info(self) -> dict[str, Any]:
         config = self.payload.get("config") or {}
         return {"label": self.label, "path": self.path, "sha256": self.sha256,

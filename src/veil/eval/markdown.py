@@ -21,7 +21,8 @@ def _models_section(result: dict[str, Any]) -> list[str]:
     clf = [[c["label"], c["model_name"], f"{c['params']:,}", f"{c['macs']:,}",
             "–" if c.get("seed") is None else str(c["seed"]), short(c["sha256"])]
            for c in result["classifiers"]]
-    obf = [[o["label"], o["classifier"] or "–", "–" if o.get("lam") is None else f"{o['lam']:g}",
+    obf = [[o["label"], " + ".join(o.get("trained_for") or [o["classifier"] or "–"]),
+            "–" if o.get("lam") is None else f"{o['lam']:g}",
             o.get("recipe") or "–", str(o.get("epochs") or "–"),
             str(o.get("train_subset") or "all"), short(o["sha256"])]
            for o in result["obfuscators"]]
@@ -74,11 +75,13 @@ def _table3(result: dict[str, Any]) -> list[str]:
     if not t3["obfuscators"]:
         return []
     rows = [["plain images", *[pct(a) for a in t3["plain_acc"]]]]
-    for name, accs, k in zip(t3["obfuscators"], t3["accuracy"], t3["trained_for"], strict=True):
-        rows.append([name, *[pct(a) + (" *" if j == k else "") for j, a in enumerate(accs)]])
+    members = t3.get("members") or [[k] for k in t3["trained_for"]]
+    for name, accs, ks in zip(t3["obfuscators"], t3["accuracy"], members, strict=True):
+        rows.append([name, *[pct(a) + (" *" if j in ks else "") for j, a in enumerate(accs)]])
     return ["## Table 3: transfer", "",
             "Accuracy in % of every classifier (columns) on every obfuscator's 8-bit images "
-            "(rows); * marks the classifier the obfuscator was trained for.", "",
+            "(rows); * marks the classifiers the obfuscator was trained for (every member of an "
+            "ensemble); the others are held out from it.", "",
             *table(["obfuscator \\ classifier", *t3["classifiers"]], rows), ""]
 
 

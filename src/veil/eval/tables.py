@@ -2,7 +2,8 @@
 
 Table 1: per (classifier, obfuscator it was trained for): plain and 8-bit obfuscated accuracy and
 the obfuscator's FLOPs / parameter overhead. Table 2: original / obfuscated / reconstructed images
-(co-trained deobfuscator), one or more per class. Table 3: every obfuscator on every classifier.
+(co-trained deobfuscator), one or more per class. Table 3: every obfuscator on every classifier,
+with the members each was trained against (an ensemble's are several; the rest are held out).
 """
 
 from __future__ import annotations
@@ -48,13 +49,15 @@ def evaluate_tables(classifiers: list[LoadedClassifier], obfuscators: list[Loade
     y = torch.as_tensor(ds.test.labels, device=device)
     clf_rows = [{**c.info(), **complexity(c.model), "plain_acc": accuracy_on(c.model, x, y)}
                 for c in classifiers]
-    obf_rows, matrix, table1, table2 = [], [], [], []
+    obf_rows, matrix, table1, table2, members = [], [], [], [], []
     show = grid_indices(ds.test.labels, per_class, len(ds.classes))
     for o in obfuscators:
         sent = sent_images(o.obfuscator, x)
         rebuilt = batched(o.deobfuscator, sent).clamp(0, 1)
         size = complexity(o.obfuscator)
-        obf_rows.append({**o.info(), **size})
+        members.append(_members(o, classifiers))
+        obf_rows.append({**o.info(), **size,
+                         "trained_for": [classifiers[j].label for j in members[-1]]})
         matrix.append([accuracy_on(c.model, sent, y) for c in classifiers])
         k = classifiers.index(o.classifier)
         clf = clf_rows[k]
@@ -82,8 +85,16 @@ def evaluate_tables(classifiers: list[LoadedClassifier], obfuscators: list[Loade
                    "obfuscators": [o.label for o in obfuscators],
                    "plain_acc": [r["plain_acc"] for r in clf_rows],
                    "accuracy": matrix,
-                   "trained_for": [classifiers.index(o.classifier) for o in obfuscators]},
+                   "trained_for": [classifiers.index(o.classifier) for o in obfuscators],
+                   "members": members},
     }
+
+
+def _members(o: LoadedObfuscator, classifiers: list[LoadedClassifier]) -> list[int]:
+    """The columns of Table 3 that `o` was trained against: its classifier and, for an
+    ensemble, every further member given (the others are held out from it)."""
+    return [j for j, c in enumerate(classifiers)
+            if c is o.classifier or c.sha256 in o.ensemble_sha256]
 
 
 def _table1_row(o: LoadedObfuscator, clf: dict[str, Any], obfuscated_acc: float,
