@@ -68,8 +68,8 @@ def train_obfuscator(classifier: Classifier | Sequence[Classifier], data: str | 
     classifier, *others = classifier
     if any(isinstance(m, nn.Module) for m in others):
         raise TypeError("train_obfuscator(): only the first classifier of an ensemble may be a "
-                        "module; give the others as files (a veil checkpoint or a .pt2 program, "
-                        "e.g. torch.export.save(torch.export.export(model, (x,)), 'b.pt2'))")
+                        "module; give the others as files (a veil checkpoint or a .pt2 program: "
+                        "veil.models.external.export_classifier writes one)")
     if others:
         options["ensemble"] = [str(m) for m in others]
     module = classifier if isinstance(classifier, nn.Module) else None
