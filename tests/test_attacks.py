@@ -257,6 +257,14 @@ def test_killed_attack_run_keeps_finished_defenses_and_resumes_after_them(
     assert result["defenses"][0] == partial["rows"][0]
     assert not (tmp_path / "attacks.partial.json").exists()
 
+    # a defense added to the finished run is the only one attacked
+    code, _, err = veil([*run, "--resume", "--baselines", "pixelate", "blur", "noise:0.1"],
+                        capsys)
+    assert code == 0, err
+    assert attacked[3:] == ["noise0.1"]
+    result = json.loads((tmp_path / "attacks.json").read_text())
+    assert [d["name"] for d in result["defenses"]] == ["pixelate4", "blur2", "noise0.1"]
+
 
 def test_stored_attacks_json_has_the_current_schema():
     stored = json.loads((Path(__file__).parent / "data" / "attacks.json").read_text())

@@ -140,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
     attack_setup = AttackSetup(ds, data_info, classifier, attacks, budget, device, args.seed,
                                quiet)
     partial = PartialResult.open(args.out, {
-        "budget": budget.as_dict(), "attacks": attacks, "data": data_info, "seed": args.seed,
-        "classifier": classifier.sha256 if classifier else None}, args.resume)
+        "budget": attack_setup.recorded_budget(), "attacks": attacks, "data": data_info,
+        "seed": args.seed, "classifier": classifier.sha256 if classifier else None},
+        args.resume)
     result = run_attack_suite(defenses, attack_setup, sweep, partial=partial)
     written = write_result_with(RENDERER, result, args.out)
     curves = {d["name"]: [c for a in d["attacks"].values() for c in a.get("curves", [])]

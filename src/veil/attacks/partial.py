@@ -2,8 +2,10 @@
 
 An attack run at a converged budget takes hours; a killed one should lose at most the defense it
 was attacking. Every finished defense is written here at once (atomically); `--resume` reuses
-the finished ones when the run's settings (budget, attacks, data, seed) are the same, and the
-file is removed once the complete result is written.
+the finished ones when the run's settings (budget, attacks, data, seed, classifier) are the same,
+and the file is removed once the complete result is written. `--resume` on a folder holding a
+complete result (OUT/attacks.json) reuses its defenses the same way: a defense added to a
+finished run is the only one attacked.
 """
 
 from __future__ import annotations
@@ -16,11 +18,22 @@ from ..core.files import atomic_write
 from .defenses import Defense
 
 PARTIAL = "attacks.partial.json"
+COMPLETE = "attacks.json"
 
 
 def _plain(value: Any) -> Any:
     """`value` as it reads back from JSON (tuples become lists), so that settings compare."""
     return json.loads(json.dumps(value))
+
+
+def _from_complete(result: dict[str, Any]) -> dict[str, Any]:
+    """A finished `veil attack` result as a partial one: its settings and its rows."""
+    classifier = result.get("classifier") or {}
+    return {"header": {"budget": result["attacker_budget"],
+                       "attacks": [a["name"] for a in result["attacks"]],
+                       "data": result["data"], "seed": result["seed"],
+                       "classifier": classifier.get("sha256")},
+            "rows": result["defenses"]}
 
 
 class PartialResult:
@@ -32,20 +45,24 @@ class PartialResult:
 
     @classmethod
     def open(cls, out: str | Path, header: dict[str, Any], resume: bool) -> PartialResult:
-        path, header = Path(out) / PARTIAL, _plain(header)
-        if not path.exists():
-            return cls(path, header, {})
-        stored = json.loads(path.read_text())
-        if not resume:
-            raise ValueError(f"{path} holds an unfinished attack run ({len(stored['rows'])} "
-                             "defenses done): pass --resume to continue it, or delete the file "
-                             "to start over")
+        partial, complete, header = Path(out) / PARTIAL, Path(out) / COMPLETE, _plain(header)
+        if partial.exists():
+            source, stored = partial, json.loads(partial.read_text())
+            if not resume:
+                raise ValueError(f"{partial} holds an unfinished attack run "
+                                 f"({len(stored['rows'])} defenses done): pass --resume to "
+                                 "continue it, or delete the file to start over")
+            start_over = "delete the file to start over"
+        elif resume and complete.exists():
+            source, stored = complete, _from_complete(json.loads(complete.read_text()))
+            start_over = "run without --resume to start over"
+        else:
+            return cls(partial, header, {})
         for key, value in header.items():
             if stored["header"].get(key) != value:
-                raise ValueError(f"cannot resume {path}: it was run with another {key} "
-                                 f"({stored['header'].get(key)!r}, now {value!r}); delete the "
-                                 "file to start over")
-        return cls(path, header, {row["name"]: row for row in stored["rows"]})
+                raise ValueError(f"cannot resume {source}: it was run with another {key} "
+                                 f"({stored['header'].get(key)!r}, now {value!r}); {start_over}")
+        return cls(partial, header, {row["name"]: row for row in stored["rows"]})
 
     def finished(self, defense: Defense) -> dict[str, Any] | None:
         """The stored row for `defense`, if it was attacked as it is now."""

@@ -75,6 +75,11 @@ class AttackSetup:
                             for c in range(len(self.ds.classes)) if (labels == c).any()]
         self.train_images = min(len(self.ds.train), self.budget.train_size or len(self.ds.train))
 
+    def recorded_budget(self) -> dict[str, Any]:
+        """The budget as the result records it: with the images it came to on this data."""
+        return {**self.budget.as_dict(), "train_images": self.train_images,
+                "inversion_images": len(self.inversion_idx)}
+
     def reference(self) -> dict[str, Any]:
         """The best constant guess (the mean training image): what knowing nothing gives."""
         mean = torch.as_tensor(self.ds.train.images.mean(0), dtype=torch.float32) / 255
@@ -214,8 +219,7 @@ def run_attack_suite(defenses: list[Defense], setup: AttackSetup,
         "seed": setup.seed,
         "environment": environment(),
         "device": str(setup.device),
-        "attacker_budget": {**setup.budget.as_dict(), "train_images": setup.train_images,
-                            "inversion_images": len(setup.inversion_idx)},
+        "attacker_budget": setup.recorded_budget(),
         "reference": setup.reference(),
         "attacks": [{"name": a, "description": ATTACKS[a]} for a in setup.attacks],
         "classifier": classifier,
