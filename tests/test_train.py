@@ -253,7 +253,7 @@ def test_ensemble_obfuscator_records_and_measures_every_member(trained_classifie
     t3 = json.loads((tables / "tables.json").read_text())["table3"]
     assert t3["members"] == [[0, 1]] and t3["trained_for"] == [0]
     md = (tables / "tables.md").read_text()
-    rows = [line for line in md.splitlines() if line.startswith("| obf-ensemble2-")]
+    rows = [line for line in md.splitlines() if line.startswith("| obf-ensemble2-cycle-")]
     models, table3 = rows[0], rows[-1]  # the Models section first, Table 3 last
     assert f"| {t3['classifiers'][0]} + {t3['classifiers'][1]} |" in models
     assert table3.count(" *") == 2, "both members are starred in Table 3"

@@ -176,7 +176,8 @@ def _label_obfuscators(obfuscators: list[LoadedObfuscator]) -> None:
     for o in obfuscators:
         lam = "" if o.lam is None else f"-lam{o.lam:g}"
         members = len((o.payload.get("classifier") or {}).get("ensemble") or [])
-        ensemble = f"ensemble{members + 1}-" if members else ""
+        mode = (o.payload.get("config") or {}).get("ensemble_mode") or "mean"
+        ensemble = f"ensemble{members + 1}-{mode}-" if members else ""
         names.append(f"obf-{ensemble}{o.classifier.label if o.classifier else 'unknown'}{lam}")
     for i, o in enumerate(obfuscators):
         repeats = names[:i].count(names[i])

@@ -58,14 +58,16 @@ class AttackBudget:
         return data
 
 
-# `veil attack --budget`: quick = fixed epochs (minutes); hour = until flat, capped so that the
-# CPU-scale run (a default obfuscator, a λ sweep, the baselines) fits about an hour on 2 cores,
-# from the 187-550 s a U-Net-48 attacker took to flatten on 30,000 images here
-# (results/cpu/lambda_sweep); full = until every curve is flat, no cap.
+# `veil attack --budget`: quick = fixed epochs (minutes); hour = until flat, capped: timed as
+# the CPU-scale run of results/cpu/tradeoff (the default, λ 0 and 10, the six default baselines:
+# 61 min on one thread of the 2-core machine beside a training run; the fresh decoders took
+# 126-213 s, the U-Nets stopped at the 200 s cap, inversion 1-95 s); full = until every curve is
+# flat, no cap, and inversion from three starts for 300 steps.
 BUDGETS: dict[str, AttackBudget] = {
     "quick": AttackBudget(),
-    "hour": AttackBudget(until_flat=True, unet_width=48, batch_size=64, time_s=150.0,
-                         max_images=30_000, ssim_weights=(1.0,), inversion_images=200),
+    "hour": AttackBudget(until_flat=True, unet_width=48, batch_size=64, time_s=200.0,
+                         max_images=30_000, ssim_weights=(1.0,), inversion_images=200,
+                         inversion_steps=120, inversion_restarts=1),
     "full": AttackBudget(until_flat=True, unet_width=48, batch_size=64, ssim_weights=(0.0, 1.0),
                          inversion_images=200),
 }
