@@ -59,7 +59,7 @@ def train_obfuscator(classifier: Classifier | Sequence[Classifier], data: str | 
     against an ensemble: a list whose first member may be a module and whose others are files.
     `options` are `veil train obfuscator`'s settings by name (epochs=, lam=, batch_size=, ...)."""
     known = {f.name for f in fields(ObfuscatorConfig)}
-    unknown = sorted(set(options) - known - {"ensemble"})
+    unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"train_obfuscator() got an unknown setting {unknown[0]!r}; settings: "
                         f"{', '.join(sorted(known - {'classifier', 'data', 'out', 'ensemble'}))}")
@@ -102,7 +102,7 @@ def train_blackbox_obfuscator(classifier_url: str, data: str | Path, out: str | 
     blackbox.add_arguments(parser)
     args = parser.parse_args(["--classifier-url", classifier_url, "--data", str(data),
                               "--out", str(out)])
-    unknown = sorted(set(options) - set(vars(args)) - {"classifier_url", "data", "out"})
+    unknown = sorted(set(options) - set(vars(args)))
     if unknown:
         settings = sorted(set(vars(args)) - {"classifier_url", "data", "out", "token"})
         raise TypeError(f"train_blackbox_obfuscator() got an unknown setting {unknown[0]!r}; "

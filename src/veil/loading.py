@@ -175,7 +175,7 @@ def _label_obfuscators(obfuscators: list[LoadedObfuscator]) -> None:
     names = []
     for o in obfuscators:
         lam = "" if o.lam is None else f"-lam{o.lam:g}"
-        members = len((o.payload.get("classifier") or {}).get("ensemble") or [])
+        members = len(o.ensemble_sha256)
         mode = (o.payload.get("config") or {}).get("ensemble_mode") or "mean"
         ensemble = f"ensemble{members + 1}-{mode}-" if members else ""
         names.append(f"obf-{ensemble}{o.classifier.label if o.classifier else 'unknown'}{lam}")
