@@ -426,6 +426,26 @@ def test_the_content_hash_survives_a_reload_and_a_resave(trained_classifier, tmp
     assert content_sha256(again) != content_sha256(payload)
 
 
+def test_a_save_killed_between_file_and_sidecar_leaves_a_loadable_checkpoint(tmp_path,
+                                                                              monkeypatch):
+    import veil.core.checkpoint as ckpt
+
+    path = tmp_path / "last.pt"
+    save_checkpoint({"kind": "classifier", "epoch": 1}, path)
+    write = ckpt.atomic_write
+
+    def killed_before_the_sidecar(target, data):
+        if str(target).endswith(".sha256"):
+            raise KeyboardInterrupt
+        write(target, data)
+
+    monkeypatch.setattr(ckpt, "atomic_write", killed_before_the_sidecar)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"kind": "classifier", "epoch": 2}, path)
+    assert not path.with_name("last.pt.sha256").exists()
+    assert load_checkpoint(path)["epoch"] == 2  # the content hash still checks it
+
+
 @pytest.mark.hostile
 def test_a_checkpoint_with_neither_hash_nor_sidecar_needs_verify_false(tmp_path):
     torch.save({"kind": "classifier", "model": {"w": torch.ones(3)}}, tmp_path / "old.pt")

@@ -58,8 +58,13 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> str:
     torch.save(payload, buffer)
     data = buffer.getvalue()
     digest = sha256_bytes(data)
+    sidecar = path.with_name(path.name + ".sha256")
+    # Two files cannot be replaced in one step: drop the old hash first, so that a process
+    # killed in between leaves a file without a sidecar (still checked by its content hash),
+    # never a new file beside the old file's hash (refused as corrupt, and resume would fail).
+    sidecar.unlink(missing_ok=True)
     atomic_write(path, data)
-    atomic_write(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
+    atomic_write(sidecar, f"{digest}  {path.name}\n")
     return digest
 
 
