@@ -368,7 +368,9 @@ def test_veil_serve_and_veil_classify_commands(artifacts, tmp_path, capsys):
         for i, im in enumerate(sample_images(3)):
             images.append(tmp_path / f"img{i}.png")
             images[-1].write_bytes(png_bytes(im))
-        code = main(["classify", *map(str, images), "--server", url, "--token", "cli-token",
+        (tmp_path / "token").write_text("cli-token\n")
+        code = main(["classify", *map(str, images), "--server", url,
+                     "--token-file", str(tmp_path / "token"),
                      "--obfuscator", str(artifacts.onnx), "--top-k", "2"])
         out = capsys.readouterr().out
         assert code == 0, out

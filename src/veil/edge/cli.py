@@ -30,24 +30,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obfuscator", default=env.get(env.OBFUSCATOR),
                         help="exported obfuscator (.onnx, torch-free) or an obfuscator "
                              "checkpoint (.pt, needs torch); default $VEIL_OBFUSCATOR")
-    parser.add_argument("--token", default=None,
-                        help="bearer token (prefer $VEIL_TOKEN or --token-file: command lines "
-                             "are visible to other users)")
-    parser.add_argument("--token-file", type=Path, default=None, help="file holding the token")
+    add_token_options(parser)
     parser.add_argument("--save-obfuscated", type=Path, default=None, metavar="DIR",
                         help="write the PNG bytes sent for each image into DIR")
     parser.add_argument("--top-k", type=int, default=1, help="labels per image (default: 1)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per request")
     parser.add_argument("--threads", type=int, default=1, help="obfuscator threads")
-    parser.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
+    add_server_limits(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
+class _RefuseTokenArgument(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        parser.error("--token: a token on the command line is visible to every user of this "
+                     "machine (ps); set $VEIL_TOKEN or put it in a file given as --token-file")
+
+
+def add_server_limits(parser: argparse.ArgumentParser) -> None:
+    """What a server may cost this client (veil.edge.client's caps)."""
+    from .client import MAX_RESPONSE_BYTES, REQUEST_TIMEOUT
+
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds one read may wait (default: %(default)s)")
+    parser.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT,
+                        help="seconds a whole request may take (default: %(default)s)")
+    parser.add_argument("--max-response-bytes", type=int, default=MAX_RESPONSE_BYTES,
+                        help="largest answer read (default: %(default)s)")
+
+
+def add_token_options(parser: argparse.ArgumentParser) -> None:
+    """The bearer token a server may need: $VEIL_TOKEN or --token-file, never argv."""
+    parser.add_argument("--token-file", type=Path, default=None,
+                        help="file holding the server's bearer token (default: $VEIL_TOKEN)")
+    parser.add_argument("--token", action=_RefuseTokenArgument, help=argparse.SUPPRESS)
+
+
 def resolve_token(args: argparse.Namespace) -> str | None:
-    if args.token:
+    """The token set by the Python API, else --token-file's, else $VEIL_TOKEN."""
+    if getattr(args, "token", None):
         return args.token
-    if args.token_file is not None:
-        return args.token_file.read_text().strip() or None
+    if getattr(args, "token_file", None) is not None:
+        token = args.token_file.read_text().strip()
+        if not token:
+            raise ValueError(f"{args.token_file}: the token file is empty")
+        return token
     return env.token()
 
 
@@ -58,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no obfuscator: pass --obfuscator obfuscator.onnx (from `veil export`) "
                          "or set $VEIL_OBFUSCATOR; images are never sent unobfuscated")
     with VeilClient(args.server, args.obfuscator, resolve_token(args), timeout=args.timeout,
-                    batch_size=args.batch_size, top_k=args.top_k,
-                    threads=args.threads) as client:
+                    request_timeout=args.request_timeout,
+                    max_response_bytes=args.max_response_bytes, batch_size=args.batch_size,
+                    top_k=args.top_k, threads=args.threads) as client:
         predictions = client.classify(args.images, save_obfuscated=args.save_obfuscated)
     if args.json:
         print(json.dumps([asdict(p) for p in predictions], indent=2))

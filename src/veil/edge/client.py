@@ -15,7 +15,11 @@ PyTorch checkpoint is given as the obfuscator.
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,13 +33,31 @@ from .obfuscators import load_obfuscator
 
 Obfuscate = Callable[[np.ndarray], np.ndarray]
 
+# What a server may cost this client. An answer is a few hundred bytes an image; the caps leave
+# room for any honest server and stop a broken or hostile one (an endless body, a trickle).
+MAX_RESPONSE_BYTES = 4 * 2**20
+REQUEST_TIMEOUT = 120.0  # seconds for a whole request, first byte sent to last byte read
+MAX_RATE_LIMITED = 8  # 429 answers honoured in a row before giving up
+MAX_RETRY_AFTER = 60.0  # the longest Retry-After wait taken
+PROBABILITY_SLACK = 1e-3  # rounding a server may apply to probabilities and their sum
+
 
 class ServerError(RuntimeError):
-    """The server answered with an error (status, machine-readable code, message)."""
+    """The server answered with an error, or with something that is not a valid answer
+    (status, machine-readable code, message; the message names the server)."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(f"server answered {status} ({code}): {detail}")
-        self.status, self.code, self.detail = status, code, detail
+    def __init__(self, status: int, code: str, detail: str, server: str = "the server") -> None:
+        super().__init__(f"{server} answered {status} ({code}): {detail}")
+        self.status, self.code, self.detail, self.server = status, code, detail, server
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer, read whole within the client's limits."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
 
 
 @dataclass
@@ -49,21 +71,46 @@ class Prediction:
 
 
 class VeilClient:
-    """Obfuscates locally and classifies on a veil server (`veil serve`)."""
+    """Obfuscates locally and classifies on a veil server (`veil serve`).
+
+    The server is not trusted: every answer is read within `max_response_bytes` and
+    `request_timeout` seconds (a read waits at most `timeout`), and a prediction that is not
+    one well-formed answer per image (finite probabilities in [0, 1], labels of the server's
+    own class list, each once) is a ServerError naming the server and the image. With
+    `bad_answers="skip"` such a prediction becomes None instead and is counted in `skipped`.
+    A 429 answer is honoured: the client waits its Retry-After (at most MAX_RETRY_AFTER s) and
+    sends again, counting the waits in `rate_limited`.
+    """
 
     def __init__(self, server: str, obfuscator: str | os.PathLike | Obfuscate,
                  token: str | None = None, *, timeout: float = 30.0, batch_size: int = 32,
-                 top_k: int = 1, threads: int = 1, transport: Any = None) -> None:
+                 top_k: int = 1, threads: int = 1, transport: Any = None,
+                 request_timeout: float = REQUEST_TIMEOUT,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 bad_answers: str = "error") -> None:
         import httpx
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if not (timeout > 0 and request_timeout > 0 and max_response_bytes > 0):
+            raise ValueError("timeout, request_timeout and max_response_bytes must be positive")
+        if bad_answers not in ("error", "skip"):
+            raise ValueError(f"bad_answers must be 'error' or 'skip', got {bad_answers!r}")
         self.obfuscator = (obfuscator if callable(obfuscator)
                            else load_obfuscator(obfuscator, threads))
         self.batch_size, self.top_k = batch_size, top_k
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout,
-                                 transport=transport)
+        self.request_timeout, self.max_response_bytes = request_timeout, max_response_bytes
+        self.bad_answers = bad_answers
+        self.server = server.rstrip("/")
+        headers = {"Accept-Encoding": "identity"}  # the size cap counts the bytes as sent
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(base_url=self.server, headers=headers,
+                                 timeout=min(timeout, request_timeout), transport=transport)
+        self.classes: list[str] | None = None  # the server's, once /healthz has answered
+        self.skipped: list[tuple[str, str]] = []  # (image, what was wrong) with "skip"
+        self.rate_limited = 0
+        self.requests = 0
         self._server_checked = False
 
     def __enter__(self) -> VeilClient:
@@ -86,7 +133,8 @@ class VeilClient:
 
     def classify(self, inputs: Sequence[ImageInput] | ImageInput,
                  save_obfuscated: str | os.PathLike | None = None) -> list[Prediction]:
-        """Obfuscate, send, and return one Prediction per input (in order)."""
+        """Obfuscate, send, and return one Prediction per input (in order; with
+        bad_answers="skip", None where the server's answer was not valid)."""
         if isinstance(inputs, (str, os.PathLike, bytes)) or (
                 isinstance(inputs, np.ndarray) and inputs.ndim == 3):
             inputs = [inputs]
@@ -94,79 +142,183 @@ class VeilClient:
         payloads = self.obfuscate(inputs)
         if save_obfuscated is not None:
             save_payloads(payloads, names, Path(save_obfuscated))
-        self._check_server_once()
+        self.check_server()
         predictions: list[Prediction] = []
         for start in range(0, len(payloads), self.batch_size):
             chunk = payloads[start:start + self.batch_size]
-            results = self._post(chunk)
-            check_predictions(results, names[start:start + len(chunk)])
-            predictions += [_prediction(names[start + i], r, len(chunk[i]))
-                            for i, r in enumerate(results)]
+            predictions += self.send(chunk, names[start:start + len(chunk)])
+        return predictions
+
+    def send(self, payloads: list[bytes], names: list[str]) -> list[Prediction]:
+        """One request of already-encoded PNGs (at most the server's limit) -> predictions."""
+        results = self._post(payloads)
+        if len(results) != len(names):
+            missing = names[len(results):] or names
+            raise self._bad(f"sent {len(names)} image(s) but got {len(results)} "
+                            f"prediction(s); affected: {', '.join(missing[:10])}")
+        predictions = []
+        for i, (result, name) in enumerate(zip(results, names, strict=True)):
+            problem = prediction_problem(result, i, self.classes, self.top_k)
+            if problem is None:
+                predictions.append(_prediction(name, result, len(payloads[i])))
+            elif self.bad_answers == "skip":
+                self.skipped.append((name, problem))
+                predictions.append(None)
+            else:
+                raise self._bad(f"malformed or out-of-order prediction for {name} "
+                                f"(position {i}): {problem}")
         return predictions
 
     def health(self) -> dict[str, Any]:
         return self._json(self._request("GET", "/healthz"))
 
-    def _post(self, payloads: list[bytes]) -> list[dict[str, Any]]:
+    def _post(self, payloads: list[bytes]) -> list[Any]:
         files = [("files", (f"image-{i}.png", data, "image/png"))
                  for i, data in enumerate(payloads)]
-        response = self._request("POST", "/v1/classify", files=files,
-                                 params={"top_k": self.top_k})
-        predictions = self._json(response).get("predictions")
+        answer = self._request("POST", "/v1/classify", files=files, params={"top_k": self.top_k})
+        predictions = self._json(answer).get("predictions")
         if not isinstance(predictions, list):
-            raise ServerError(response.status_code, "bad_response",
-                              "the answer holds no list of predictions")
+            raise self._bad("the answer holds no list of predictions", answer.status)
         return predictions
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, **kwargs: Any) -> Answer:
+        """Send, honouring 429 Retry-After up to MAX_RATE_LIMITED times in a row."""
+        for _ in range(MAX_RATE_LIMITED):
+            answer = self._request_once(method, path, **kwargs)
+            if answer.status != 429:
+                return answer
+            self.rate_limited += 1
+            time.sleep(retry_after_seconds(answer.headers.get("retry-after")))
+        raise ServerError(429, "rate_limited", f"still rate-limited after {MAX_RATE_LIMITED} "
+                          "waits; try again later or with a smaller query rate", self.server)
+
+    def _request_once(self, method: str, path: str, **kwargs: Any) -> Answer:
+        """One request, bounded in time even against a server that trickles its headers:
+        the reading runs in a daemon thread that is abandoned (and stops at its next read)
+        once request_timeout has passed."""
+        deadline = time.monotonic() + self.request_timeout
+        self.requests += 1
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def read() -> None:
+            try:
+                outcome["answer"] = self._read(method, path, deadline, **kwargs)
+            except Exception as e:  # handed to the caller's thread below
+                outcome["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=read, name="veil-request", daemon=True).start()
+        if not done.wait(self.request_timeout):
+            raise self._too_slow()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["answer"]
+
+    def _read(self, method: str, path: str, deadline: float, **kwargs: Any) -> Answer:
         import httpx
 
         try:
-            return self.http.request(method, path, **kwargs)
+            with self.http.stream(method, path, **kwargs) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_response_bytes:
+                    raise self._too_big(response.status_code)
+                body = bytearray()
+                for piece in response.iter_bytes():
+                    body += piece
+                    if len(body) > self.max_response_bytes:
+                        raise self._too_big(response.status_code)
+                    if time.monotonic() > deadline:
+                        raise self._too_slow()
+                return Answer(response.status_code, bytes(body), dict(response.headers))
+        except httpx.TimeoutException:
+            raise self._too_slow() from None
+        except (httpx.RemoteProtocolError, httpx.DecodingError) as e:
+            raise self._bad(f"not a valid HTTP answer ({str(e)[:120]})") from None
         except httpx.HTTPError as e:
-            raise ConnectionError(f"cannot reach the veil server at {self.http.base_url}: "
-                                  f"{e}") from None
+            raise ConnectionError(f"cannot reach the veil server at {self.server}: "
+                                  f"{str(e) or type(e).__name__}") from None
 
-    @staticmethod
-    def _json(response: Any) -> dict[str, Any]:
+    def _too_big(self, status: int) -> ServerError:
+        return self._bad(f"the answer is larger than the client's cap of "
+                         f"{self.max_response_bytes:,} bytes; stopped reading", status)
+
+    def _too_slow(self) -> ServerError:
+        return ServerError(0, "timeout", f"no complete answer within {self.request_timeout:g} s "
+                           "(request_timeout); stopped waiting", self.server)
+
+    def _bad(self, detail: str, status: int = 200) -> ServerError:
+        return ServerError(status, "bad_response", detail, self.server)
+
+    def _json(self, answer: Answer) -> dict[str, Any]:
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(answer.body)
+        except (ValueError, RecursionError):
             body = None
-        if response.status_code >= 400:
+        if answer.status >= 400:
             body = body if isinstance(body, dict) else {}
-            raise ServerError(response.status_code, str(body.get("error", "http_error")),
-                              str(body.get("detail", response.text[:200])))
+            text = answer.body[:200].decode("utf-8", "replace")
+            raise ServerError(answer.status, str(body.get("error", "http_error"))[:80],
+                              str(body.get("detail", text))[:300], self.server)
         if not isinstance(body, dict):
-            raise ServerError(response.status_code, "bad_response",
-                              "the answer is not a JSON object (is the URL a veil server?)")
+            raise self._bad("the answer is not a JSON object (is the URL a veil server?)",
+                            answer.status)
         return body
 
-    def _check_server_once(self) -> None:
-        """Once per client: adopt the server's images-per-request limit, compare classifiers."""
+    def check_server(self) -> None:
+        """Once per client: adopt the server's images-per-request limit and class list,
+        compare classifiers."""
         if self._server_checked:
             return
         self._server_checked = True
         try:
             health = self.health()
-        except ServerError:
+        except ServerError as e:
+            if e.code in ("bad_response", "timeout"):
+                raise
             return  # a proxy may hide /healthz; the defaults still work
         limit = health.get("max_images", self.batch_size)
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise ServerError(200, "bad_response", f"/healthz gives max_images {limit!r:.40}, "
-                                                   "not a whole number")
-        self.batch_size = max(1, min(self.batch_size, limit))
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise self._bad(f"/healthz gives max_images {limit!r:.40}, not a whole number "
+                            "of at least 1")
+        self.batch_size = min(self.batch_size, limit)
+        if health.get("classes") is not None:
+            self.classes = checked_classes(health["classes"], self.server)
         size = getattr(self.obfuscator, "image_size", IMAGE_SIZE)
         if health.get("image_size") not in (None, [size, size]):
             raise ServerError(200, "image_size_mismatch",
-                              f"the server classifies {health['image_size']} images, the "
-                              f"obfuscator makes {size}x{size} ones")
+                              f"the server classifies {str(health['image_size'])[:40]} images, "
+                              f"the obfuscator makes {size}x{size} ones", self.server)
         expected = (getattr(self.obfuscator, "manifest", None) or {}).get("classifier", {})
         served = health.get("classifier", {})
+        served = served if isinstance(served, dict) else {}
         if expected.get("sha256") and served.get("sha256") not in (None, expected["sha256"]):
             warnings.warn(f"the obfuscator was trained for classifier {expected['sha256'][:12]}..."
-                          f" but the server runs {served['sha256'][:12]}...; accuracy may suffer",
-                          stacklevel=3)
+                          f" but the server runs {str(served['sha256'])[:12]}...; accuracy may "
+                          "suffer", stacklevel=3)
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """A 429's Retry-After in seconds (a number; an HTTP date or nothing: 1 s), capped."""
+    try:
+        seconds = float(value) if value is not None else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else 1.0
+
+
+def checked_classes(classes: Any, server: str = "the server") -> list[str]:
+    """The class list a server announces: distinct, non-empty strings."""
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, str) and c for c in classes)):
+        raise ServerError(200, "bad_response", f"/healthz gives classes {str(classes)[:60]}, "
+                          "not a list of names", server)
+    if len(set(classes)) != len(classes):
+        twice = sorted({c for c in classes if classes.count(c) > 1})
+        raise ServerError(200, "bad_response", f"/healthz lists class {twice[0][:40]!r} more "
+                          "than once", server)
+    return list(classes)
 
 
 def _source_name(source: ImageInput, index: int) -> str:
@@ -175,29 +327,42 @@ def _source_name(source: ImageInput, index: int) -> str:
     return f"image-{index}"
 
 
-def check_predictions(results: list[Any], names: list[str]) -> None:
-    """One well-formed prediction per image sent, in order; otherwise an error naming the
-    images whose results are missing or malformed (none is dropped silently)."""
-    if len(results) != len(names):
-        missing = names[len(results):] or names
-        raise ServerError(200, "bad_response", f"sent {len(names)} image(s) but got "
-                          f"{len(results)} prediction(s); affected: {', '.join(missing[:10])}")
-    for i, (result, name) in enumerate(zip(results, names, strict=True)):
-        if not _well_formed(result) or result.get("index", i) != i:
-            raise ServerError(200, "bad_response", f"malformed or out-of-order prediction for "
-                              f"{name} (position {i})")
+def _probability(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and -PROBABILITY_SLACK <= value <= 1 + PROBABILITY_SLACK)
 
 
-def _well_formed(result: Any) -> bool:
-    try:
-        return (isinstance(result, dict) and isinstance(result["label"], str)
-                and isinstance(result["class_index"], int)
-                and isinstance(result["confidence"], (int, float))
-                and isinstance(result["top_k"], list)
-                and all(isinstance(t["label"], str) and isinstance(t["probability"], (int, float))
-                        for t in result["top_k"]))
-    except (KeyError, TypeError):
-        return False
+def prediction_problem(result: Any, position: int, classes: list[str] | None,
+                       top_k: int) -> str | None:
+    """What is wrong with one prediction of a server's answer, or None if it is valid."""
+    if not isinstance(result, dict):
+        return "not an object"
+    label, index, top = result.get("label"), result.get("class_index"), result.get("top_k")
+    if result.get("index", position) != position:
+        return f"answers position {str(result.get('index'))[:20]}"
+    if not isinstance(label, str) or isinstance(index, bool) or not isinstance(index, int):
+        return "no label and class_index"
+    if not _probability(result.get("confidence")):
+        return f"confidence {str(result.get('confidence'))[:20]} is not a probability"
+    if not isinstance(top, list) or len(top) > max(top_k, 1) or not all(
+            isinstance(t, dict) and isinstance(t.get("label"), str) for t in top):
+        return "top_k is not a list of at most the labels asked for"
+    for t in top:
+        if not _probability(t.get("probability")):
+            return (f"probability {str(t.get('probability'))[:20]} of "
+                    f"{t['label'][:40]!r} is not a number in [0, 1]")
+    labels = [t["label"] for t in top]
+    if len(set(labels)) != len(labels):
+        return "a label appears twice in top_k"
+    if sum(t["probability"] for t in top) > 1 + PROBABILITY_SLACK:
+        return "top_k probabilities add up to more than 1"
+    if classes is not None:
+        unknown = [x for x in [label, *labels] if x not in classes]
+        if unknown:
+            return f"label {unknown[0][:40]!r} is not one of the server's classes"
+        if not 0 <= index < len(classes) or classes[index] != label:
+            return f"class_index {index} does not name {label[:40]!r}"
+    return None
 
 
 def _prediction(source: str, result: dict[str, Any], sent: int) -> Prediction:

@@ -1,0 +1,255 @@
+"""The query client trusts no server: each broken or hostile answer of a real server on loopback
+(tests/hostile_server.py) ends in a one-line error naming the server and what was wrong, or,
+where asked, in a skipped and counted image; memory and time stay bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hostile_server import (
+    CLASSES,
+    HostileServer,
+    endless_body,
+    good_answer,
+    prediction,
+    rate_limited,
+    trickle,
+    trickle_headers,
+)
+from offload_helpers import build_artifacts, png_bytes, sample_images
+from veil.cli import main
+from veil.edge.client import ServerError, VeilClient
+from veil.pipeline.blackbox import JOURNAL, QueryLog, answer_target, parse_answers, query
+
+pytestmark = pytest.mark.hostile
+
+
+@pytest.fixture(scope="module")
+def artifacts_onnx(tmp_path_factory):
+    return build_artifacts(tmp_path_factory.getbasetemp() / "offload").onnx
+
+
+def _as_sent(images):
+    return images
+
+
+def _client(server, **kwargs):
+    return VeilClient(server.url, _as_sent, top_k=10, **kwargs)
+
+
+def _answers_with(bad: dict) -> callable:
+    def answer(n, handler):
+        predictions = [prediction(i) for i in range(n)]
+        predictions[1] = {**predictions[1], **bad} if "top_k" not in bad else \
+            {**predictions[1], "top_k": bad["top_k"]}
+        return {"predictions": predictions}
+    return answer
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"top_k": [{"label": "cat", "probability": float("nan")}]},
+     "probability nan of 'cat' is not a number in [0, 1]"),
+    ({"top_k": [{"label": "cat", "probability": -3.0}]},
+     "probability -3.0 of 'cat' is not a number in [0, 1]"),
+    ({"top_k": [{"label": "zebra", "probability": 0.5}]},
+     "label 'zebra' is not one of the server's classes"),
+    ({"label": "zebra"}, "label 'zebra' is not one of the server's classes"),
+    ({"top_k": [{"label": "cat", "probability": 0.5}, {"label": "cat", "probability": 0.4}]},
+     "a label appears twice in top_k"),
+    ({"top_k": [{"label": "cat", "probability": 0.9}, {"label": "dog", "probability": 0.9}]},
+     "top_k probabilities add up to more than 1"),
+    ({"confidence": float("inf")}, "confidence inf is not a probability"),
+    ({"class_index": 7}, "class_index 7 does not name 'cat'"),
+])
+def test_an_invalid_answer_is_an_error_naming_the_server_and_the_image(bad, message):
+    with HostileServer(_answers_with(bad)) as server, _client(server) as client, \
+            pytest.raises(ServerError) as err:
+        client.classify(list(sample_images(3)))
+    text = str(err.value)
+    assert text.startswith(f"{server.url} answered 200 (bad_response)")
+    assert "prediction for image-1 (position 1)" in text and message in text
+    assert "\n" not in text
+
+
+def test_skip_drops_and_counts_the_invalid_answers_only():
+    bad = {"top_k": [{"label": "cat", "probability": float("nan")}]}
+    with HostileServer(_answers_with(bad)) as server, \
+            _client(server, bad_answers="skip") as client:
+        predictions = client.classify(list(sample_images(3)))
+    assert predictions[1] is None and predictions[0].label == predictions[2].label == "cat"
+    assert client.skipped == [("image-1", "probability nan of 'cat' is not a number in [0, 1]")]
+
+
+@pytest.mark.parametrize("health, message", [
+    ({"classes": ["cat", "dog", "cat"], "max_images": 16}, "lists class 'cat' more than once"),
+    ({"classes": "cat,dog", "max_images": 16}, "not a list of names"),
+    ({"classes": CLASSES, "max_images": 0}, "max_images 0, not a whole number of at least 1"),
+])
+def test_a_class_list_or_limit_that_makes_no_sense_is_refused(health, message):
+    with HostileServer(health=health) as server, _client(server) as client, \
+            pytest.raises(ServerError, match=message):
+        client.classify(list(sample_images(2)))
+    assert server.images == 0, "nothing is sent to a server that describes itself wrongly"
+
+
+def test_an_endless_body_stops_at_the_size_cap_with_bounded_memory():
+    tracemalloc.start()
+    try:
+        with HostileServer(endless_body) as server, \
+                _client(server, max_response_bytes=2**20) as client:
+            started = time.monotonic()
+            with pytest.raises(ServerError, match="larger than the client's cap of 1,048,576 "
+                                                  "bytes"):
+                client.classify(list(sample_images(2)))
+            elapsed = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"peak Python memory {peak:,} bytes for a 1 MiB cap"
+    assert elapsed < 30
+
+
+@pytest.mark.parametrize("answer", [trickle(0.1), trickle_headers(0.1)],
+                         ids=["body", "headers"])
+def test_a_trickling_server_is_given_up_on_after_the_request_timeout(answer):
+    with HostileServer(answer) as server, \
+            _client(server, timeout=5.0, request_timeout=1.0) as client:
+        started = time.monotonic()
+        with pytest.raises(ServerError, match="no complete answer within 1 s"):
+            client.classify(list(sample_images(2)))
+        elapsed = time.monotonic() - started
+    # every read came within the 5 s read timeout: only the whole-request limit ended it
+    assert 0.9 < elapsed < 4.0
+
+
+def test_429_is_honoured_with_its_retry_after_and_counted():
+    with HostileServer(rate_limited(2, retry_after="0.2")) as server, _client(server) as client:
+        started = time.monotonic()
+        predictions = client.classify(list(sample_images(3)))
+        elapsed = time.monotonic() - started
+    assert [p.label for p in predictions] == ["cat"] * 3
+    assert client.rate_limited == 2 and server.requests == 3
+    assert elapsed >= 0.4, "the client waited the server's Retry-After twice"
+
+
+def test_endless_rate_limiting_ends_in_a_clear_error():
+    with HostileServer(rate_limited(10**6, retry_after="0")) as server, \
+            _client(server) as client, pytest.raises(ServerError, match="still rate-limited"):
+        client.classify(list(sample_images(1)))
+
+
+def test_veil_classify_reports_a_hostile_server_in_one_line(artifacts_onnx, capsys, tmp_path):
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(sample_images(1)[0]))
+    with HostileServer(trickle(0.1)) as server:
+        code = main(["classify", str(image), "--server", server.url, "--obfuscator",
+                     str(artifacts_onnx), "--request-timeout", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert f"{server.url} answered 0 (timeout): no complete answer within 0.5 s" in err
+
+
+def test_veil_blackbox_refuses_a_token_on_the_command_line(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["blackbox", "--classifier-url", "http://127.0.0.1:9", "--data", "sample",
+              "--out", str(tmp_path), "--token", "secret"])
+    err = capsys.readouterr().err
+    assert "visible to every user of this machine (ps)" in err and "secret" not in err
+
+
+# --- what a surrogate learns from: exactly what the server answered ---------------------------
+def test_answer_kinds_are_parsed_and_bad_ones_named():
+    assert parse_answers("probs") == ("probs", None)
+    assert parse_answers("topk:3") == ("topk", 3)
+    assert parse_answers("label") == ("label", None)
+    for bad in ("topk:0", "topk", "all", "topk:x"):
+        with pytest.raises(ValueError, match=f"--answers '{bad}': expected probs, topk:K or "
+                                             "label"):
+            parse_answers(bad)
+
+
+def test_label_and_topk_targets_hold_exactly_what_was_answered():
+    from veil.edge.client import Prediction
+
+    p = Prediction("x", "dog", 5, 0.6, [("dog", 0.6), ("cat", 0.3)])
+    np.testing.assert_array_equal(answer_target(p, CLASSES, "label"), np.eye(10)[5])
+    target = answer_target(p, CLASSES, "topk")
+    assert target[5] == pytest.approx(0.6) and target[3] == pytest.approx(0.3)
+    np.testing.assert_allclose(np.delete(target, [3, 5]), 0.1 / 8, rtol=1e-6)
+
+
+def test_a_label_only_query_run_keeps_one_hot_targets_of_the_answered_labels(tmp_path):
+    def answer(n, handler):
+        return {"predictions": [prediction(i, label=CLASSES[i % 10], probability=1.0)
+                                for i in range(n)]}
+    images = sample_images(20)
+    with HostileServer(answer) as server, _client(server) as client:
+        client.check_server()
+        log = QueryLog.open(tmp_path / JOURNAL)
+        query(client, images, CLASSES, "label", log)
+    targets = np.array([log.targets[i] for i in range(20)])
+    # 16 images a request: the second request restarts the server's index at 0
+    expected = [i % 10 for i in range(16)] + [i % 10 for i in range(4)]
+    np.testing.assert_array_equal(targets, np.eye(10)[expected])
+    assert log.sent == 20 and log.requests == 2
+
+
+# --- a killed query run resumes without sending an answered image again ---------------------
+QUERY_SCRIPT = """
+import sys
+from pathlib import Path
+from offload_helpers import build_artifacts, png_bytes, sample_images
+from veil.edge.client import VeilClient
+from veil.pipeline.blackbox import QueryLog, query
+from hostile_server import CLASSES
+client = VeilClient(sys.argv[1], lambda x: x, top_k=10, batch_size=4)
+client.check_server()
+query(client, sample_images(64), CLASSES, "probs", QueryLog.open(Path(sys.argv[2])))
+"""
+
+
+def test_a_killed_query_run_resumes_and_counts_every_image_sent_exactly(tmp_path):
+    def slow(n, handler):
+        time.sleep(0.05)
+        return good_answer(n)
+    journal = tmp_path / JOURNAL
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    with HostileServer(slow, health={"classes": CLASSES, "max_images": 4}) as server:
+        cmd = [sys.executable, "-c", QUERY_SCRIPT, server.url, str(journal)]
+        proc = subprocess.Popen(cmd, env=env)
+        deadline = time.monotonic() + 120
+        while server.requests < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        first = QueryLog.open(journal)
+        sent_before = server.images
+        assert 0 < len(first.targets) < 64 and first.sent == sent_before
+        assert subprocess.run(cmd, env=env, timeout=120).returncode == 0
+    log = QueryLog.open(journal)
+    assert sorted(log.targets) == list(range(64))
+    assert log.sent == server.images, "every image that reached the server is counted"
+    # only images without a kept answer were sent again: at most the one request in flight
+    assert server.images - 64 == sent_before - len(first.targets) <= 4
+
+
+def test_a_journal_torn_by_a_kill_is_cut_at_its_last_whole_line(tmp_path):
+    journal = tmp_path / JOURNAL
+    journal.write_text(json.dumps({"send": [0, 1]}) + "\n"
+                       + json.dumps({"answer": [0, 1], "targets": [[1.0], [1.0]]}) + "\n"
+                       + json.dumps({"send": [2, 3]}) + "\n" + '{"answer": [2, 3], "tar')
+    log = QueryLog.open(journal)
+    assert log.sent == 4 and sorted(log.targets) == [0, 1] and log.requests == 2
+    assert journal.read_text().endswith('{"send": [2, 3]}\n')
