@@ -16,14 +16,10 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
            "truck"]
 
 
-def prediction(i: int, label: str = "cat", probability: Any = 0.9, top: list | None = None
-               ) -> dict[str, Any]:
-    top = top if top is not None else [{"label": label, "class_index": CLASSES.index(label)
-                                        if label in CLASSES else 0,
-                                        "probability": probability}]
-    return {"index": i, "label": label,
-            "class_index": CLASSES.index(label) if label in CLASSES else 0,
-            "confidence": probability, "top_k": top}
+def prediction(i: int, label: str = "cat", probability: Any = 0.9) -> dict[str, Any]:
+    index = CLASSES.index(label)
+    return {"index": i, "label": label, "class_index": index, "confidence": probability,
+            "top_k": [{"label": label, "class_index": index, "probability": probability}]}
 
 
 def good_answer(n: int) -> dict[str, Any]:

@@ -50,8 +50,7 @@ def _client(server, **kwargs):
 def _answers_with(bad: dict) -> callable:
     def answer(n, handler):
         predictions = [prediction(i) for i in range(n)]
-        predictions[1] = {**predictions[1], **bad} if "top_k" not in bad else \
-            {**predictions[1], "top_k": bad["top_k"]}
+        predictions[1] = {**predictions[1], **bad}
         return {"predictions": predictions}
     return answer
 

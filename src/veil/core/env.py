@@ -35,6 +35,16 @@ def token() -> str | None:
     return os.environ.get(TOKEN) or None
 
 
+def read_token(token_file: Path | None) -> str | None:
+    """The bearer token: the file's (which must not be empty), else $VEIL_TOKEN."""
+    if token_file is not None:
+        value = Path(token_file).read_text().strip()
+        if not value:
+            raise ValueError(f"{token_file}: the token file is empty")
+        return value
+    return token()
+
+
 def get(name: str) -> str | None:
     """One of the variables above by name (for CLI defaults such as VEIL_SERVER)."""
     return os.environ.get(name)

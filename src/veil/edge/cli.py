@@ -67,14 +67,7 @@ def add_token_options(parser: argparse.ArgumentParser) -> None:
 
 def resolve_token(args: argparse.Namespace) -> str | None:
     """The token set by the Python API, else --token-file's, else $VEIL_TOKEN."""
-    if getattr(args, "token", None):
-        return args.token
-    if getattr(args, "token_file", None) is not None:
-        token = args.token_file.read_text().strip()
-        if not token:
-            raise ValueError(f"{args.token_file}: the token file is empty")
-        return token
-    return env.token()
+    return getattr(args, "token", None) or env.read_token(getattr(args, "token_file", None))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -110,7 +110,6 @@ class VeilClient:
         self.classes: list[str] | None = None  # the server's, once /healthz has answered
         self.skipped: list[tuple[str, str]] = []  # (image, what was wrong) with "skip"
         self.rate_limited = 0
-        self.requests = 0
         self._server_checked = False
 
     def __enter__(self) -> VeilClient:
@@ -197,7 +196,6 @@ class VeilClient:
         the reading runs in a daemon thread that is abandoned (and stops at its next read)
         once request_timeout has passed."""
         deadline = time.monotonic() + self.request_timeout
-        self.requests += 1
         outcome: dict[str, Any] = {}
         done = threading.Event()
 

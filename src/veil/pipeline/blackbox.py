@@ -253,10 +253,15 @@ def _query_step(args: argparse.Namespace, out: Path, images: np.ndarray, n_class
                 "answers": str(z["answers"])}
 
 
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    """VeilClient's caps from the command's options."""
+    return {"timeout": args.timeout, "request_timeout": args.request_timeout,
+            "max_response_bytes": args.max_response_bytes, "bad_answers": args.bad_answers}
+
+
 def _client(args: argparse.Namespace, send: Any, top_k: int = 1) -> VeilClient:
     return VeilClient(args.classifier_url, send, resolve_token(args), top_k=top_k,
-                      timeout=args.timeout, request_timeout=args.request_timeout,
-                      max_response_bytes=args.max_response_bytes, bad_answers=args.bad_answers)
+                      **_limits(args))
 
 
 def _surrogate_step(args: argparse.Namespace, out: Path) -> Path:
@@ -290,9 +295,7 @@ def _measure_step(args: argparse.Namespace, out: Path, public, obfuscator: Path,
     from ..core.checkpoint import load_checkpoint
 
     test = public.test.subset(args.eval_images, args.seed)
-    url, token = args.classifier_url, resolve_token(args)
-    limits = {"timeout": args.timeout, "request_timeout": args.request_timeout,
-              "max_response_bytes": args.max_response_bytes, "bad_answers": args.bad_answers}
+    url, token, limits = args.classifier_url, resolve_token(args), _limits(args)
     trained = load_checkpoint(obfuscator)["metrics"]
     return {
         "schema": "veil-blackbox/1", "server": url, "data": str(args.data), "seed": args.seed,

@@ -84,19 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=["critical", "error", "warning", "info", "debug"])
 
 
-def read_token(token_file: Path | None) -> str | None:
-    if token_file is not None:
-        token = token_file.read_text().strip()
-        if not token:
-            raise ValueError(f"{token_file}: the token file is empty")
-        return token
-    return env.token()
-
-
 def run(args: argparse.Namespace) -> int:
     from .server import is_loopback
 
-    token = read_token(args.token_file)
+    token = env.read_token(args.token_file)
     if token is None and not is_loopback(args.host) and not args.no_auth:
         raise ValueError(f"binding {args.host} without a token: set ${TOKEN_ENV} or "
                          f"--token-file (and put TLS in front), or pass --no-auth")
