@@ -72,9 +72,13 @@ def run(tmp_path_factory, session_cache) -> SimpleNamespace:
         kill_state = {"last": (interrupted_dir / "last.pt").exists(),
                       "model": (interrupted_dir / "model.pt").exists()}
         code, stdout = run_cli([*argv, "--resume"])
+    # tests read this snapshot, not the folder, where they may depend on test order
+    # (test_deleted_last_outputs_are_rebuilt_alone runs the command once more)
+    after_resume = progress(out)
     return SimpleNamespace(out=out, first_code=first_code, after_kill=after_kill,
                            kill_state=kill_state, finished=finished,
-                           finished_mtimes=finished_mtimes, code=code, stdout=stdout)
+                           finished_mtimes=finished_mtimes, code=code, stdout=stdout,
+                           after_resume=after_resume)
 
 
 def test_interrupted_run_keeps_its_finished_phases(run):
@@ -95,13 +99,13 @@ def test_resume_skips_finished_phases_and_continues_the_unfinished_run(run):
     rows = [json.loads(line) for line in
             (run.out / "classifiers" / INTERRUPTED / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]  # epoch 1 kept, epoch 2 trained on resume
-    record = progress(run.out)["phases"][f"classifier:{INTERRUPTED}"]
+    record = run.after_resume["phases"][f"classifier:{INTERRUPTED}"]
     assert record["status"] == "done" and record["result"]["resumed"] is True
-    assert len(progress(run.out)["invocations"]) == 2
+    assert len(run.after_resume["invocations"]) == 2
 
 
 def test_every_phase_writes_its_run_folder(run):
-    phases = progress(run.out)["phases"]
+    phases = run.after_resume["phases"]
     assert set(phases) == {p.name for p in build_phases(TINY_SLOTS)}
     assert all(p["status"] == "done" for p in phases.values())
     for kind in ("classifiers", "obfuscators"):

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import schemathesis
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -505,6 +506,40 @@ def test_a_failing_forward_pass_is_a_500_and_serving_continues(predictor, obfusc
         assert failed.json() == {"error": "internal_error", "detail": "internal server error"}
         assert classify(http, encode_png(obfuscated[0])).status_code == 200
         assert 'veil_errors_total{code="internal_error"} 1' in http.get("/metrics").text
+
+
+@pytest.mark.hostile
+def test_a_classifier_answering_nan_is_named_a_model_fault(predictor, obfuscated):
+    class NaNTail(torch.nn.Module):  # the real classifier, then NaN for the second image only
+        def forward(self, x):
+            logits = predictor.model(x).clone()
+            logits[1:2] = float("nan")
+            return logits
+
+    faulty = Predictor(NaNTail(), predictor.classes, predictor.info, predictor.image_size)
+    with BackgroundServer(create_app(faulty)) as url, httpx.Client(base_url=url) as http:
+        one = encode_png(obfuscated[0])
+        failed = http.post("/v1/classify", files=[("files", ("a.png", one, "image/png"))] * 2)
+        assert failed.status_code == 500 and failed.json()["error"] == "model_fault"
+        assert "not finite (NaN or inf) for 1 of 2 image(s)" in failed.json()["detail"]
+        assert "a fault of the served model" in failed.json()["detail"]
+        assert classify(http, one).status_code == 200  # a batch of one is sound: still served
+        assert 'veil_errors_total{code="model_fault"} 1' in http.get("/metrics").text
+
+
+@pytest.mark.hostile
+def test_a_classifier_with_fewer_outputs_than_class_names_is_refused_at_load(tmp_path,
+                                                                             capsys):
+    from veil.models.external import export_classifier
+
+    five = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5))
+    path = export_classifier(five, tmp_path / "five.pt2", [f"c{i}" for i in range(10)],
+                             (32, 32), "five-outputs")
+    with pytest.raises(ValueError, match="gives 5 outputs, but the data has 10 classes"):
+        Predictor.from_checkpoint(path)
+    assert main(["serve", "--classifier", str(path), "--inference", "thread"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gives 5 outputs" in err
 
 
 # --- the classifier in a child process (`veil serve --inference process`, the default) ---------

@@ -45,6 +45,17 @@ def read_token(token_file: Path | None) -> str | None:
     return token()
 
 
+def available_memory() -> int:
+    """Bytes of memory this process could still take (Linux's MemAvailable, else all RAM)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def get(name: str) -> str | None:
     """One of the variables above by name (for CLI defaults such as VEIL_SERVER)."""
     return os.environ.get(name)

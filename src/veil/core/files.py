@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a part:
-    a temporary file beside it, fsynced, then renamed over it."""
+    a temporary file beside it, fsynced, then renamed over it. When the write fails (the disk
+    full, a quota), the temporary file is removed, the old file is left as it was and the
+    error names the file: `OSError` with the system's errno."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    data = data.encode() if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"could not write {path} ({e.strerror or e}); "
+                               "any previous version of it is unchanged") from e
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:

@@ -7,6 +7,27 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+MIN_IMAGE_SIZE = 8  # the obfuscator downsamples by 8
+MAX_IMAGE_SIZE = 2048  # 12 MiB an image at 8 bits; far beyond what the obfuscator is sized for
+
+
+def check_image_size(size: int) -> int:
+    """`size` if veil can fit images to size x size, else a ValueError saying the range."""
+    if not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"--image-size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE}, "
+                         f"got {size}")
+    return size
+
+
+def check_fits_in_memory(n_images: int, size: int, available: int, where: str) -> None:
+    """Refuse, before allocating, to decode n_images at size x size when the uint8 arrays
+    alone would take more than half of the `available` bytes."""
+    need = n_images * size * size * 3
+    if need > available // 2:
+        raise ValueError(f"{where}: {n_images:,} images at {size}x{size} need {need / 2**30:.1f} "
+                          f"GiB decoded, more than half of the {available / 2**30:.1f} GiB of "
+                          "memory available; pick a smaller --image-size or a smaller source")
+
 
 def fit_image(im: Image.Image, size: int) -> Image.Image:
     """`im` resized and centre-cropped to size x size (unchanged if it already is)."""

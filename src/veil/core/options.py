@@ -10,10 +10,21 @@ import argparse
 
 import torch
 
+from .imagefit import check_image_size
 from .runtime import resolve_device, seed_everything
 
 DATA_HELP = ("'cifar10' (downloaded, checksum verified), 'sample' (bundled), a "
              "cifar-10-batches-py folder, a class-folder directory or a .zip")
+
+
+def parse_image_size(text: str) -> int:
+    """--image-size's type: an int in the range veil can fit images to (checked before any
+    image is allocated)."""
+    try:
+        return check_image_size(int(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e) if text.strip().lstrip("-").isdigit()
+                                         else f"not a whole number: {text!r}") from None
 
 
 def add_data(parser: argparse.ArgumentParser, default: str | None = None,
@@ -22,7 +33,7 @@ def add_data(parser: argparse.ArgumentParser, default: str | None = None,
     parser.add_argument("--data", metavar="SOURCE", default=default,
                         help=f"{what}: {DATA_HELP} (default: {shown})")
     if image_size:
-        parser.add_argument("--image-size", type=int, metavar="N",
+        parser.add_argument("--image-size", type=parse_image_size, metavar="N",
                             help="fit every image to NxN: shorter side resized (Lanczos), then "
                                  "a centre crop, as the edge client does (default: as stored; "
                                  "the obfuscator needs multiples of 8)")

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.imagefit import fit_arrays
+from ..core import env
+from ..core.imagefit import check_fits_in_memory, fit_arrays
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -67,6 +68,8 @@ class Dataset:
         """Every image fitted to size x size (`core.imagefit`); itself if size is None."""
         if size is None or self.image_size == (size, size):
             return self
+        check_fits_in_memory(len(self.train.labels) + len(self.test.labels), size,
+                             env.available_memory(), self.name)
         return Dataset(self.name, self.classes,
                        Split(fit_arrays(self.train.images, size), self.train.labels),
                        Split(fit_arrays(self.test.images, size), self.test.labels),

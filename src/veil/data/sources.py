@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..core import env
 from ..core.files import atomic_write, sha256_of
-from ..core.imagefit import fit_image
+from ..core.imagefit import check_fits_in_memory, check_image_size, fit_image
 from .dataset import CIFAR10_CLASSES, Dataset, Split
 from .download import download_cifar10
 from .safe_pickle import UnsafePickleError, load_restricted
@@ -49,8 +50,11 @@ def load_dataset(source: str | os.PathLike | None = None, cache: Path | None = N
     """Load a data source (see module docstring); None means `$VEIL_DATA` or `cifar10`.
     `image_size`: every image fitted to image_size x image_size (`core.imagefit`: shorter side
     resized, centre crop), which also admits class folders whose images differ in size."""
-    if image_size is not None and image_size < 8:
-        raise DataError(f"--image-size must be at least 8, got {image_size}")
+    if image_size is not None:
+        try:
+            check_image_size(image_size)
+        except ValueError as e:
+            raise DataError(str(e)) from None
     source = str(source if source is not None else default_source())
     cache = Path(cache) if cache is not None else cache_dir()
     if source == "sample":
@@ -103,11 +107,14 @@ def _cached(path: Path, cache: Path, reader: Callable[[Path, int | None], Datase
                            Split(z["x_train"], z["y_train"]), Split(z["x_test"], z["y_test"]),
                            key)
     ds = reader(path, image_size)
-    file.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, name=ds.name, classes=np.array(ds.classes), x_train=ds.train.images,
              y_train=ds.train.labels, x_test=ds.test.images, y_test=ds.test.labels)
-    atomic_write(file, buffer.getvalue())
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(file, buffer.getvalue())
+    except OSError as e:  # the cache only saves time: a full disk must not stop the run
+        warnings.warn(f"the decoded data was not cached: {e}", stacklevel=2)
     return Dataset(ds.name, ds.classes, ds.train, ds.test, key)
 
 
@@ -169,6 +176,8 @@ def _build(name: str, members: dict[str, dict[str, list[str]]],
             files = sorted(members[split][cls], key=_natural_key)
             names += files
             labels += [label] * len(files)
+        if image_size is not None:
+            check_fits_in_memory(len(names), image_size, env.available_memory(), where)
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             images = list(pool.map(lambda n: _decode(n, read(n), image_size), names,
                                    chunksize=256))

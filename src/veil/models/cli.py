@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..core.files import atomic_write
+from ..core.options import parse_image_size
 from .complexity import models_report, report_markdown
 
 DEFAULT_OUT = "results/models"
@@ -15,7 +16,7 @@ DEFAULT_OUT = "results/models"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"where to write models.json and models.md (default: {DEFAULT_OUT})")
-    parser.add_argument("--image-size", type=int, default=32, metavar="N",
+    parser.add_argument("--image-size", type=parse_image_size, default=32, metavar="N",
                         help="count MACs on NxN images (default: 32, the paper's; the paper's "
                              "overheads compare at 32 only)")
 

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .prometheus import Metrics
 from .validation import ApiError
-from .worker import InferenceTimeout
+from .worker import InferenceTimeout, ModelFault
 
 log = logging.getLogger("veil.serve")
 RETRY_AFTER_S = 2  # what a 503 tells clients: a replaced inference process loads in seconds
@@ -29,10 +29,6 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
 
 
 def add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, e: ApiError) -> JSONResponse:
-        return error_response(metrics, e.status, e.code, e.detail)
-
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
         return error_response(metrics, e.status_code, HTTP_CODES.get(e.status_code, "http_error"),
@@ -44,11 +40,22 @@ def add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
                            for err in e.errors())
         return error_response(metrics, 422, "invalid_parameter", detail)
 
-    @app.exception_handler(InferenceTimeout)
-    async def timed_out(_: Request, e: InferenceTimeout) -> JSONResponse:
-        return error_response(metrics, 503, "inference_timeout", str(e))
+    async def failed(_: Request, e: Exception) -> JSONResponse:
+        return error_response(metrics, *error_for(e))
 
-    @app.exception_handler(Exception)
-    async def internal(_: Request, e: Exception) -> JSONResponse:
-        log.error("internal error: %s: %s", type(e).__name__, e)
-        return error_response(metrics, 500, "internal_error", "internal server error")
+    # each class registered by name: Starlette re-raises what only the Exception handler takes
+    for kind in (ApiError, InferenceTimeout, ModelFault, Exception):
+        app.add_exception_handler(kind, failed)
+
+
+def error_for(e: Exception) -> tuple[int, str, str]:
+    """(status, code, detail) for an exception raised while answering a request."""
+    if isinstance(e, ApiError):
+        return e.status, e.code, e.detail
+    if isinstance(e, InferenceTimeout):
+        return 503, "inference_timeout", str(e)
+    if isinstance(e, ModelFault):
+        log.error("model fault: %s", e)
+        return 500, "model_fault", str(e)
+    log.error("internal error: %s: %s", type(e).__name__, e)
+    return 500, "internal_error", "internal server error"

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .worker import ModelFault
+
 
 class Predictor:
     """uint8 (N, H, W, 3) images -> float32 (N, classes) probabilities."""
@@ -25,11 +27,13 @@ class Predictor:
     def from_checkpoint(cls, path: str | os.PathLike, verify: bool = True) -> Predictor:
         from ..core.files import sha256_of
         from ..models.checkpoints import load_classifier
+        from ..models.external import check_classifier
 
         model, payload = load_classifier(path, verify=verify)
         info = {"model_name": payload["model_name"], "sha256": sha256_of(path),
                 "path": str(Path(path)), "test_acc": (payload.get("metrics") or {}).get("test_acc")}
         h, w = payload.get("image_size") or (32, 32)  # recorded since veil 0.1 trains any size
+        check_classifier(model.eval(), len(payload["classes"]), (int(h), int(w)), str(path))
         return cls(model, payload["classes"], info, (int(h), int(w)))
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -39,7 +43,16 @@ class Predictor:
         x = torch.from_numpy(images).permute(0, 3, 1, 2)
         with torch.inference_mode():
             logits = self.model(x.float().div_(255))
-            return torch.softmax(logits.float(), 1).numpy()
+            if tuple(logits.shape) != (len(images), len(self.classes)):
+                raise ModelFault(f"the classifier gave outputs of shape {tuple(logits.shape)} "
+                                 f"for {len(images)} image(s) and {len(self.classes)} classes")
+            probs = torch.softmax(logits.float(), 1)
+            bad = (~torch.isfinite(probs).all(1)).nonzero().flatten().tolist()
+            if bad:
+                raise ModelFault(f"the classifier's output is not finite (NaN or inf) for "
+                                 f"{len(bad)} of {len(images)} image(s) in the batch: a fault "
+                                 "of the served model, not of the images")
+            return probs.numpy()
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 8)) -> None:
         for n in batch_sizes:

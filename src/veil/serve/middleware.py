@@ -15,10 +15,9 @@ from fastapi.responses import JSONResponse
 from .auth import bearer_check
 from .batching import MicroBatcher
 from .config import CLASSIFY, ROUTES, TOKEN_GUARDED, ServerConfig
-from .errors import error_response
+from .errors import error_for, error_response
 from .prometheus import Metrics
 from .validation import ApiError
-from .worker import InferenceTimeout
 
 log = logging.getLogger("veil.serve")
 Endpoint = Callable[[Request], Awaitable[JSONResponse]]
@@ -87,14 +86,8 @@ class GuardMiddleware:
         route, and would serve it the same way."""
         try:
             response = await endpoint(Request(scope, receive))
-        except ApiError as e:
-            response = error_response(self.metrics, e.status, e.code, e.detail)
-        except InferenceTimeout as e:
-            response = error_response(self.metrics, 503, "inference_timeout", str(e))
         except Exception as e:  # answer it here: re-raised, it would drop the connection
-            log.error("internal error: %s: %s", type(e).__name__, e)
-            response = error_response(self.metrics, 500, "internal_error",
-                                      "internal server error")
+            response = error_response(self.metrics, *error_for(e))
         await response(scope, receive, send)
 
     async def _read_body(self, scope: dict, receive: Callable) -> bytes | None:

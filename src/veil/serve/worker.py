@@ -28,11 +28,16 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("veil.serve")
-_OK, _ERROR = b"\x00", b"\x01"
+_OK, _ERROR, _MODEL_FAULT = b"\x00", b"\x01", b"\x02"
 
 
 class InferenceTimeout(RuntimeError):
     """The inference process did not answer a batch in time; it has been replaced."""
+
+
+class ModelFault(RuntimeError):
+    """The classifier itself answered wrongly (outputs not finite, or not one per class): a
+    fault of the served model, not of the images sent."""
 
 
 class InferenceProcess:
@@ -78,6 +83,8 @@ class InferenceProcess:
                                        f"(exit code {self._exit_code()})") from None
         if reply[:1] == _ERROR:
             raise RuntimeError(f"inference failed: {reply[1:].decode()}")
+        if reply[:1] == _MODEL_FAULT:
+            raise ModelFault(reply[1:].decode())
         probs = np.frombuffer(reply, np.float32, offset=1).copy()  # copy: aligned and writable
         return probs.reshape(len(images), len(self.classes))
 
@@ -198,6 +205,8 @@ def _serve(conn: Connection, checkpoint: str, threads: int | None, verify: bool 
         try:
             images = np.frombuffer(request, np.uint8).reshape(-1, height, width, 3)
             reply = _OK + predictor(images).astype(np.float32, copy=False).tobytes()
+        except ModelFault as e:
+            reply = _MODEL_FAULT + str(e).encode()
         except Exception as e:
             reply = _ERROR + f"{type(e).__name__}: {e}".encode()
         conn.send_bytes(reply)

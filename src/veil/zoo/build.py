@@ -58,7 +58,7 @@ def build(classifier_path: Path, obfuscator_path: Path, data: str, name: str,
                 "deobfuscator": half_state(deobfuscator)}, buffer)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.pt"
-    weights.write_bytes(buffer.getvalue())
+    atomic_write(weights, buffer.getvalue())
     info = _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, metrics)
     info["weights_sha256"] = sha256_of(weights)
     atomic_write(out_dir / f"{name}.card.json", json.dumps(info, indent=2) + "\n")
