@@ -266,6 +266,52 @@ def test_killed_attack_run_keeps_finished_defenses_and_resumes_after_them(
     assert [d["name"] for d in result["defenses"]] == ["pixelate4", "blur2", "noise0.1"]
 
 
+@pytest.fixture
+def finished_attack(attack_checkpoints, tmp_path, capsys):
+    """One finished baseline run, written to a folder that did not exist (--out NEWDIR)."""
+    out = tmp_path / "new" / "deeper"
+    run = ["attack", "--baselines", "pixelate", "--classifier", attack_checkpoints["clf"],
+           "--attacks", "inversion", "--out", out, *TINY]
+    code, _, err = veil(run, capsys)
+    assert code == 0, err
+    return out, run
+
+
+@pytest.mark.hostile
+def test_a_resumed_row_edited_by_hand_is_refused(finished_attack, capsys):
+    out, run = finished_attack
+    result = json.loads((out / "attacks.json").read_text())
+    row = result["defenses"][0]
+    assert len(row["check"]) == 64
+    row["attacks"]["inversion"]["ssim"]["mean"] = 0.001  # std and min left as they were
+    (out / "attacks.json").write_text(json.dumps(result))
+    code, _, err = veil([*run, "--resume"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "the row of 'pixelate4' does not match its check" in err
+    partial = {"header": {}, "rows": [row]}
+    (out / "attacks.partial.json").write_text(json.dumps(partial))
+    code, _, err = veil([*run, "--resume"], capsys)  # from the partial file: settings first
+    assert code == 2 and "another budget" in err
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("content, problem", [
+    ("[1, 2]", "no header of settings"),
+    ('{"rows": []}', "no header of settings"),
+    ('{"header": {}, "rows": [{"ssim": 1}]}', "its rows are not a list of named defenses"),
+    ('{"header": {}, "rows": {}}', "its rows are not a list of named defenses"),
+    ('{"header": ', "Expecting value"),
+])
+def test_a_malformed_partial_file_is_a_one_line_error(finished_attack, capsys, content,
+                                                       problem):
+    out, run = finished_attack
+    (out / "attacks.partial.json").write_text(content)
+    code, _, err = veil([*run, "--resume"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot resume from {out / 'attacks.partial.json'}: {problem}" in err
+    assert "delete it to start over" in err
+
+
 def test_stored_attacks_json_has_the_current_schema():
     stored = json.loads((Path(__file__).parent / "data" / "attacks.json").read_text())
     assert set(stored) == ATTACKS_KEYS

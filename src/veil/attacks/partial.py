@@ -6,6 +6,11 @@ the finished ones when the run's settings (budget, attacks, data, seed, classifi
 and the file is removed once the complete result is written. `--resume` on a folder holding a
 complete result (OUT/attacks.json) reuses its defenses the same way: a defense added to a
 finished run is the only one attacked.
+
+Each finished row carries `check`, a sha256 over the row and the run's settings: a row edited
+by hand (an SSIM made smaller) or copied from another run is refused on resume instead of
+being printed as a result. It guards against accidents and casual edits, not against someone
+who computes the hash again: whoever can write OUT owns its results anyway.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..core.files import atomic_write
+from ..core.files import atomic_write, sha256_bytes
 from .defenses import Defense
 
 PARTIAL = "attacks.partial.json"
@@ -26,14 +31,42 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _from_complete(result: dict[str, Any]) -> dict[str, Any]:
+def row_check(header: dict[str, Any], row: dict[str, Any]) -> str:
+    """The hash that binds a finished row to the settings of the run that made it."""
+    body = {k: v for k, v in row.items() if k != "check"}
+    return sha256_bytes(json.dumps({"header": header, "row": body}, sort_keys=True).encode())
+
+
+def _from_complete(result: Any) -> dict[str, Any]:
     """A finished `veil attack` result as a partial one: its settings and its rows."""
-    classifier = result.get("classifier") or {}
-    return {"header": {"budget": result["attacker_budget"],
-                       "attacks": [a["name"] for a in result["attacks"]],
-                       "data": result["data"], "seed": result["seed"],
-                       "classifier": classifier.get("sha256")},
-            "rows": result["defenses"]}
+    if not isinstance(result, dict):
+        raise ValueError("not a JSON object")
+    try:
+        classifier = result.get("classifier") or {}
+        return {"header": {"budget": result["attacker_budget"],
+                           "attacks": [a["name"] for a in result["attacks"]],
+                           "data": result["data"], "seed": result["seed"],
+                           "classifier": classifier.get("sha256")},
+                "rows": result["defenses"]}
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"not a veil attack result (no {e})") from None
+
+
+def _read(path: Path, complete: bool) -> dict[str, Any]:
+    """The header and rows stored at path, or a one-line ValueError saying what is wrong."""
+    try:
+        stored = json.loads(path.read_text())
+        if complete:
+            stored = _from_complete(stored)
+        if not isinstance(stored, dict) or not isinstance(stored.get("header"), dict):
+            raise ValueError("no header of settings")
+        rows = stored.get("rows")
+        if not isinstance(rows, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("name"), str) for r in rows):
+            raise ValueError("its rows are not a list of named defenses")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot resume from {path}: {e}; delete it to start over") from None
+    return stored
 
 
 class PartialResult:
@@ -47,14 +80,14 @@ class PartialResult:
     def open(cls, out: str | Path, header: dict[str, Any], resume: bool) -> PartialResult:
         partial, complete, header = Path(out) / PARTIAL, Path(out) / COMPLETE, _plain(header)
         if partial.exists():
-            source, stored = partial, json.loads(partial.read_text())
+            source, stored = partial, _read(partial, complete=False)
             if not resume:
                 raise ValueError(f"{partial} holds an unfinished attack run "
                                  f"({len(stored['rows'])} defenses done): pass --resume to "
                                  "continue it, or delete the file to start over")
             start_over = "delete the file to start over"
         elif resume and complete.exists():
-            source, stored = complete, _from_complete(json.loads(complete.read_text()))
+            source, stored = complete, _read(complete, complete=True)
             start_over = "run without --resume to start over"
         else:
             return cls(partial, header, {})
@@ -62,6 +95,11 @@ class PartialResult:
             if stored["header"].get(key) != value:
                 raise ValueError(f"cannot resume {source}: it was run with another {key} "
                                  f"({stored['header'].get(key)!r}, now {value!r}); {start_over}")
+        for row in stored["rows"]:
+            if row.get("check") != row_check(header, row):
+                raise ValueError(f"cannot resume {source}: the row of {row['name']!r} does not "
+                                 "match its check (edited, or written by another run); "
+                                 f"{start_over}")
         return cls(partial, header, {row["name"]: row for row in stored["rows"]})
 
     def finished(self, defense: Defense) -> dict[str, Any] | None:
@@ -72,10 +110,15 @@ class PartialResult:
             return None
         return row
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Keep a finished row on disk; returns it with its check."""
+        row = {**_plain(row), "check": None}
+        row["check"] = row_check(self.header, row)
         self.rows[row["name"]] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, json.dumps({"header": self.header,
                                             "rows": list(self.rows.values())}) + "\n")
+        return row
 
     def close(self) -> None:
         """The complete result is written: the partial one is no longer needed."""

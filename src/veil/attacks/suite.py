@@ -209,7 +209,7 @@ def run_attack_suite(defenses: list[Defense], setup: AttackSetup,
             log(f"attacking {d.name} ({d.description})")
             row = attack_defense(d, setup, log)
             if partial:
-                partial.add(row)
+                row = partial.add(row)
         rows.append(row)
     points = [(r["name"], r["strongest"]["ssim"], r["accuracy"]) for r in rows
               if r["accuracy"] is not None]
