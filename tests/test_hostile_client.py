@@ -159,6 +159,27 @@ def test_veil_classify_reports_a_hostile_server_in_one_line(artifacts_onnx, caps
     assert f"{server.url} answered 0 (timeout): no complete answer within 0.5 s" in err
 
 
+def test_veil_classify_prints_what_was_answered_before_a_bad_answer(artifacts_onnx, capsys,
+                                                                    tmp_path):
+    def good_then_nan(n, handler):
+        bad = server.requests > 1
+        return {"predictions": [prediction(i, probability=float("nan") if bad else 0.9)
+                                for i in range(n)]}
+
+    images = []
+    for name, image in zip("abc", sample_images(3), strict=True):
+        images.append(tmp_path / f"{name}.png")
+        images[-1].write_bytes(png_bytes(image))
+    with HostileServer(good_then_nan) as server:
+        code = main(["classify", *map(str, images), "--server", server.url, "--obfuscator",
+                     str(artifacts_onnx), "--batch-size", "2"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(p) for p in images[:2]]
+    assert err.strip().count("\n") == 0
+    assert f"not classified: 1 image(s) ({images[2]}), 2 answered before" in err
+
+
 def test_veil_blackbox_refuses_a_token_on_the_command_line(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["blackbox", "--classifier-url", "http://127.0.0.1:9", "--data", "sample",

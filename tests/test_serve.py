@@ -400,6 +400,82 @@ def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> Non
     raise AssertionError("veil serve did not come up")
 
 
+def _start_serve(artifacts, port: int) -> subprocess.Popen:
+    """`veil serve` in a session of its own, so a kill takes its inference child with it."""
+    proc = subprocess.Popen([sys.executable, "-m", "veil", "serve", "--classifier",
+                             str(artifacts.classifier), "--port", str(port), "--threads", "1",
+                             "--log-level", "warning"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    _wait_until_up(f"http://127.0.0.1:{port}", proc)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=20)
+
+
+@pytest.mark.hostile
+def test_a_server_killed_under_load_loses_no_image(artifacts, tmp_path):
+    """Four clients classify 64 files each; the server is SIGKILLed once every client has had
+    one batch answered. Each client's error keeps what was answered, in order, and names the
+    rest; sent again to a restarted server, the rest are answered."""
+    from veil.edge.client import NotClassified, VeilClient
+
+    clients, batch = 4, 4
+    inputs = []
+    for c in range(clients):
+        (tmp_path / str(c)).mkdir()
+        inputs.append([tmp_path / str(c) / f"{i}.png" for i in range(64)])
+        for path, image in zip(inputs[-1], sample_images(64), strict=True):
+            path.write_bytes(png_bytes(image))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    answered_once, killed = threading.Barrier(clients + 1), threading.Barrier(clients + 1)
+
+    class FirstBatchThenWait(VeilClient):
+        def send(self, payloads, names):
+            predictions = super().send(payloads, names)
+            if not self.waited:
+                self.waited = True
+                answered_once.wait(timeout=120)
+                killed.wait(timeout=120)
+            return predictions
+
+    def classify(paths):
+        with FirstBatchThenWait(url, artifacts.onnx, batch_size=batch) as client:
+            client.waited = False
+            return client.classify([str(p) for p in paths])
+
+    proc = _start_serve(artifacts, port)
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            futures = [pool.submit(classify, paths) for paths in inputs]
+            answered_once.wait(timeout=120)
+            _stop(proc)
+            killed.wait(timeout=120)
+            errors = [f.exception(timeout=120) for f in futures]
+    finally:
+        _stop(proc)
+    assert all(isinstance(e, NotClassified) for e in errors), errors
+    for e, paths in zip(errors, inputs, strict=True):
+        names = [str(p) for p in paths]
+        assert e.code == "no_answer" and "cannot reach" in str(e)
+        assert [p.source for p in e.predictions] == names[:batch]
+        assert e.unanswered == names[batch:]
+        assert f"not classified: {len(names) - batch} image(s)" in str(e)
+
+    proc = _start_serve(artifacts, port)
+    try:
+        with VeilClient(url, artifacts.onnx, batch_size=16) as client:
+            resent = [client.classify(e.unanswered) for e in errors]
+    finally:
+        _stop(proc)
+    for e, paths, rest in zip(errors, inputs, resent, strict=True):
+        assert [p.source for p in e.predictions + rest] == [str(p) for p in paths]
+
+
 # --- fuzzing the OpenAPI document --------------------------------------------------------------
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.hostile

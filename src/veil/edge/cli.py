@@ -71,7 +71,7 @@ def resolve_token(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .client import VeilClient
+    from .client import NotClassified, VeilClient
 
     if not args.obfuscator:
         raise ValueError("no obfuscator: pass --obfuscator obfuscator.onnx (from `veil export`) "
@@ -80,18 +80,28 @@ def run(args: argparse.Namespace) -> int:
                     request_timeout=args.request_timeout,
                     max_response_bytes=args.max_response_bytes, batch_size=args.batch_size,
                     top_k=args.top_k, threads=args.threads) as client:
-        predictions = client.classify(args.images, save_obfuscated=args.save_obfuscated)
+        try:
+            predictions = client.classify(args.images, save_obfuscated=args.save_obfuscated)
+        except NotClassified as e:  # what was answered is shown, then the error
+            _print(e.predictions, args.json)
+            raise
+    _print(predictions, args.json)
     if args.json:
-        print(json.dumps([asdict(p) for p in predictions], indent=2))
         return 0
-    for p in predictions:
-        others = ", ".join(f"{label} {prob:.1%}" for label, prob in p.top_k[1:])
-        print(f"{p.source}: {p.label} {p.confidence:.1%}" + (f"  ({others})" if others else ""))
     total = sum(p.sent_bytes for p in predictions)
     print(f"sent {len(predictions)} obfuscated PNG(s), {total} bytes"
           + (f"; copies in {args.save_obfuscated}" if args.save_obfuscated else ""),
           file=sys.stderr)
     return 0
+
+
+def _print(predictions: list, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([asdict(p) for p in predictions], indent=2))
+        return
+    for p in predictions:
+        others = ", ".join(f"{label} {prob:.1%}" for label, prob in p.top_k[1:])
+        print(f"{p.source}: {p.label} {p.confidence:.1%}" + (f"  ({others})" if others else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

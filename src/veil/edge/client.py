@@ -51,6 +51,26 @@ class ServerError(RuntimeError):
         self.status, self.code, self.detail, self.server = status, code, detail, server
 
 
+class NotClassified(ServerError):
+    """A request failed part-way through `classify` (the server died, went away or answered
+    wrongly). `predictions` holds the images answered before it, in order; `unanswered` names
+    the rest, the request in flight first. Classifying has no side effects, so the unanswered
+    images may simply be sent again. status/code/detail are the cause's (status 0, code
+    "no_answer" when the server could not be reached)."""
+
+    def __init__(self, cause: ServerError | ConnectionError, predictions: list[Prediction],
+                 unanswered: list[str]) -> None:
+        if isinstance(cause, ServerError):
+            status, code, detail, server = cause.status, cause.code, cause.detail, cause.server
+        else:
+            status, code, detail, server = 0, "no_answer", str(cause), "the server"
+        shown = ", ".join(unanswered[:5]) + (", ..." if len(unanswered) > 5 else "")
+        RuntimeError.__init__(self, f"{cause}; not classified: {len(unanswered)} image(s) "
+                                    f"({shown}), {len(predictions)} answered before")
+        self.status, self.code, self.detail, self.server = status, code, detail, server
+        self.cause, self.predictions, self.unanswered = cause, predictions, unanswered
+
+
 @dataclass(frozen=True)
 class Answer:
     """One HTTP answer, read whole within the client's limits."""
@@ -145,7 +165,10 @@ class VeilClient:
         predictions: list[Prediction] = []
         for start in range(0, len(payloads), self.batch_size):
             chunk = payloads[start:start + self.batch_size]
-            predictions += self.send(chunk, names[start:start + len(chunk)])
+            try:
+                predictions += self.send(chunk, names[start:start + len(chunk)])
+            except (ServerError, ConnectionError) as e:
+                raise NotClassified(e, predictions, names[start:]) from e
         return predictions
 
     def send(self, payloads: list[bytes], names: list[str]) -> list[Prediction]:
