@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from veil.cli import main
 from veil.core.checkpoint import load_checkpoint, save_checkpoint
@@ -167,3 +168,85 @@ def test_a_dataset_that_would_not_fit_in_memory_is_refused_before_decoding(tmp_p
         load_dataset(source, cache=tmp_path / "cache", image_size=2048)
     with pytest.raises(DataError, match="between 8 and 2048, got 4096"):
         load_dataset("sample", image_size=4096)
+
+
+# --- a run killed anywhere in the staged recipe resumes to the same result ---------------------
+TIMINGS = {"wall_s", "images_per_s", "encoder_s", "train_s"}
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory) -> Path:
+    from test_train import tiny_classifier_config
+    from veil.train import classifier as clf
+
+    out = tmp_path_factory.mktemp("clf")
+    clf.train_classifier(tiny_classifier_config(out, epochs=3), quiet=True)
+    return out / "model.pt"
+
+
+def staged_config(classifier: Path, out: Path):
+    """The staged recipe in miniature: two passes of encoder and of utility warm start (one
+    saved state after each), then two adversarial epochs with λ ramped over the first."""
+    from test_train import tiny_obfuscator_config
+
+    return tiny_obfuscator_config(classifier, out, epochs=2, batch_size=50, train_subset=100,
+                                  test_subset=50, encoder_epochs=2, utility_epochs=2,
+                                  warm_start_batch_size=50, warmup_epochs=1.0,
+                                  feature_weight=1.0, curve_every=50, curve_images=50, threads=1)
+
+
+def without_timings(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMINGS} for row in rows]
+
+
+def run_files(run: Path) -> tuple[list[dict], list[dict], dict]:
+    curve = [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()]
+    return (without_timings(read_metrics(run)), without_timings(curve),
+            load_checkpoint(run / "model.pt"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_classifier, tmp_path_factory):
+    from veil.train import obfuscator as obf
+
+    run = tmp_path_factory.mktemp("straight")
+    obf.train_obfuscator(staged_config(tiny_classifier, run), quiet=True)
+    return run_files(run)
+
+
+# the saves of a run, in order: encoder pass 1 and end, utility pass 1 and end, last.pt after the
+# warm start (epoch 0), after epoch 1 (λ ramp) and epoch 2 (adversarial), model.pt
+@pytest.mark.parametrize("killed_after", [1, 2, 3, 5, 6], ids=[
+    "encoder-pass-1", "encoder-end", "utility-pass-1", "warm-start-done", "lambda-ramp-done"])
+def test_a_run_killed_anywhere_in_the_staged_recipe_resumes_bit_for_bit(
+        killed_after, tiny_classifier, uninterrupted, tmp_path, monkeypatch):
+    from veil.train import loop, warm_start
+    from veil.train import obfuscator as obf
+
+    saves, real_save = [], save_checkpoint
+
+    def save_then_die(payload, path):
+        digest = real_save(payload, path)
+        saves.append(Path(path).name)
+        if len(saves) == killed_after:
+            raise KeyboardInterrupt  # the process ends right after this file is complete
+        return digest
+
+    monkeypatch.setattr(warm_start, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    config = staged_config(tiny_classifier, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        obf.train_obfuscator(config, quiet=True)
+    assert not (tmp_path / "model.pt").exists()
+    monkeypatch.setattr(warm_start, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    with pytest.raises(RuntimeError, match="already holds a run"):
+        obf.train_obfuscator(config, quiet=True)  # without --resume nothing is overwritten
+    obf.train_obfuscator(config, resume=True, quiet=True)
+    metrics, curve, model = run_files(tmp_path)
+    want_metrics, want_curve, want_model = uninterrupted
+    assert metrics == want_metrics
+    assert curve == want_curve
+    for net in ("obfuscator", "deobfuscator"):
+        for key, value in want_model[net].items():
+            assert torch.equal(model[net][key], value), f"{net}.{key}"

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..batches import accuracy
 from ..core.eightbit import quantize_8bit
+from ..core.files import atomic_write
 from ..data import TensorLoader
 
 
@@ -28,12 +29,34 @@ class LearningCurve:
         self.encoder_head: nn.Module | None = None  # set during the encoder warm start
         self._since = time.perf_counter()
         self._next = every
+        self._resumed = False
 
     def on_step(self, images: int) -> None:
+        if self._resumed:
+            self._drop_rows_after_resume()
         self.images += images
         if self.every > 0 and self.images >= self._next:
             self._next += self.every
             self.record()
+
+    def state_dict(self) -> dict[str, float]:
+        """The counters a resumed run continues from (the seconds up to now included)."""
+        return {"images": self.images, "train_s": self.train_s + time.perf_counter() - self._since,
+                "next": self._next}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Continue from `state`. The rows a killed attempt logged after it are dropped when
+        training goes on (a resumed warm start restores each finished stage in turn)."""
+        self.images, self.train_s, self._next = state["images"], state["train_s"], state["next"]
+        self._since = time.perf_counter()
+        self._resumed = True
+
+    def _drop_rows_after_resume(self) -> None:
+        self._resumed = False
+        if self.path.exists():
+            rows = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["images"] <= self.images]
+            atomic_write(self.path, "".join(line + "\n" for line in rows))
 
     def record(self) -> None:
         now = time.perf_counter()

@@ -27,7 +27,8 @@ from .runs import MetricsLog, prepare_run_dir, write_config
 
 class EpochTrainer(Protocol):
     def warm_start(self, quiet: bool) -> dict[str, Any] | None:
-        """Work before the first epoch of a fresh run; its metrics row (epoch 0) or None."""
+        """Work before the first epoch; its metrics row (epoch 0) or None. A warm start keeps
+        itself resumable in the run folder until `fit` checkpoints it as epoch 0."""
 
     def train_one_epoch(self, epoch: int, quiet: bool) -> dict[str, Any]:
         """One pass over the training split; its statistics, with the time taken as 'seconds'."""
@@ -56,6 +57,7 @@ class Process:
     ddp: Distributed
     out: Path
     log: MetricsLog
+    resume: bool = False  # continuing the run in `out`
 
 
 def start_process(config: Any, resume: bool) -> Process:
@@ -67,7 +69,7 @@ def start_process(config: Any, resume: bool) -> Process:
     configure_backends(device)
     ddp = Distributed(device)
     out = prepare_run_dir(config.out, resume) if ddp.is_main else Path(config.out)
-    return Process(device, ddp, out, MetricsLog(out / "metrics.jsonl"))
+    return Process(device, ddp, out, MetricsLog(out / "metrics.jsonl"), resume)
 
 
 def fit(trainer: EpochTrainer, process: Process, config: Any, resume: bool, quiet: bool,
@@ -76,14 +78,17 @@ def fit(trainer: EpochTrainer, process: Process, config: Any, resume: bool, quie
     `on_epoch_end(row)` is called after each epoch's checkpoint is written (logging, early
     stops: whatever it raises ends the run, which stays resumable)."""
     main, out, log = process.ddp.is_main, process.out, process.log
-    start_epoch = _restore(trainer, process, resume) + 1
-    if start_epoch == 1:
+    done = _restore(trainer, process, resume)
+    if done is None:
         if main:
             write_config(out, config)
             log.truncate_after(-1)  # rows of an attempt that died before its first epoch
         warm = trainer.warm_start(quiet or not main)
         if warm is not None and main:
             log.append(warm)
+            save_checkpoint({**trainer.payload(warm), **trainer.resume_state(), "epoch": 0},
+                            out / "last.pt")
+    start_epoch = (done or 0) + 1
     previous = log.read()
     row: dict[str, Any] = previous[-1] if previous else {}
     wall = row.get("wall_s", 0.0)
@@ -106,11 +111,12 @@ def fit(trainer: EpochTrainer, process: Process, config: Any, resume: bool, quie
     return row
 
 
-def _restore(trainer: EpochTrainer, process: Process, resume: bool) -> int:
-    """The epoch last.pt ended (0 for a fresh run); the metrics log is cut back to it."""
+def _restore(trainer: EpochTrainer, process: Process, resume: bool) -> int | None:
+    """The epoch last.pt ended (0: the warm start), or None for a run not yet checkpointed; the
+    metrics log is cut back to it."""
     last = process.out / "last.pt"
     if not (resume and last.exists()):
-        return 0
+        return None
     state = load_checkpoint(last, map_location=process.device)
     trainer.load_resume_state(state)
     if process.ddp.is_main:

@@ -50,9 +50,10 @@ from .adversarial import AdversarialStep, evaluate_pair, make_schedulers, member
 from .curve import LearningCurve
 from .loop import Process, fit, start_process
 from .recipes import DEFAULT_RECIPE, RECIPES, ObfuscatorConfig, make_config
-from .runs import run_payload
+from .runs import WARM_START_PREFIX, run_payload
 from .warm_start import (
     EncoderClassifier,
+    StageSaver,
     pretrain_encoder,
     pretrain_utility,
     repeat_batches,
@@ -143,6 +144,7 @@ class ObfuscatorTrainer:
                                                 500, device=device,
                                                 channels_last=config.channels_last))
         self.schedulers = make_schedulers(self.step, config, len(self.loader))
+        self.out, self.resuming = process.out, process.resume
 
     def warm_start(self, quiet: bool) -> dict[str, Any] | None:
         """The warm-start stages the config asks for. Under torchrun every rank runs them alike
@@ -150,9 +152,14 @@ class ObfuscatorTrainer:
         if not _has_warm_start(self.config):
             return None
         row = _warm_start(self.config, self.obfuscator, self.step.classifier, self.ds,
-                          self.device, quiet, self.curve)
+                          self.device, quiet, self.curve, self._saver)
         self.ddp.broadcast(self.obfuscator)
         return row
+
+    def _saver(self, stage: str, every: int) -> StageSaver:
+        return StageSaver(self.out / f"{WARM_START_PREFIX}{stage}.pt", every,
+                          self.curve.state_dict, self.curve.load_state_dict,
+                          write=self.ddp.is_main, resume=self.resuming)
 
     def train_one_epoch(self, epoch: int, quiet: bool) -> dict[str, Any]:
         """One pass over the training split: adversarial steps on this rank's share of each
@@ -205,7 +212,8 @@ class ObfuscatorTrainer:
     def resume_state(self) -> dict[str, Any]:
         return {"opt_obfuscator": self.step.opt_obfuscator.state_dict(),
                 "opt_deobfuscator": self.step.opt_deobfuscator.state_dict(),
-                "schedulers": [s.state_dict() for s in self.schedulers]}
+                "schedulers": [s.state_dict() for s in self.schedulers],
+                "curve": self.curve.state_dict()}
 
     def load_resume_state(self, state: dict[str, Any]) -> None:
         self.obfuscator.load_state_dict(state["obfuscator"])
@@ -214,6 +222,8 @@ class ObfuscatorTrainer:
         self.step.opt_deobfuscator.load_state_dict(state["opt_deobfuscator"])
         for s, s_state in zip(self.schedulers, state["schedulers"], strict=True):
             s.load_state_dict(s_state)
+        if "curve" in state:  # checkpoints written before the curve was resumable lack it
+            self.curve.load_state_dict(state["curve"])
 
     def format_row(self, row: dict[str, Any]) -> str:
         return format_row(row)
@@ -273,8 +283,11 @@ def _has_warm_start(config: ObfuscatorConfig) -> bool:
 
 
 def _warm_start(config: ObfuscatorConfig, obfuscator: nn.Module, classifier: FrozenClassifier,
-                ds, device: torch.device, quiet: bool, curve: LearningCurve) -> dict[str, Any]:
-    """The warm-start stages the config asks for, in order; their metrics row (epoch 0)."""
+                ds, device: torch.device, quiet: bool, curve: LearningCurve,
+                saver: Callable[[str, int], StageSaver]) -> dict[str, Any]:
+    """The warm-start stages the config asks for, in order; their metrics row (epoch 0). The
+    encoder and utility stages are saved after every pass (`saver(stage, steps_per_pass)`);
+    the short identity stage is not."""
     loader = TensorLoader(ds.train, config.warm_start_batch_size, shuffle=True,
                           crop_padding=config.crop_padding, flip=config.flip,
                           drop_last=len(ds.train) >= 2 * config.warm_start_batch_size,
@@ -282,24 +295,28 @@ def _warm_start(config: ObfuscatorConfig, obfuscator: nn.Module, classifier: Fro
                           channels_last=config.channels_last)
     loader.set_epoch(0)
     row: dict[str, Any] = {"epoch": 0}
-    t0 = time.perf_counter()
+    seconds = 0.0
     common = {"device": device, "precision": config.precision, "quiet": quiet,
               "on_step": curve.on_step}
     if config.identity_epochs > 0:
         curve.phase = "identity"
+        t0 = time.perf_counter()
         row["identity_mse"] = pretrain_identity(
             obfuscator, loader, round(config.identity_epochs * len(loader)), config.lr, device,
             config.precision, quiet)
+        seconds += time.perf_counter() - t0
     if config.encoder_epochs > 0:
         curve.phase = "encoder"
         curve.encoder_head = EncoderClassifier(obfuscator, len(ds.classes)).to(device)
         stats = pretrain_encoder(curve.encoder_head, classifier, loader,
                                  round(config.encoder_epochs * len(loader)),
                                  config.warm_start_lr, distill=config.distill,
-                                 temperature=config.temperature, **common)
+                                 temperature=config.temperature,
+                                 saver=saver("encoder", len(loader)), **common)
         curve.encoder_head = None
-        row.update(encoder_loss=stats["loss"], encoder_train_acc=stats["train_acc"])
-        row["encoder_s"] = round(time.perf_counter() - t0, 2)
+        seconds += stats["seconds"]
+        row.update(encoder_loss=stats["loss"], encoder_train_acc=stats["train_acc"],
+                   encoder_s=round(seconds, 2))
     if config.utility_epochs > 0:
         curve.phase = "utility"
         stats = pretrain_utility(obfuscator, classifier, loader,
@@ -307,9 +324,11 @@ def _warm_start(config: ObfuscatorConfig, obfuscator: nn.Module, classifier: Fro
                                  config.warm_start_lr, distill=config.distill,
                                  temperature=config.temperature,
                                  feature_weight=config.feature_weight,
-                                 quantize=config.quantize, **common)
+                                 quantize=config.quantize,
+                                 saver=saver("utility", len(loader)), **common)
+        seconds += stats["seconds"]
         row.update(utility_loss=stats["loss"], utility_train_acc=stats["train_acc"])
-    row["wall_s"] = round(time.perf_counter() - t0, 2)
+    row["wall_s"] = round(seconds, 2)
     return row
 
 

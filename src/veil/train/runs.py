@@ -55,6 +55,9 @@ class RunDirError(RuntimeError):
     pass
 
 
+WARM_START_PREFIX = "warm-start-"  # a warm-start stage's resumable state: warm-start-<stage>.pt
+
+
 def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
     """Create (or, with resume, reuse) a run folder; fails clearly if it is not writable."""
     path = Path(path)
@@ -65,8 +68,10 @@ def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
         probe.unlink()
     except OSError as e:
         raise RunDirError(f"output folder {path} is not writable: {e.strerror or e}") from e
-    if not resume and (path / "last.pt").exists():
-        raise RunDirError(f"{path} already holds a run (last.pt); pass --resume to continue it "
+    held = [p.name for p in [path / "last.pt", *sorted(path.glob(f"{WARM_START_PREFIX}*.pt"))]
+            if p.exists()]
+    if not resume and held:
+        raise RunDirError(f"{path} already holds a run ({held[0]}); pass --resume to continue it "
                           f"or choose another --out")
     return path
 

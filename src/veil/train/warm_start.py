@@ -11,16 +11,23 @@ two image-to-image networks run forward and backward for every image. Two cheape
    without the deobfuscator, so again about half an adversarial step per image.
 
 Both losses are `utility_loss`, the classification term that the adversarial step also uses.
+A stage given a `StageSaver` is saved after every pass over the data and at its end, so a run
+killed during an hour of warm start loses at most one pass, and resumes bit for bit.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.eightbit import quantize_8bit_ste
 from ..core.runtime import autocast, progress
 from ..data import TensorLoader
@@ -28,6 +35,28 @@ from ..models import FrozenClassifier
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 StepHook = Callable[[int], None]
+
+
+@dataclass
+class StageSaver:
+    """Keeps one warm-start stage resumable through `path`: its state after every `every`
+    steps and at its end. `extra()` is what else must continue exactly (the learning curve's
+    counters), given back to `load_extra` on resume; `write` is False on all but one process
+    of a torchrun group (every process reads)."""
+
+    path: Path
+    every: int
+    extra: Callable[[], dict[str, Any]] = dict
+    load_extra: Callable[[dict[str, Any]], None] = lambda state: None
+    write: bool = True
+    resume: bool = True
+
+    def load(self) -> dict[str, Any] | None:
+        return load_checkpoint(self.path) if self.resume and self.path.exists() else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        if self.write:
+            save_checkpoint({"kind": "warm_start", **state, "extra": self.extra()}, self.path)
 
 
 def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float
@@ -76,7 +105,8 @@ def pretrain_encoder(student: EncoderClassifier, classifier: FrozenClassifier,
                      loader: TensorLoader, steps: int, lr: float, *, distill: float = 1.0,
                      temperature: float = 4.0, device: torch.device | None = None,
                      precision: str = "fp32", quiet: bool = True,
-                     on_step: StepHook | None = None) -> dict[str, float]:
+                     on_step: StepHook | None = None, saver: StageSaver | None = None
+                     ) -> dict[str, float]:
     """Stage 1: train an obfuscator's stem and encoder, with the head of `student`, as a
     classifier for `steps` batches.
 
@@ -92,14 +122,15 @@ def pretrain_encoder(student: EncoderClassifier, classifier: FrozenClassifier,
         return utility_loss(logits, y, teacher, distill, temperature), logits
 
     return _train_steps(student, list(student.parameters()), forward, loader, steps, lr, device,
-                        precision, "encoder warm start", quiet, on_step)
+                        precision, "encoder warm start", quiet, on_step, saver)
 
 
 def pretrain_utility(obfuscator: nn.Module, classifier: FrozenClassifier, loader: TensorLoader,
                      steps: int, lr: float, *, distill: float = 1.0, temperature: float = 4.0,
                      feature_weight: float = 0.0, quantize: bool = True,
                      device: torch.device | None = None, precision: str = "fp32",
-                     quiet: bool = True, on_step: StepHook | None = None) -> dict[str, float]:
+                     quiet: bool = True, on_step: StepHook | None = None,
+                     saver: StageSaver | None = None) -> dict[str, float]:
     """Stage 2: train the whole obfuscator so that the frozen classifier reads its (8-bit) output,
     with no privacy term, for `steps` batches. Returns what `pretrain_encoder` returns."""
     device = device or loader.device
@@ -114,19 +145,33 @@ def pretrain_utility(obfuscator: nn.Module, classifier: FrozenClassifier, loader
                             teacher_features, feature_weight), logits
 
     return _train_steps(obfuscator, list(obfuscator.parameters()), forward, loader, steps, lr,
-                        device, precision, "utility warm start", quiet, on_step)
+                        device, precision, "utility warm start", quiet, on_step, saver)
 
 
 def _train_steps(module: nn.Module, params: list[nn.Parameter], forward, loader: TensorLoader,
                  steps: int, lr: float, device: torch.device, precision: str, desc: str,
-                 quiet: bool, on_step: StepHook | None) -> dict[str, float]:
-    """Adam with a one-cycle schedule over `steps` batches of `forward(x, y) -> (loss, logits)`."""
+                 quiet: bool, on_step: StepHook | None, saver: StageSaver | None = None
+                 ) -> dict[str, float]:
+    """Adam with a one-cycle schedule over `steps` batches of `forward(x, y) -> (loss, logits)`.
+    Returns the mean loss and accuracy over the last quarter of the steps, the steps and the
+    seconds taken (over all attempts, when resumed)."""
     optimizer = torch.optim.Adam(params, lr=lr, fused=True)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=max(steps, 1),
                                                     pct_start=0.15)
-    module.train()
     tail = torch.zeros(3, device=device)
-    for i, (x, y) in enumerate(progress(repeat_batches(loader, steps), steps, desc, quiet)):
+    start, first_epoch, seconds = 0, loader.epoch, 0.0
+    state = saver.load() if saver is not None else None
+    if state is not None:
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        tail, start = state["tail"].to(device), state["step"]
+        first_epoch, seconds = state["first_epoch"], state["seconds"]
+        saver.load_extra(state["extra"])
+    module.train()
+    t0 = time.perf_counter()
+    batches = repeat_batches(loader, steps, start, first_epoch)
+    for i, (x, y) in enumerate(progress(batches, steps - start, desc, quiet), start):
         with autocast(device, precision):
             loss, logits = forward(x, y)
         optimizer.zero_grad(set_to_none=True)
@@ -138,14 +183,33 @@ def _train_steps(module: nn.Module, params: list[nn.Parameter], forward, loader:
                                  torch.tensor(len(y), device=device)]).float()
         if on_step is not None:
             on_step(len(y))
+        if saver is not None and ((i + 1) % saver.every == 0 or i + 1 == steps):
+            saver.save({"module": module.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "tail": tail.cpu(), "step": i + 1,
+                        "first_epoch": first_epoch,
+                        "seconds": seconds + time.perf_counter() - t0})
+    if start < steps:
+        seconds += time.perf_counter() - t0
     seen = tail[2].clamp_min(1)
     return {"loss": (tail[0] / seen).item(), "train_acc": (tail[1] / seen).item(),
-            "steps": steps}
+            "steps": steps, "seconds": seconds}
 
 
-def repeat_batches(loader: TensorLoader, steps: int) -> Batches:
-    """`steps` batches from loader, starting a new epoch as often as needed."""
-    done, epoch = 0, loader.epoch
+def repeat_batches(loader: TensorLoader, steps: int, start: int = 0,
+                   first_epoch: int | None = None) -> Batches:
+    """Batches `start`..`steps` of the stream that begins at the loader's epoch `first_epoch`
+    (default: its current one) and starts a new epoch as often as needed. A stage resumes at a
+    whole pass (`start` a multiple of len(loader)) or at its end; the loader is left at the
+    epoch a whole run would leave it at."""
+    per_epoch = len(loader)
+    first = loader.epoch if first_epoch is None else first_epoch
+    if start >= steps:
+        loader.set_epoch(first + max(steps - 1, 0) // per_epoch)
+        return
+    if start % per_epoch:
+        raise ValueError(f"a stage resumes after a whole pass over the data, not at step {start}")
+    epoch, done = first + start // per_epoch, start
+    loader.set_epoch(epoch)
     while done < steps:
         for batch in loader:
             yield batch
