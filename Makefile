@@ -18,8 +18,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/veil demo --out results/demo
 
+# tests run in a random order (pytest-randomly), a new one each time: order coupling shows up
+# here, not in CI. A failure is replayed with the seed printed first: make test SEED=N
+SEED ?= $(shell $(PYTHON) -c 'import random; print(random.randrange(10**6))')
+
 test: lint
-	$(BIN)/python -m pytest -q
+	@echo "make test: test order seed $(SEED) (replay: make test SEED=$(SEED))"
+	$(BIN)/python -m pytest -q -p randomly --randomly-seed=$(SEED)
 
 # ruff, then the import contract in pyproject.toml (layers; the edge never imports torch)
 lint: $(STAMP)
