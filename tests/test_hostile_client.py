@@ -225,6 +225,19 @@ def test_a_label_only_query_run_keeps_one_hot_targets_of_the_answered_labels(tmp
     assert log.sent == 20 and log.requests == 2
 
 
+def test_rate_limit_waits_are_journalled_and_survive_a_resume(tmp_path):
+    images = sample_images(20)
+    with HostileServer(rate_limited(2, retry_after="0")) as server, _client(server) as client:
+        client.check_server()
+        query(client, images[:16], CLASSES, "probs", QueryLog.open(tmp_path / JOURNAL))
+    with HostileServer(rate_limited(1, retry_after="0")) as server, _client(server) as client:
+        client.check_server()  # a second run: a new client, whose own count starts at 0
+        query(client, images, CLASSES, "probs", QueryLog.open(tmp_path / JOURNAL))
+        assert client.rate_limited == 1
+    log = QueryLog.open(tmp_path / JOURNAL)
+    assert log.rate_limited == 3 and sorted(log.targets) == list(range(20))
+
+
 # --- a killed query run resumes without sending an answered image again ---------------------
 QUERY_SCRIPT = """
 import sys

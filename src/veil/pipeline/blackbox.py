@@ -105,11 +105,13 @@ def answer_target(prediction: Prediction, classes: list[str], kind: str) -> np.n
 class QueryLog:
     """What was sent and answered so far, kept in an append-only journal (one JSON line per
     request before it is sent, one per answer) so a killed run resumes without sending an
-    answered image again, and counts every image that ever left exactly."""
+    answered image again, and counts every image that ever left exactly (and the rate-limit
+    waits of every answered request)."""
 
     path: Path
     sent: int = 0
     requests: int = 0
+    rate_limited: int = 0
     targets: dict[int, list[float] | None] = field(default_factory=dict)  # None: a bad answer
 
     @classmethod
@@ -135,6 +137,7 @@ class QueryLog:
             self.requests += 1
         else:
             self.targets.update(zip(record["answer"], record["targets"], strict=True))
+            self.rate_limited += record.get("rate_limited", 0)
 
     def append(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
@@ -153,10 +156,12 @@ def query(client: VeilClient, images: np.ndarray, classes: list[str], kind: str,
         indices = pending[start:start + client.batch_size]
         payloads = client.obfuscate(images[indices])
         log.append({"send": indices})
+        waits = client.rate_limited
         predictions = client.send(payloads, [f"query-{i}" for i in indices])
         log.append({"answer": indices,
                     "targets": [None if p is None else answer_target(p, classes, kind).tolist()
-                                for p in predictions]})
+                                for p in predictions],
+                    "rate_limited": client.rate_limited - waits})
 
 
 def server_accuracy(url: str, token: str | None, images: np.ndarray, labels: np.ndarray,
@@ -233,7 +238,6 @@ def _query_step(args: argparse.Namespace, out: Path, images: np.ndarray, n_class
         with _client(args, _as_sent, top_k=top_k) as client:
             classes = _server_classes(client, n_classes)
             query(client, images, classes, kind, log, args.quiet)
-            rate_limited = client.rate_limited
         valid = [i for i in range(len(images)) if log.targets[i] is not None]
         buffer = io.BytesIO()
         np.savez(buffer, images=images[valid],
@@ -241,7 +245,7 @@ def _query_step(args: argparse.Namespace, out: Path, images: np.ndarray, n_class
                      len(valid), n_classes),
                  requests=np.int64(log.requests), sent=np.int64(log.sent),
                  bad_answers=np.int64(len(images) - len(valid)),
-                 rate_limited=np.int64(rate_limited), answers=np.str_(args.answers))
+                 rate_limited=np.int64(log.rate_limited), answers=np.str_(args.answers))
         atomic_write(path, buffer.getvalue())
         (out / JOURNAL).unlink()
     with np.load(path, allow_pickle=False) as z:
