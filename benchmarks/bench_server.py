@@ -9,6 +9,11 @@ before and after the sweeps. After the first mode's sweep, a bounded load run (d
 32 clients) records errors and the RSS of the server's processes after warm-up and at the end.
 
     python benchmarks/bench_server.py [--classifier CKPT] [--seconds 10] [--load-seconds 60]
+
+`--guards-rounds N` instead compares servers with and without their connection guards, and
+`--protocols-rounds N` one server's /v1/classify (a multipart PNG) with its Open Inference
+Protocol endpoint (the same 8-bit image as a binary UINT8 tensor, top 1 by the classification
+extension), in alternating runs.
 """
 
 from __future__ import annotations
@@ -67,6 +72,29 @@ def http_request_bytes(png: bytes, port: int) -> bytes:
     return head.encode() + body
 
 
+def v2_request_bytes(image: np.ndarray, port: int, model: str) -> bytes:
+    """What tritonclient sends: a JSON header, then the tensor as binary data."""
+    head = json.dumps({"inputs": [{"name": "images", "datatype": "UINT8",
+                                   "shape": [1, *image.shape],
+                                   "parameters": {"binary_data_size": image.nbytes}}],
+                       "outputs": [{"name": "probabilities",
+                                    "parameters": {"classification": 1, "binary_data": False}}]
+                       }).encode()
+    body = head + np.ascontiguousarray(image).tobytes()
+    return (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/octet-stream\r\n"
+            f"Inference-Header-Content-Length: {len(head)}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def v1_label(body: bytes) -> int:
+    return json.loads(body)["predictions"][0]["class_index"]
+
+
+def v2_label(body: bytes) -> int:
+    return int(json.loads(body)["outputs"][0]["data"][0].split(":")[1])
+
+
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     request: bytes) -> tuple[int, bytes]:
     writer.write(request)
@@ -76,7 +104,7 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 
 async def _load(port: int, concurrency: int, seconds: float, requests: list[bytes],
-                expected: np.ndarray) -> dict:
+                expected: np.ndarray, label_of=v1_label) -> dict:
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     counts = {"errors": 0, "wrong_label": 0}
@@ -95,7 +123,7 @@ async def _load(port: int, concurrency: int, seconds: float, requests: list[byte
             latencies.append(time.perf_counter() - start)
             if status != 200:
                 counts["errors"] += 1
-            elif json.loads(body)["predictions"][0]["class_index"] != expected[i % len(requests)]:
+            elif label_of(body) != expected[i % len(requests)]:
                 counts["wrong_label"] += 1
             i += concurrency
         writer.close()
@@ -111,12 +139,13 @@ async def _load(port: int, concurrency: int, seconds: float, requests: list[byte
 
 
 def run_load(port: int, concurrency: int, seconds: float, requests: list[bytes],
-             expected: np.ndarray) -> dict:
+             expected: np.ndarray, label_of=v1_label) -> dict:
+    load = _load(port, concurrency, seconds, requests, expected, label_of)
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_load(port, concurrency, seconds, requests, expected))
-    return uvloop.run(_load(port, concurrency, seconds, requests, expected))
+        return asyncio.run(load)
+    return uvloop.run(load)
 
 
 def in_process(predictor: Predictor, images: np.ndarray, batch: int, seconds: float) -> dict:
@@ -259,11 +288,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of the sweep: N alternating rounds at 32 clients of "
                              "`veil serve` with and without its connection guards "
                              "(results in OUT/guards.*)")
+    parser.add_argument("--protocols-rounds", type=int, default=0, metavar="N",
+                        help="instead of the sweep: N alternating rounds at 32 clients of one "
+                             "server's /v1 and /v2 endpoints (results in OUT/protocols.*)")
     args = parser.parse_args(argv)
     args.load_before = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     if args.guards_rounds:
         return guards_ab(args)
+    if args.protocols_rounds:
+        return protocols_ab(args)
     images = load_dataset("sample").test.images
     sweeps, load = {}, None
     with tempfile.TemporaryDirectory() as tmp:
@@ -342,6 +376,90 @@ def guards_ab(args: argparse.Namespace) -> int:
     (args.out / "guards.md").write_text(guards_markdown(result))
     print(guards_markdown(result))
     return 0
+
+
+def protocols_ab(args: argparse.Namespace) -> int:
+    """/v1/classify vs the Open Inference Protocol's infer on one server: alternating
+    32-client runs, median ratio of throughput and of the server's CPU time per image."""
+    images = load_dataset("sample").test.images
+    with tempfile.TemporaryDirectory() as tmp:
+        classifier, source = pick_classifier(args.classifier, Path(tmp))
+        predictor = Predictor.from_checkpoint(classifier)
+        expected = predictor(images).argmax(1)
+        model = predictor.info["model_name"]
+        server = ServerProcess(classifier, args.threads, args.max_batch, args.max_wait_ms,
+                               "process")
+        try:
+            kinds = {"v1": ([http_request_bytes(encode_png(im), server.port) for im in images],
+                            v1_label),
+                     "v2": ([v2_request_bytes(im, server.port, model) for im in images],
+                            v2_label)}
+            for requests, label_of in kinds.values():
+                run_load(server.port, 32, 2.0, requests, expected, label_of)  # warm-up
+            rounds = []
+            for k in range(args.protocols_rounds):
+                row = {}
+                for name in (["v1", "v2"] if k % 2 == 0 else ["v2", "v1"]):
+                    cpu = server.cpu_seconds()[0]
+                    requests, label_of = kinds[name]
+                    r = run_load(server.port, 32, args.seconds, requests, expected, label_of)
+                    row[name] = {key: r[key] for key in ("images_per_s", "p50_ms", "p99_ms",
+                                                         "errors", "wrong_label")}
+                    row[name]["server_cpu_ms_per_image"] = (
+                        (server.cpu_seconds()[0] - cpu) * 1000 / max(1, r["requests"]))
+                row["ratio"] = row["v2"]["images_per_s"] / row["v1"]["images_per_s"]
+                row["cpu_ratio"] = (row["v2"]["server_cpu_ms_per_image"]
+                                    / row["v1"]["server_cpu_ms_per_image"])
+                rounds.append(row)
+                print(f"  round {k + 1}: v1 {row['v1']['images_per_s']:.1f}, v2 "
+                      f"{row['v2']['images_per_s']:.1f} img/s: {row['ratio']:.3f}x; server CPU "
+                      f"per image {row['cpu_ratio']:.3f}x", flush=True)
+        finally:
+            server.stop()
+    ratio = statistics.median(r["ratio"] for r in rounds)
+    result = {"classifier": source, "threads": args.threads, "clients": 32,
+              "seconds_per_run": args.seconds, "rounds": rounds, "median_ratio": ratio,
+              "median_cpu_ratio": statistics.median(r["cpu_ratio"] for r in rounds),
+              "target_ratio": 0.9, "target_met": ratio >= 0.9
+              and all(r[v][e] == 0 for r in rounds for v in ("v1", "v2")
+                      for e in ("errors", "wrong_label")),
+              "environment": environment(),
+              "load_average_before_after": [args.load_before, os.getloadavg()[0]]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "protocols.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "protocols.md").write_text(protocols_markdown(result))
+    print(protocols_markdown(result))
+    return 0
+
+
+def protocols_markdown(r: dict) -> str:
+    rows = "\n".join(f"| {k + 1} | {x['v1']['images_per_s']:.1f} | {x['v2']['images_per_s']:.1f} "
+                     f"| {x['ratio']:.3f} | {x['v1']['server_cpu_ms_per_image']:.3f} / "
+                     f"{x['v2']['server_cpu_ms_per_image']:.3f} | "
+                     f"{x['v1']['p99_ms']:.1f} / {x['v2']['p99_ms']:.1f} | "
+                     f"{x['v1']['errors'] + x['v2']['errors']} |"
+                     for k, x in enumerate(r["rounds"]))
+    env = r["environment"]
+    verdict = "met" if r["target_met"] else "**missed**"
+    return f"""# /v1/classify vs the Open Inference Protocol (`/v2/models/.../infer`), one server
+
+Classifier: {r['classifier']}. One `veil serve` (`--inference process`, {r['threads']} torch
+thread(s)); {r['clients']} keep-alive clients, one 8-bit 32x32 image per request: a multipart PNG
+to /v1 (top_k=1), or a UINT8 [1, 32, 32, 3] tensor as binary data to /v2 (classification 1, a
+JSON answer), {r['seconds_per_run']:.0f} s per run, alternating (order flipped each round);
+every answer's label checked against in-process inference.
+
+| round | v1 img/s | v2 img/s | v2 / v1 | server CPU ms/img (v1 / v2) | p99 ms (v1 / v2) | errors |
+|---:|---:|---:|---:|---|---|---:|
+{rows}
+
+Median throughput ratio v2 / v1: **{r['median_ratio']:.3f}** (target >= 0.9: {verdict}). Median
+ratio of the server's CPU time per image (all its processes): {r['median_cpu_ratio']:.3f}.
+
+Environment: {env.get('cpu')}, torch {env.get('torch')}, {env.get('date', '')}; load average
+(1 min) before / after: {r['load_average_before_after'][0]:.2f} /
+{r['load_average_before_after'][1]:.2f} (other jobs shared the two cores: read the ratios).
+"""
 
 
 def guards_markdown(r: dict) -> str:

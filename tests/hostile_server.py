@@ -33,7 +33,7 @@ class HostileServer:
     requests."""
 
     def __init__(self, answer: Callable[[int, BaseHTTPRequestHandler], Any] | None = None,
-                 health: dict[str, Any] | None = None) -> None:
+                 health: dict[str, Any] | None = None, keep_body: bool = False) -> None:
         self.answer = answer or (lambda n, handler: good_answer(n))
         self.health = health if health is not None else {"classes": CLASSES, "max_images": 16}
         self.images = 0
@@ -52,6 +52,8 @@ class HostileServer:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if keep_body:  # for answers that read the request (handler.last_body)
+                    self.last_body = body
                 n = body.count(b'filename="')
                 with owner.lock:
                     owner.images += n

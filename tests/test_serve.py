@@ -103,8 +103,11 @@ def classify(http: httpx.Client, *payloads: bytes, **params) -> httpx.Response:
     return http.post("/v1/classify", files=files(*payloads), params=params)
 
 
-def metric(text: str, name: str) -> float:
+def metric(text: str, name: str, absent: float | None = None) -> float:
+    """A sample's value; `absent` for a labelled series not yet created (else an error)."""
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    if match is None and absent is not None:
+        return absent
     assert match, f"{name} not in /metrics"
     return float(match.group(1))
 
@@ -282,7 +285,7 @@ def test_32_concurrent_clients_are_batched(server, http, obfuscated, predictor):
     assert all(label == expected[i] for i, label in results)
     text = http.get("/metrics").text
     assert metric(text, "veil_batch_size_max") > 1
-    assert metric(text, 'veil_batch_size_bucket{le="1"}') < metric(text, "veil_batch_size_count")
+    assert metric(text, 'veil_batch_size_bucket{le="1.0"}') < metric(text, "veil_batch_size_count")
 
 
 def test_metrics_count_requests_errors_and_latency(http, obfuscated):
@@ -291,11 +294,21 @@ def test_metrics_count_requests_errors_and_latency(http, obfuscated):
     classify(http, encode_png(obfuscated[0]))
     classify(http, b"not an image")
     text = http.get("/metrics").text
-    assert metric(text, ok) == metric(before, ok) + 1
+    assert metric(text, ok) == metric(before, ok, absent=0) + 1
     assert metric(text, 'veil_errors_total{code="not_png"}') >= 1
     assert metric(text, "veil_request_latency_seconds_count") > 0
     assert metric(text, "veil_inference_latency_seconds_count") > 0
     assert "# TYPE veil_batch_size histogram" in text
+    # the exposition parses, and every metric veil documents is in it under its name
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert families == {"veil_requests": "counter", "veil_errors": "counter",
+                        "veil_images": "counter", "veil_batch_size": "histogram",
+                        "veil_batch_size_max": "gauge", "veil_request_latency_seconds": "histogram",
+                        "veil_inference_latency_seconds": "histogram",
+                        "veil_queue_depth": "gauge", "veil_inference_restarts": "counter",
+                        "veil_inference_timeouts": "counter"}
 
 
 # --- auth --------------------------------------------------------------------------------------
@@ -921,6 +934,34 @@ def test_a_request_head_that_never_ends_is_closed_408(guarded_server, trickle):
     waited = time.monotonic() - start
     assert reply.startswith(b"HTTP/1.1 408"), reply[:80]
     assert GUARDS.head_timeout_s <= waited < GUARDS.head_timeout_s + 3
+
+
+def test_the_installed_uvicorn_is_in_the_pinned_range_and_has_what_the_guards_use():
+    from importlib.metadata import version
+
+    import tomllib
+    from packaging.requirements import Requirement
+
+    from veil.serve.protocol import check_uvicorn
+
+    serve = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pins = [Requirement(r) for r in serve["project"]["optional-dependencies"]["serve"]]
+    uvicorn_pin = next(r for r in pins if r.name == "uvicorn")
+    assert uvicorn_pin.specifier.contains(version("uvicorn")), uvicorn_pin
+    check_uvicorn()
+
+
+def test_a_uvicorn_whose_protocol_changed_is_refused_loudly():
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from veil.serve.protocol import check_uvicorn
+
+    changed = type("Changed", (), {name: getattr(HttpToolsProtocol, name)
+                                   for name in ("connection_made", "connection_lost",
+                                                "data_received", "on_body")})
+    with pytest.raises(RuntimeError, match="no longer has on_message_begin, "
+                                           "on_headers_complete.*--no-connection-guards"):
+        check_uvicorn(changed)
 
 
 def test_keep_alive_requests_are_not_cut_by_the_head_timeout(guarded_server):

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-obfuscated", type=Path, default=None, metavar="DIR",
                         help="write the PNG bytes sent for each image into DIR")
     parser.add_argument("--top-k", type=int, default=1, help="labels per image (default: 1)")
+    parser.add_argument("--protocol", choices=["v1", "v2"], default="v1",
+                        help="v1: veil serve's /v1/classify (default); v2: the Open Inference "
+                             "Protocol (veil serve, Triton, KServe), with --model")
+    parser.add_argument("--model", default=None,
+                        help="with --protocol v2: the served model's name")
     parser.add_argument("--batch-size", type=int, default=32, help="images per request")
     parser.add_argument("--threads", type=int, default=1, help="obfuscator threads")
     add_server_limits(parser)
@@ -79,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     with VeilClient(args.server, args.obfuscator, resolve_token(args), timeout=args.timeout,
                     request_timeout=args.request_timeout,
                     max_response_bytes=args.max_response_bytes, batch_size=args.batch_size,
-                    top_k=args.top_k, threads=args.threads) as client:
+                    top_k=args.top_k, threads=args.threads, protocol=args.protocol,
+                    model=args.model) as client:
         try:
             predictions = client.classify(args.images, save_obfuscated=args.save_obfuscated)
         except NotClassified as e:  # what was answered is shown, then the error

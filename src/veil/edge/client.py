@@ -8,7 +8,9 @@
 Each image (any size or format Pillow reads) has its shorter side resized to the size the
 obfuscator was exported for (32 for CIFAR-10) and is centre-cropped to a square, runs through
 the ONNX obfuscator with onnxruntime, is rounded to 8 bits per channel and PNG-encoded; those
-PNG bytes, under a neutral file name, are all that leaves the device. This module needs numpy,
+PNG bytes, under a neutral file name, are all that leaves the device. With `protocol="v2"` the
+same 8-bit image goes to a server of the Open Inference Protocol (`veil serve`, Triton, KServe)
+as the model's input tensor instead (edge/v2.py). This module needs numpy,
 pillow, onnxruntime and httpx (`pip install veil[edge]`) and never imports torch, unless a
 PyTorch checkpoint is given as the obfuscator.
 """
@@ -25,11 +27,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
 from .images import IMAGE_SIZE, ImageInput, encode_png, load_image
 from .obfuscators import load_obfuscator
+from .v2 import HEADER_LENGTH, BadModel, ModelInput, infer_request, model_input
+from .v2 import predictions as v2_predictions
 
 Obfuscate = Callable[[np.ndarray], np.ndarray]
 
@@ -107,7 +112,8 @@ class VeilClient:
                  top_k: int = 1, threads: int = 1, transport: Any = None,
                  request_timeout: float = REQUEST_TIMEOUT,
                  max_response_bytes: int = MAX_RESPONSE_BYTES,
-                 bad_answers: str = "error") -> None:
+                 bad_answers: str = "error", protocol: str = "v1",
+                 model: str | None = None) -> None:
         import httpx
 
         if batch_size < 1:
@@ -116,6 +122,14 @@ class VeilClient:
             raise ValueError("timeout, request_timeout and max_response_bytes must be positive")
         if bad_answers not in ("error", "skip"):
             raise ValueError(f"bad_answers must be 'error' or 'skip', got {bad_answers!r}")
+        if protocol not in ("v1", "v2"):
+            raise ValueError(f"protocol must be 'v1' (veil's /v1/classify) or 'v2' (the Open "
+                             f"Inference Protocol), got {protocol!r}")
+        if protocol == "v2" and not model:
+            raise ValueError("the Open Inference Protocol addresses a model by name: give the "
+                             "served model's name (--model)")
+        self.protocol, self.model = protocol, model
+        self.v2_input: ModelInput | None = None  # from the model's metadata, once checked
         self.obfuscator = (obfuscator if callable(obfuscator)
                            else load_obfuscator(obfuscator, threads))
         self.batch_size, self.top_k = batch_size, top_k
@@ -142,13 +156,15 @@ class VeilClient:
         self.http.close()
 
     def obfuscate(self, inputs: Iterable[ImageInput]) -> list[bytes]:
-        """The PNG bytes that would be sent for each input."""
+        """The PNG bytes of each input's 8-bit obfuscated image (what /v1 sends)."""
+        return [encode_png(im) for im in self.obfuscated(inputs)]
+
+    def obfuscated(self, inputs: Iterable[ImageInput]) -> np.ndarray:
+        """The 8-bit obfuscated images, uint8 (N, H, W, 3)."""
         size = getattr(self.obfuscator, "image_size", IMAGE_SIZE)
         images = np.stack([load_image(x, size) for x in inputs])
-        out: list[bytes] = []
-        for start in range(0, len(images), self.batch_size):
-            out += [encode_png(im) for im in self.obfuscator(images[start:start + self.batch_size])]
-        return out
+        return np.concatenate([self.obfuscator(images[start:start + self.batch_size])
+                               for start in range(0, len(images), self.batch_size)])
 
     def classify(self, inputs: Sequence[ImageInput] | ImageInput,
                  save_obfuscated: str | os.PathLike | None = None) -> list[Prediction]:
@@ -158,9 +174,13 @@ class VeilClient:
                 isinstance(inputs, np.ndarray) and inputs.ndim == 3):
             inputs = [inputs]
         names = [_source_name(x, i) for i, x in enumerate(inputs)]
-        payloads = self.obfuscate(inputs)
+        images = self.obfuscated(inputs)
+        pngs = [encode_png(im) for im in images] if (
+            self.protocol == "v1" or save_obfuscated is not None) else None
         if save_obfuscated is not None:
-            save_payloads(payloads, names, Path(save_obfuscated))
+            save_payloads(pngs, names, Path(save_obfuscated))
+        # what is sent of each image: its PNG (v1), or its 8-bit pixels as a tensor (v2)
+        payloads = pngs if self.protocol == "v1" else [im.tobytes() for im in images]
         self.check_server()
         predictions: list[Prediction] = []
         for start in range(0, len(payloads), self.batch_size):
@@ -172,8 +192,9 @@ class VeilClient:
         return predictions
 
     def send(self, payloads: list[bytes], names: list[str]) -> list[Prediction]:
-        """One request of already-encoded PNGs (at most the server's limit) -> predictions."""
-        results = self._post(payloads)
+        """One request of already-encoded images (PNGs for v1, 8-bit pixels for v2; at most
+        the server's limit) -> predictions."""
+        results = self._post(payloads) if self.protocol == "v1" else self._infer(payloads)
         if len(results) != len(names):
             missing = names[len(results):] or names
             raise self._bad(f"sent {len(names)} image(s) but got {len(results)} "
@@ -202,6 +223,27 @@ class VeilClient:
         if not isinstance(predictions, list):
             raise self._bad("the answer holds no list of predictions", answer.status)
         return predictions
+
+    def _infer(self, payloads: list[bytes]) -> list[Any]:
+        """One Open Inference Protocol request: the images as the model's input tensor, the
+        top k asked in the classification extension."""
+        spec = self._v2_input()
+        h, w = spec.size
+        images = np.frombuffer(b"".join(payloads), np.uint8).reshape(len(payloads), h, w, 3)
+        body, header_length = infer_request(spec, images, self.top_k)
+        answer = self._request("POST", f"/v2/models/{quote(spec.model, safe='')}/infer",
+                               content=body, headers={HEADER_LENGTH: header_length,
+                                                      "content-type": "application/octet-stream"})
+        try:
+            return v2_predictions(self._json(answer), spec, len(payloads), self.top_k)
+        except BadModel as e:
+            raise self._bad(str(e), answer.status) from None
+
+    def _v2_input(self) -> ModelInput:
+        if self.v2_input is None:
+            self.check_server()
+        assert self.v2_input is not None
+        return self.v2_input
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Answer:
         """Send, honouring 429 Retry-After up to MAX_RATE_LIMITED times in a row."""
@@ -273,15 +315,25 @@ class VeilClient:
         return ServerError(status, "bad_response", detail, self.server)
 
     def _json(self, answer: Answer) -> dict[str, Any]:
+        """The answer's JSON object (the header part of a v2 answer with binary data), or the
+        server's error, in veil's shape ({"error": code, "detail": text}) or the Open
+        Inference Protocol's ({"error": text})."""
+        head = answer.body
+        length = answer.headers.get(HEADER_LENGTH, "")
+        if length.isdigit() and int(length) <= len(head):
+            head = head[:int(length)]
         try:
-            body = json.loads(answer.body)
+            body = json.loads(head)
         except (ValueError, RecursionError):
             body = None
         if answer.status >= 400:
             body = body if isinstance(body, dict) else {}
             text = answer.body[:200].decode("utf-8", "replace")
-            raise ServerError(answer.status, str(body.get("error", "http_error"))[:80],
-                              str(body.get("detail", text))[:300], self.server)
+            if "detail" in body or self.protocol == "v1":
+                code, detail = body.get("error", "http_error"), body.get("detail", text)
+            else:
+                code, detail = body.get("code", "http_error"), body.get("error", text)
+            raise ServerError(answer.status, str(code)[:80], str(detail)[:300], self.server)
         if not isinstance(body, dict):
             raise self._bad("the answer is not a JSON object (is the URL a veil server?)",
                             answer.status)
@@ -293,6 +345,9 @@ class VeilClient:
         if self._server_checked:
             return
         self._server_checked = True
+        if self.protocol == "v2":
+            self._check_v2_model()
+            return
         try:
             health = self.health()
         except ServerError as e:
@@ -318,6 +373,24 @@ class VeilClient:
             warnings.warn(f"the obfuscator was trained for classifier {expected['sha256'][:12]}..."
                           f" but the server runs {str(served['sha256'])[:12]}...; accuracy may "
                           "suffer", stacklevel=3)
+
+
+    def _check_v2_model(self) -> None:
+        """The served model's metadata: its input tensor, its size, its batch limit."""
+        assert self.model is not None
+        answer = self._request("GET", f"/v2/models/{quote(self.model, safe='')}")
+        try:
+            spec = model_input(self._json(answer), self.model)
+        except BadModel as e:
+            raise self._bad(str(e), answer.status) from None
+        size = getattr(self.obfuscator, "image_size", IMAGE_SIZE)
+        if spec.size != (size, size):
+            raise ServerError(200, "image_size_mismatch",
+                              f"model {self.model!r} takes {spec.size[1]}x{spec.size[0]} images, "
+                              f"the obfuscator makes {size}x{size} ones", self.server)
+        if spec.max_batch is not None:
+            self.batch_size = min(self.batch_size, spec.max_batch)
+        self.v2_input = spec
 
 
 def retry_after_seconds(value: str | None) -> float:

@@ -1,7 +1,8 @@
 """The veil HTTP server: a frozen classifier behind FastAPI, fed 8-bit obfuscated PNGs.
 
 Endpoints: `POST /v1/classify` (multipart file fields named `files`), `GET /healthz`,
-`GET /metrics` (Prometheus text) and the OpenAPI document at `/openapi.json` (`/docs`).
+`GET /metrics` (Prometheus text), the Open Inference Protocol under `/v2` (serve/v2.py) and
+the OpenAPI document at `/openapi.json` (`/docs`).
 
 The server speaks plain HTTP: put TLS in front of it (a reverse proxy such as Caddy or nginx)
 whenever it leaves the machine, and set a bearer token. Received images are decoded in memory
@@ -22,12 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .auth import auth_docs, bearer_check
 from .batching import MicroBatcher
-from .config import CLASSIFY, FIELD, ServerConfig
+from .config import CLASSIFY, FIELD, ROUTES, ServerConfig
 from .errors import add_error_handlers
 from .middleware import Endpoint, GuardMiddleware, mark_arrived
 from .multipart import Part, split_simple
+from .prometheus import MEDIA_TYPE as METRICS_MEDIA_TYPE
 from .prometheus import Metrics
 from .schemas import ERRORS, ClassifyResponse, Health
+from .v2 import add_v2_routes, make_infer, model_paths, served_model, served_paths
 from .validation import ApiError, decode_png
 
 if TYPE_CHECKING:  # the app runs without torch when the classifier runs in a child process
@@ -45,8 +48,8 @@ def create_app(predictor: Backend, config: ServerConfig | None = None,
     """The ASGI app. `on_receive(raw_pngs, images)` sees every accepted upload (tests only)."""
     config = config or ServerConfig()
     metrics = Metrics()
-    metrics.inference_restarts = lambda: getattr(predictor, "restarts", 0)
-    metrics.inference_timeouts = lambda: getattr(predictor, "timeouts", 0)
+    metrics.watch_inference(lambda: getattr(predictor, "restarts", 0),
+                            lambda: getattr(predictor, "timeouts", 0))
     batcher = MicroBatcher(predictor, config.max_batch, config.max_wait_ms, metrics)
 
     @asynccontextmanager
@@ -63,10 +66,15 @@ def create_app(predictor: Backend, config: ServerConfig | None = None,
     app.state.predictor, app.state.config, app.state.metrics = predictor, config, metrics
     app.state.batcher = batcher
     classify = make_classify(predictor, config, batcher, on_receive)
+    infer = make_infer(predictor, config, batcher, on_receive)
+    v2 = model_paths(served_model(predictor))
     add_error_handlers(app, metrics)
     app.add_middleware(GuardMiddleware, config=config, metrics=metrics, batcher=batcher,
-                       direct={CLASSIFY: classify})
+                       direct={CLASSIFY: classify, v2["infer"]: infer,
+                               v2["infer_versioned"]: infer},
+                       routes=ROUTES | served_paths(served_model(predictor)))
     _add_routes(app, predictor, config, metrics, classify)
+    add_v2_routes(app, predictor, config, infer)
     return app
 
 
@@ -122,7 +130,7 @@ def _add_routes(app: FastAPI, predictor: Backend, config: ServerConfig, metrics:
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(metrics.render(), media_type=METRICS_MEDIA_TYPE)
 
 
 def _request_spec(max_images: int, n_classes: int, default_top_k: int) -> dict[str, Any]:

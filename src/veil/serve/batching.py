@@ -66,7 +66,7 @@ class MicroBatcher:
             raise RuntimeError("the batcher is not running")
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(images, future))
-        self.metrics.queue_depth = self._queue.qsize()
+        self.metrics.record_queue_depth(self._queue.qsize())
         return await future
 
     async def _loop(self) -> None:
@@ -89,7 +89,7 @@ class MicroBatcher:
                 break
             jobs.append(job)
             n += len(job.images)
-        self.metrics.queue_depth = self._queue.qsize()
+        self.metrics.record_queue_depth(self._queue.qsize())
         return jobs
 
     async def _next_job(self, remaining: float) -> _Job | None:

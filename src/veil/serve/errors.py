@@ -1,4 +1,5 @@
-"""Every error as one JSON shape, `{"error": code, "detail": text}`, counted in /metrics."""
+"""Every error as one JSON shape, `{"error": code, "detail": text}`, counted in /metrics; under
+/v2 the Open Inference Protocol's, `{"error": text}` (with veil's `code` beside it)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ log = logging.getLogger("veil.serve")
 RETRY_AFTER_S = 2  # what a 503 tells clients: a replaced inference process loads in seconds
 
 
-def error_response(metrics: Metrics, status: int, code: str, detail: str) -> JSONResponse:
-    metrics.errors[code] += 1
+def error_response(metrics: Metrics, status: int, code: str, detail: str,
+                   path: str = "") -> JSONResponse:
+    metrics.record_error(code)
     headers = ({"WWW-Authenticate": "Bearer"} if status == 401 else
                {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+    body = ({"error": detail, "code": code} if path == "/v2" or path.startswith("/v2/")
+            else {"error": code, "detail": detail})
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
@@ -30,18 +34,18 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
 
 def add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
         return error_response(metrics, e.status_code, HTTP_CODES.get(e.status_code, "http_error"),
-                              str(e.detail))
+                              str(e.detail), request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         detail = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
                            for err in e.errors())
-        return error_response(metrics, 422, "invalid_parameter", detail)
+        return error_response(metrics, 422, "invalid_parameter", detail, request.url.path)
 
-    async def failed(_: Request, e: Exception) -> JSONResponse:
-        return error_response(metrics, *error_for(e))
+    async def failed(request: Request, e: Exception) -> JSONResponse:
+        return error_response(metrics, *error_for(e), request.url.path)
 
     # each class registered by name: Starlette re-raises what only the Exception handler takes
     for kind in (ApiError, InferenceTimeout, ModelFault, Exception):

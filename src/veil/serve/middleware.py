@@ -1,5 +1,6 @@
 """In front of the routes: the body read whole (bounded in size and time), every request counted
-and timed, and POST /v1/classify handed to its endpoint directly."""
+and timed, and the classifying POSTs (/v1/classify, /v2/.../infer) handed to their endpoints
+directly."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from .auth import bearer_check
 from .batching import MicroBatcher
-from .config import CLASSIFY, ROUTES, TOKEN_GUARDED, ServerConfig
+from .config import ROUTES, TOKEN_GUARDED, ServerConfig
 from .errors import error_for, error_response
 from .prometheus import Metrics
 from .validation import ApiError
@@ -28,9 +29,10 @@ class GuardMiddleware:
     and hands the `direct` routes their requests without FastAPI's routing."""
 
     def __init__(self, app: Any, config: ServerConfig, metrics: Metrics, batcher: MicroBatcher,
-                 direct: dict[str, Endpoint] | None = None) -> None:
+                 direct: dict[str, Endpoint] | None = None,
+                 routes: set[str] = ROUTES) -> None:
         self.app, self.config, self.metrics, self.batcher = app, config, metrics, batcher
-        self.direct = direct or {}
+        self.direct, self.routes = direct or {}, routes
         self.check_token = bearer_check(config.token)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -44,7 +46,7 @@ class GuardMiddleware:
                 status[0] = message["status"]
             await send(message)
 
-        if scope["method"] == "POST" and scope["path"] == CLASSIFY:
+        if scope["method"] == "POST" and scope["path"] in self.direct:
             scope["veil.arrival"] = _Arrival(self.batcher)
         try:
             await self._handle(scope, receive, send_tracked)
@@ -54,7 +56,7 @@ class GuardMiddleware:
         finally:
             if "veil.arrival" in scope:
                 scope["veil.arrival"].done()
-            route = scope["path"] if scope["path"] in ROUTES else "other"
+            route = scope["path"] if scope["path"] in self.routes else "other"
             self.metrics.record_request(scope["method"], route, status[0] or 499,
                                         time.perf_counter() - start)
 
@@ -64,12 +66,12 @@ class GuardMiddleware:
                 self.check_token(Request(scope))
             body = await self._read_body(scope, receive)
         except ApiError as e:
-            response = error_response(self.metrics, e.status, e.code, e.detail)
+            response = error_response(self.metrics, e.status, e.code, e.detail, scope["path"])
             response.headers["connection"] = "close"
             await response(scope, receive, send)
             return
         if body is None:  # the client went away mid-upload
-            self.metrics.errors["client_disconnected"] += 1
+            self.metrics.record_error("client_disconnected")
             return
         scope["veil.body"] = body
         endpoint = self.direct.get(scope["path"]) if scope["method"] == "POST" else None
@@ -80,14 +82,14 @@ class GuardMiddleware:
 
     async def _call_direct(self, endpoint: Endpoint, scope: dict, receive: Callable,
                            send: Callable) -> None:
-        """POST /v1/classify goes straight to its endpoint: FastAPI's per-request machinery
+        """A classifying POST goes straight to its endpoint: FastAPI's per-request machinery
         (routing, dependency solving, telemetry) would cost about a fifth of the server's CPU
         per image, and the endpoint validates its own input. FastAPI still documents the
         route, and would serve it the same way."""
         try:
             response = await endpoint(Request(scope, receive))
         except Exception as e:  # answer it here: re-raised, it would drop the connection
-            response = error_response(self.metrics, *error_for(e))
+            response = error_response(self.metrics, *error_for(e), scope["path"])
         await response(scope, receive, send)
 
     async def _read_body(self, scope: dict, receive: Callable) -> bytes | None:

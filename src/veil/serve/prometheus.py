@@ -1,95 +1,88 @@
-"""A few Prometheus metrics, rendered in the text exposition format (no client library needed).
+"""The server's Prometheus metrics (prometheus_client), one registry per app.
 
-All updates happen on the server's event loop thread, so no locking is needed.
+All updates happen on the server's event loop thread. The inference process's restarts and
+timeouts are read from it when /metrics is scraped.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+MEDIA_TYPE = CONTENT_TYPE_LATEST
+
+disable_created_metrics()  # no `*_created` series beside each counter: nothing here reads them
 
 
-class Histogram:
-    def __init__(self, buckets: Sequence[float]) -> None:
-        self.buckets = tuple(buckets)
-        self.counts = [0] * len(self.buckets)
-        self.sum = 0.0
-        self.count = 0
+class _InferenceCounters(Collector):
+    """Counters kept by the inference process, read at scrape time."""
 
-    def observe(self, value: float) -> None:
-        i = bisect.bisect_left(self.buckets, value)
-        if i < len(self.counts):
-            self.counts[i] += 1
-        self.sum += value
-        self.count += 1
+    def __init__(self) -> None:
+        self.restarts: Callable[[], int] = lambda: 0
+        self.timeouts: Callable[[], int] = lambda: 0
 
-    def render(self, name: str) -> list[str]:
-        lines, cumulative = [], 0
-        for bound, n in zip(self.buckets, self.counts, strict=True):
-            cumulative += n
-            lines.append(f'{name}_bucket{{le="{_number(bound)}"}} {cumulative}')
-        lines += [f'{name}_bucket{{le="+Inf"}} {self.count}', f"{name}_sum {self.sum:.6f}",
-                  f"{name}_count {self.count}"]
-        return lines
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("veil_inference_restarts", "times the inference process was "
+                                  "replaced (died or timed out)", value=self.restarts())
+        yield CounterMetricFamily("veil_inference_timeouts", "batches the inference process did "
+                                  "not answer in time (it was replaced)", value=self.timeouts())
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.images = 0
-        self.batches = Histogram(BATCH_BUCKETS)
-        self.request_latency = Histogram(LATENCY_BUCKETS)
-        self.inference_latency = Histogram(LATENCY_BUCKETS)
-        self.max_batch_seen = 0
-        self.queue_depth = 0
-        self.inference_restarts: Callable[[], int] = lambda: 0
-        self.inference_timeouts: Callable[[], int] = lambda: 0
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter("veil_requests", "HTTP requests by method, route, status",
+                                ["method", "route", "status"], registry=registry)
+        self.errors = Counter("veil_errors", "requests answered with an error, by code",
+                              ["code"], registry=registry)
+        self.images = Counter("veil_images", "images classified", registry=registry)
+        self.batches = Histogram("veil_batch_size", "images per dispatched batch",
+                                 buckets=BATCH_BUCKETS, registry=registry)
+        self.max_batch = Gauge("veil_batch_size_max", "largest inference batch so far",
+                               registry=registry)
+        self.request_latency = Histogram("veil_request_latency_seconds", "HTTP request latency",
+                                         buckets=LATENCY_BUCKETS, registry=registry)
+        self.inference_latency = Histogram("veil_inference_latency_seconds",
+                                           "model time per batch", buckets=LATENCY_BUCKETS,
+                                           registry=registry)
+        self.queue = Gauge("veil_queue_depth", "requests waiting for a batch", registry=registry)
+        self.inference = _InferenceCounters()
+        registry.register(self.inference)
+        self._max_batch_seen = 0
 
     def record_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests[(method, route, status)] += 1
+        self.requests.labels(method, route, str(status)).inc()
         self.request_latency.observe(seconds)
+
+    def record_error(self, code: str) -> None:
+        self.errors.labels(code).inc()
 
     def record_batch(self, size: int, seconds: float) -> None:
         self.batches.observe(size)
         self.inference_latency.observe(seconds)
-        self.images += size
-        self.max_batch_seen = max(self.max_batch_seen, size)
+        self.images.inc(size)
+        if size > self._max_batch_seen:
+            self._max_batch_seen = size
+            self.max_batch.set(size)
+
+    def record_queue_depth(self, depth: int) -> None:
+        self.queue.set(depth)
+
+    def watch_inference(self, restarts: Callable[[], int], timeouts: Callable[[], int]) -> None:
+        self.inference.restarts, self.inference.timeouts = restarts, timeouts
 
     def render(self) -> str:
-        out = _header("veil_requests_total", "counter", "HTTP requests by method, route, status")
-        out += [f'veil_requests_total{{method="{m}",route="{r}",status="{s}"}} {n}'
-                for (m, r, s), n in sorted(self.requests.items())]
-        out += _header("veil_errors_total", "counter", "requests answered with an error, by code")
-        out += [f'veil_errors_total{{code="{c}"}} {n}' for c, n in sorted(self.errors.items())]
-        out += _header("veil_images_total", "counter", "images classified")
-        out.append(f"veil_images_total {self.images}")
-        out += _header("veil_batch_size", "histogram", "images per dispatched batch")
-        out += self.batches.render("veil_batch_size")
-        out += _header("veil_batch_size_max", "gauge", "largest inference batch so far")
-        out.append(f"veil_batch_size_max {self.max_batch_seen}")
-        out += _header("veil_request_latency_seconds", "histogram", "HTTP request latency")
-        out += self.request_latency.render("veil_request_latency_seconds")
-        out += _header("veil_inference_latency_seconds", "histogram", "model time per batch")
-        out += self.inference_latency.render("veil_inference_latency_seconds")
-        out += _header("veil_queue_depth", "gauge", "requests waiting for a batch")
-        out.append(f"veil_queue_depth {self.queue_depth}")
-        out += _header("veil_inference_restarts_total", "counter",
-                       "times the inference process was replaced (died or timed out)")
-        out.append(f"veil_inference_restarts_total {self.inference_restarts()}")
-        out += _header("veil_inference_timeouts_total", "counter",
-                       "batches the inference process did not answer in time (it was replaced)")
-        out.append(f"veil_inference_timeouts_total {self.inference_timeouts()}")
-        return "\n".join(out) + "\n"
-
-
-def _header(name: str, kind: str, help_text: str) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-
-
-def _number(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
+        return generate_latest(self.registry).decode()

@@ -128,8 +128,31 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+# What GuardedProtocol relies on in uvicorn's private HttpToolsProtocol (uvicorn has no public
+# hooks for a head's size, its header count or its time); pyproject.toml pins the uvicorn range
+HOOKS = ("connection_made", "connection_lost", "data_received", "on_message_begin",
+         "on_headers_complete", "on_body", "on_message_complete", "on_response_complete")
+ATTRIBUTES = ("headers", "client", "transport", "loop", "logger")
+
+
+def check_uvicorn(base: type = HttpToolsProtocol) -> None:
+    """Refuses, loudly and before serving, a uvicorn whose protocol lost what the guards use."""
+    import uvicorn
+
+    missing = [h for h in HOOKS if not callable(getattr(base, h, None))]
+    init = getattr(base.__init__, "__code__", None)
+    names = set(init.co_names) | set(init.co_varnames) if init else set()
+    missing += [f"self.{a}" for a in ATTRIBUTES if a not in names and not hasattr(base, a)]
+    if missing:
+        raise RuntimeError(f"uvicorn {uvicorn.__version__}'s HttpToolsProtocol no longer has "
+                           f"{', '.join(missing)}, which veil's connection guards build on; "
+                           "install the uvicorn range veil pins (pyproject.toml) or run with "
+                           "--no-connection-guards behind a proxy that enforces its own limits")
+
+
 def guarded_protocol(limits: ConnectionLimits) -> type[GuardedProtocol]:
     """A protocol class for one server: its limits and its own per-host connection counts."""
+    check_uvicorn()
     return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits, "per_host": Counter()})
 
 

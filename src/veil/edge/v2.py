@@ -1,0 +1,127 @@
+"""The edge side of the Open Inference Protocol (KServe v2): veil's edge in front of `veil serve`
+or of any Triton / KServe deployment of a classifier.
+
+The model's metadata says how it takes the obfuscated images: UINT8 as they are, or FP32/FP16
+scaled to [0, 1] (what veil's classifiers compute from the 8-bit image), as [N, H, W, 3] or
+[N, 3, H, W]. Any normalisation beyond that is the served model's own. The answer is asked in
+the classification extension (`score:index[:label]` strings of the top k), so the model's
+output must be probabilities (a softmax) for the scores to pass the client's checks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+HEADER_LENGTH = "inference-header-content-length"
+SCALED = {"FP32": "<f4", "FP16": "<f2"}
+
+
+class BadModel(ValueError):
+    """The model's metadata or answer is not what an image classifier over v2 gives."""
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """How one served model takes images: tensor name, datatype and layout."""
+
+    model: str
+    input: str
+    datatype: str  # UINT8, FP32 or FP16
+    channels_first: bool
+    size: tuple[int, int]
+    output: str
+    max_batch: int | None  # a fixed first dimension, else None
+
+    def encode(self, images: np.ndarray) -> bytes:
+        """uint8 (N, H, W, 3) images -> the tensor's bytes, little-endian."""
+        tensor = images.transpose(0, 3, 1, 2) if self.channels_first else images
+        if self.datatype == "UINT8":
+            return np.ascontiguousarray(tensor).tobytes()
+        scaled = tensor.astype(np.float32) / 255
+        return np.ascontiguousarray(scaled, SCALED[self.datatype]).tobytes()
+
+    def shape(self, n: int) -> list[int]:
+        h, w = self.size
+        return [n, 3, h, w] if self.channels_first else [n, h, w, 3]
+
+
+def model_input(metadata: Any, model: str) -> ModelInput:
+    """Reads a model's metadata (GET /v2/models/{model}); BadModel says what does not fit."""
+    if not isinstance(metadata, dict):
+        raise BadModel("the model metadata is not a JSON object")
+    inputs, outputs = metadata.get("inputs"), metadata.get("outputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise BadModel(f"model {model!r} must take exactly one input tensor (the image), "
+                       f"its metadata lists {len(inputs) if isinstance(inputs, list) else 0}")
+    if not isinstance(outputs, list) or not outputs or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+        raise BadModel(f"model {model!r} lists no output tensors")
+    tensor = inputs[0]
+    name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
+    if not isinstance(name, str) or datatype not in ("UINT8", *SCALED):
+        raise BadModel(f"model {model!r} takes {str(datatype)[:20]} input; an image classifier "
+                       "behind veil's edge takes UINT8, FP32 or FP16")
+    if (not isinstance(shape, list) or len(shape) != 4
+            or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
+        raise BadModel(f"model {model!r} input shape {str(shape)[:40]} is not [N, H, W, 3] "
+                       "or [N, 3, H, W]")
+    channels_first = shape[1] == 3 and shape[3] != 3
+    h, w = shape[2:4] if channels_first else shape[1:3]
+    if (shape[1] if channels_first else shape[3]) != 3 or h < 1 or w < 1:
+        raise BadModel(f"model {model!r} input shape {shape} is not [N, H, W, 3] or "
+                       "[N, 3, H, W] with fixed H and W")
+    names = [o["name"] for o in outputs]
+    output = "probabilities" if "probabilities" in names else names[0]
+    return ModelInput(model, name, datatype, channels_first, (h, w), output,
+                      shape[0] if shape[0] > 0 else None)
+
+
+def infer_request(spec: ModelInput, images: np.ndarray, top_k: int) -> tuple[bytes, str]:
+    """(body, JSON header length) of one infer request: the tensor as binary data."""
+    data = spec.encode(images)
+    head = json.dumps({
+        "inputs": [{"name": spec.input, "datatype": spec.datatype, "shape": spec.shape(len(images)),
+                    "parameters": {"binary_data_size": len(data)}}],
+        "outputs": [{"name": spec.output,
+                     "parameters": {"classification": top_k, "binary_data": False}}],
+    }, separators=(",", ":")).encode()
+    return head + data, str(len(head))
+
+
+def predictions(answer: Any, spec: ModelInput, n: int, top_k: int) -> list[dict[str, Any]]:
+    """An infer answer's classification output -> veil's per-image prediction objects (as
+    /v1/classify gives them, so the client checks both alike)."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("outputs"), list):
+        raise BadModel("the answer holds no list of outputs")
+    output = next((o for o in answer["outputs"]
+                   if isinstance(o, dict) and o.get("name") == spec.output), None)
+    if output is None:
+        raise BadModel(f"the answer has no output {spec.output!r}")
+    data = output.get("data")
+    if output.get("shape") != [n, top_k] or not isinstance(data, list) or len(data) != n * top_k:
+        raise BadModel(f"output {spec.output!r} has shape {str(output.get('shape'))[:30]}, "
+                       f"not the [{n}, {top_k}] classification asked for (does the server "
+                       "support the classification extension?)")
+    return [_prediction(i, data[i * top_k:(i + 1) * top_k]) for i in range(n)]
+
+
+def _prediction(index: int, entries: list[Any]) -> dict[str, Any]:
+    top = [_entry(e) for e in entries]
+    return {"index": index, "label": top[0]["label"], "class_index": top[0]["class_index"],
+            "confidence": top[0]["probability"], "top_k": top}
+
+
+def _entry(entry: Any) -> dict[str, Any]:
+    """'score:index:label' (or 'score:index' from a model without labels)."""
+    parts = entry.split(":", 2) if isinstance(entry, str) else []
+    try:
+        score, index = float(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        raise BadModel(f"classification entry {repr(entry)[:40]} is not "
+                       "'score:index:label'") from None
+    label = parts[2] if len(parts) == 3 and parts[2] else str(index)
+    return {"label": label, "class_index": index, "probability": score}
