@@ -20,7 +20,10 @@ demo: $(STAMP)
 
 # tests run in a random order (pytest-randomly), a new one each time: order coupling shows up
 # here, not in CI. A failure is replayed with the seed printed first: make test SEED=N
-SEED ?= $(shell $(PYTHON) -c 'import random; print(random.randrange(10**6))')
+# drawn once (`?=` would make a recursive variable, drawing a new seed at each use)
+ifndef SEED
+SEED := $(shell $(PYTHON) -c 'import random; print(random.randrange(10**6))')
+endif
 
 test: lint
 	@echo "make test: test order seed $(SEED) (replay: make test SEED=$(SEED))"
