@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    budget = ["--train-subset", str(args.train_subset), "--encoder-epochs",
-              str(args.encoder_epochs), "--epochs", str(args.epochs)]
+    budget = ["--train-subset", str(args.train_subset), "--warm-start",
+              f"encoder:{args.encoder_epochs:g}", "--epochs", str(args.epochs)]
     app = create_app(Predictor.from_checkpoint(args.classifier), ServerConfig(max_images=64))
     seconds = {}
     with BackgroundServer(app) as url:
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (white / "model.pt").exists():
             train_obfuscator(make_config("staged", classifier=args.classifier, data=args.data,
                                          out=str(white), train_subset=args.train_subset,
-                                         encoder_epochs=args.encoder_epochs, epochs=args.epochs,
+                                         warm_start={"encoder": args.encoder_epochs},
+                                         epochs=args.epochs,
                                          seed=args.seed, threads=args.threads), quiet=True)
         test = load_dataset(args.data).test.subset(args.eval_images, args.seed)
         white_acc = server_accuracy(url, None, test.images, test.labels, white / "model.pt",

@@ -39,22 +39,22 @@ export VEIL_QUIET=${VEIL_QUIET:-1}
 veil() { "$PY" -m veil "$@"; }
 
 if [[ -n "${SMOKE:-}" ]]; then
-  CLF_EPOCHS=1; CLF_SUBSET=(--train-subset 2000 --test-subset 500)
-  OBF_EPOCHS=1; OBF_SUBSET=(--train-subset 256 --test-subset 200)
+  CLF_EPOCHS=1; CLF_SUBSET=(--set train_subset=2000 --set test_subset=500)
+  OBF_EPOCHS=1; OBF_SUBSET=(--set train_subset=256 --set test_subset=200)
   TABLES=(--test-subset 200)
   SWEEP=(--preset smoke); TRADEOFF=1
   CLF0=$RUNS/fastnet-s0/model.pt; OBF0=$RUNS/obf-fastnet-s0/model.pt
   CLF0_EPOCHS=1; OBF0_EPOCHS=1; OBF0_ARGS=("${OBF_SUBSET[@]}")
 elif [[ -n "${HOUR:-}" ]]; then
   CLF_EPOCHS=3; CLF_SUBSET=()
-  OBF_EPOCHS=1; OBF_SUBSET=(--train-subset 10000 --batch-size 64 --warmup-epochs 0.3)
+  OBF_EPOCHS=1; OBF_SUBSET=(--set train_subset=10000 --batch-size 64 --set lam_ramp_epochs=0.3)
   TABLES=()
   SWEEP=(--preset cpu-hour)
   CLF0=${CLF0:-runs/default-classifier/model.pt}; OBF0=${OBF0:-runs/default-obfuscator/model.pt}
   CLF0_EPOCHS=15; OBF0_EPOCHS=2; OBF0_ARGS=("${OBF_SUBSET[@]}")
 else
   CLF_EPOCHS=5; CLF_SUBSET=()
-  OBF_EPOCHS=3; OBF_SUBSET=(--recipe staged --encoder-epochs 4)
+  OBF_EPOCHS=3; OBF_SUBSET=(--recipe staged --set warm_start=encoder:4)
   TABLES=()
   SWEEP=(--preset cpu)
   CLF0=${CLF0:-runs/default-classifier/model.pt}; OBF0=${OBF0:-runs/default-obfuscator/model.pt}

@@ -34,9 +34,10 @@ from veil.core.runtime import environment
 
 TIMINGS = {"wall_s", "images_per_s", "encoder_s", "train_s"}
 RUN = ["--data", "sample", "--recipe", "staged", "--epochs", "2", "--batch-size", "50",
-       "--train-subset", "100", "--test-subset", "50", "--encoder-epochs", "2",
-       "--utility-epochs", "2", "--warm-start-batch-size", "50", "--warmup-epochs", "1",
-       "--curve-every", "50", "--threads", "1", "--seed", "0", "--quiet"]
+       "--set", "train_subset=100", "--set", "test_subset=50", "--set",
+       "warm_start=encoder:2,utility:2", "--set", "warm_start_batch_size=50", "--set",
+       "lam_ramp_epochs=1", "--set", "curve_every=50", "--threads", "1", "--seed", "0",
+       "--quiet"]
 
 
 def veil(*argv: str) -> list[str]:

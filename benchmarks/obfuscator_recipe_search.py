@@ -32,16 +32,18 @@ def expand(jobs: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
     return [{**j, "args": {k: value(v) for k, v in j.get("args", {}).items()}} for j in jobs]
 
 
+FLAGS = {"classifier", "model", "recipe"}  # given as options; the rest as --set key=value
+
+
 def command(job: dict[str, Any], data: str, out: Path, common: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "veil", "train", job.get("what", "obfuscator"),
            "--data", data, "--out", str(out / job["name"]), "--quiet", *common]
     for key, value in job.get("args", {}).items():
-        if value is True:
-            cmd.append(f"--{key}")
-        elif value is False:
-            cmd.append(f"--no-{key}")
-        else:
+        if key in FLAGS:
             cmd += [f"--{key}", str(value)]
+        else:  # every other setting by its config name
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            cmd += ["--set", f"{key.replace('-', '_')}={text}"]
     return cmd
 
 

@@ -21,7 +21,7 @@ from veil.models.external import export_classifier
 from veil.serve.inference import Predictor
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
-TINY = dict(epochs=1, batch_size=50, encoder_epochs=0.5, warm_start_batch_size=50,
+TINY = dict(epochs=1, batch_size=50, warm_start={"encoder": 0.5}, warm_start_batch_size=50,
             test_subset=100, seed=0)
 
 
@@ -83,10 +83,10 @@ def test_cli_factory_with_weights_efficientnet(tmp_path):
     torch.save(reference.state_dict(), weights)
     out = tmp_path / "run"
     assert main(["train", "obfuscator", "--classifier", "byo_models:efficientnet_b0",
-                 "--weights", str(weights), "--data", "sample", "--out", str(out),
-                 "--epochs", "1", "--batch-size", "50", "--encoder-epochs", "0.25",
-                 "--warm-start-batch-size", "50", "--train-subset", "100",
-                 "--test-subset", "50", "--quiet"]) == 0
+                 "--set", f"classifier_weights={weights}", "--data", "sample", "--out",
+                 str(out), "--epochs", "1", "--batch-size", "50", "--set",
+                 "warm_start=encoder:0.25", "--set", "warm_start_batch_size=50", "--set",
+                 "train_subset=100", "--set", "test_subset=50", "--quiet"]) == 0
     payload = load_checkpoint(out / "model.pt")
     assert payload["classifier"]["model_name"] == "byo_models:efficientnet_b0"
     assert payload["config"]["classifier_weights"] == str(weights)
@@ -106,10 +106,11 @@ def test_cli_takes_a_pt2_program_and_needs_feature_weight_0(tmp_path, capsys):
     program = export_classifier(small_convnet(), tmp_path / "mine.pt2",
                                 load_dataset("sample").classes, (32, 32), "mine")
     args = ["train", "obfuscator", "--classifier", str(program), "--data", "sample",
-            "--epochs", "1", "--batch-size", "50", "--train-subset", "100", "--test-subset",
-            "50", "--quiet", "--encoder-epochs", "0"]
-    assert "pass --feature-weight 0" in cli_error([*args, "--out", str(tmp_path / "a")], capsys)
-    assert main([*args, "--out", str(tmp_path / "b"), "--feature-weight", "0"]) == 0
+            "--epochs", "1", "--batch-size", "50", "--set", "train_subset=100", "--set",
+            "test_subset=50", "--quiet", "--set", "warm_start=none"]
+    assert "pass --set feature_weight=0" in cli_error([*args, "--out", str(tmp_path / "a")],
+                                                      capsys)
+    assert main([*args, "--out", str(tmp_path / "b"), "--set", "feature_weight=0"]) == 0
     recorded = load_checkpoint(tmp_path / "b" / "model.pt")["classifier"]
     assert recorded["path"] == str(program) and not (tmp_path / "b" / "classifier.pt2").exists()
 
@@ -144,7 +145,7 @@ def test_a_pt2_with_a_pickled_payload_is_refused_without_running_it(tmp_path, ca
                 data = pickle.dumps(Planted(str(marker)))
             dst.writestr(item, data)
     error = cli_error(["train", "obfuscator", "--classifier", str(evil), "--data", "sample",
-                       "--out", str(tmp_path / "run"), "--feature-weight", "0", "--quiet"],
+                       "--out", str(tmp_path / "run"), "--set", "feature_weight=0", "--quiet"],
                       capsys)
     assert "not a torch.export program veil can load safely" in error
     assert not marker.exists(), "the planted pickle ran"
@@ -157,14 +158,16 @@ def test_a_pt2_with_a_pickled_payload_is_refused_without_running_it(tmp_path, ca
     ("byo_models:not_a_module", [], "returned a str, not a torch.nn.Module"),
     ("byo_models:missing", [], "has no callable 'missing'"),
     ("no_such_package.models:net", [], "cannot import 'no_such_package.models'"),
-    ("byo_models:small_convnet", ["--mean", "0.5", "0.5", "0.5"], "--mean and --std together"),
-    ("byo_models:small_convnet", ["--mean", "0.5", "0.5", "0.5", "--std", "1", "0", "1"],
-     "must be positive"),
-    ("byo_models:small_convnet", ["--weights", "{missing}"], "does not exist"),
-    ("byo_models:small_convnet", ["--weights", "{pickle}"], "weights_only=True"),
-    ("byo_models:small_convnet", ["--weights", "{foreign}"], "do not fit byo_models:small_convnet: "
+    ("byo_models:small_convnet", ["--set", "classifier_mean=0.5,0.5,0.5"],
+     "classifier_mean and classifier_std together"),
+    ("byo_models:small_convnet", ["--set", "classifier_mean=0.5,0.5,0.5", "--set",
+                                  "classifier_std=1,0,1"], "must be positive"),
+    ("byo_models:small_convnet", ["--set", "classifier_weights={missing}"], "does not exist"),
+    ("byo_models:small_convnet", ["--set", "classifier_weights={pickle}"], "weights_only=True"),
+    ("byo_models:small_convnet", ["--set", "classifier_weights={foreign}"],
+     "do not fit byo_models:small_convnet: "
      "Error(s) in loading state_dict for SmallConvNet: size mismatch for fc.weight"),
-    ("{program}", ["--weights", "{foreign}"], "holds its own weights"),
+    ("{program}", ["--set", "classifier_weights={foreign}"], "holds its own weights"),
     ("{not_a_program}", [], "not a torch.export program veil can load safely"),
 ])
 def test_bad_classifiers_are_refused_clearly(tmp_path, capsys, spec, extra, message):

@@ -119,7 +119,7 @@ def test_training_stopped_by_a_full_disk_resumes_once_there_is_room(tmp_path, di
                                                                     monkeypatch):
     out = tmp_path / "run"
     argv = ["train", "classifier", "--model", "fastnet_tiny", "--data", "sample", "--out",
-            str(out), "--epochs", "3", "--batch-size", "64", "--train-subset", "256",
+            str(out), "--epochs", "3", "--batch-size", "64", "--set", "train_subset=256",
             "--threads", "1", "--quiet"]
     import veil.train.loop as loop
 
@@ -144,17 +144,21 @@ def test_training_stopped_by_a_full_disk_resumes_once_there_is_room(tmp_path, di
 
 @pytest.mark.hostile
 @pytest.mark.parametrize("argv, message", [
-    (["train", "classifier", "--data", "sample", "--image-size", "100000"],
+    (["train", "classifier", "--data", "sample", "--set", "image_size=100000", "--out", "x"],
+     "setting image_size must be between 8 and 2048, got 100000"),
+    (["train", "classifier", "--data", "sample", "--set", "image_size=4", "--out", "x"],
+     "setting image_size must be between 8 and 2048, got 4"),
+    (["evaluate", "--data", "sample", "--image-size", "100000"],
      "--image-size must be between 8 and 2048, got 100000"),
-    (["train", "classifier", "--data", "sample", "--image-size", "4"],
-     "--image-size must be between 8 and 2048, got 4"),
     (["models", "--image-size", "1e9"], "not a whole number: '1e9'"),
 ])
 def test_an_image_size_out_of_range_is_refused_before_anything_is_allocated(argv, message,
                                                                             capsys):
-    with pytest.raises(SystemExit):
-        main(argv)
-    assert message in capsys.readouterr().err
+    try:
+        code = main(argv)
+    except SystemExit as e:  # refused by the option's parser
+        code = e.code
+    assert code == 2 and message in capsys.readouterr().err
 
 
 def test_a_dataset_that_would_not_fit_in_memory_is_refused_before_decoding(tmp_path,
@@ -190,8 +194,9 @@ def staged_config(classifier: Path, out: Path):
     from test_train import tiny_obfuscator_config
 
     return tiny_obfuscator_config(classifier, out, epochs=2, batch_size=50, train_subset=100,
-                                  test_subset=50, encoder_epochs=2, utility_epochs=2,
-                                  warm_start_batch_size=50, warmup_epochs=1.0,
+                                  test_subset=50,
+                                  warm_start={"encoder": 2, "utility": 2},
+                                  warm_start_batch_size=50, lam_ramp_epochs=1.0,
                                   feature_weight=1.0, curve_every=50, curve_images=50, threads=1)
 
 

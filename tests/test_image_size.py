@@ -31,12 +31,13 @@ except ModuleNotFoundError:
 def trained_64(tmp_path_factory):
     """A classifier and an obfuscator trained on the bundled sample fitted to 64x64, exported."""
     root = tmp_path_factory.mktemp("px64")
-    common = ["--data", "sample", "--image-size", "64", "--quiet", "--epochs", "1"]
+    common = ["--data", "sample", "--set", "image_size=64", "--quiet", "--epochs", "1"]
     assert main(["train", "classifier", "--model", "fastnet_tiny", "--out",
                  str(root / "clf"), "--batch-size", "50", *common]) == 0
     assert main(["train", "obfuscator", "--classifier", str(root / "clf" / "model.pt"),
-                 "--out", str(root / "obf"), "--batch-size", "50", "--encoder-epochs", "0.5",
-                 "--warm-start-batch-size", "50", "--test-subset", "50", *common]) == 0
+                 "--out", str(root / "obf"), "--batch-size", "50", "--set",
+                 "warm_start=encoder:0.5", "--set", "warm_start_batch_size=50", "--set",
+                 "test_subset=50", *common]) == 0
     assert main(["export", str(root / "obf" / "model.pt"), "--out", str(root / "o.onnx"),
                  "--images", "20"]) == 0
     return root
@@ -98,7 +99,7 @@ def test_the_fitting_rule_is_the_edge_clients():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "obfuscator", "--image-size", "36"], "multiples of 8"),
+    (["train", "obfuscator", "--set", "image_size=36"], "multiples of 8"),
     (["models", "--image-size", "20"], "multiple of 8"),
 ])
 def test_bad_image_sizes_are_refused(argv, message, tmp_path, capsys):

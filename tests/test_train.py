@@ -168,9 +168,9 @@ def test_obfuscator_ddp_two_processes_gloo(trained_classifier, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--standalone", "-m", "veil", "train", "obfuscator", "--classifier",
            str(trained_classifier), "--data", "sample", "--out", str(out), "--epochs", "1",
-           "--batch-size", "50", "--encoder-epochs", "0.5", "--warm-start-batch-size", "50",
-           "--test-subset", "100", "--curve-every", "250", "--threads", "1", "--device", "cpu",
-           "--quiet"]
+           "--batch-size", "50", "--set", "warm_start=encoder:0.5", "--set",
+           "warm_start_batch_size=50", "--set", "test_subset=100", "--set", "curve_every=250",
+           "--threads", "1", "--device", "cpu", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -237,9 +237,9 @@ def test_ensemble_obfuscator_records_and_measures_every_member(trained_classifie
                                                                capsys):
     out = tmp_path / "ens"
     assert main(["train", "obfuscator", "--classifier", str(trained_classifier),
-                 "--classifier", str(second_classifier), "--ensemble-mode", "cycle",
+                 "--classifier", str(second_classifier), "--set", "ensemble_mode=cycle",
                  "--recipe", "fast", "--data", "sample", "--out", str(out), "--epochs", "1",
-                 "--batch-size", "50", "--test-subset", "100", "--quiet"]) == 0
+                 "--batch-size", "50", "--set", "test_subset=100", "--quiet"]) == 0
     payload = load_checkpoint(out / "model.pt")
     assert [m["path"] for m in payload["classifier"]["ensemble"]] == [str(second_classifier)]
     members = payload["metrics"]["members"]
@@ -320,7 +320,7 @@ def test_identity_warm_start_passes_the_image_through(trained_classifier, tmp_pa
     assert after < 0.5 * before
 
     config = tiny_obfuscator_config(trained_classifier, tmp_path / "run", epochs=1,
-                                    identity_epochs=0.5)
+                                    warm_start={"identity": 0.5})
     obf.train_obfuscator(config, quiet=True)
     rows = read_metrics(tmp_path / "run")
     assert rows[0]["epoch"] == 0 and rows[0]["identity_mse"] > 0
@@ -330,13 +330,13 @@ def test_identity_warm_start_passes_the_image_through(trained_classifier, tmp_pa
 def test_paper_recipe_is_appendix_a():
     c = obf.make_config("paper")
     assert (c.epochs, c.lr, c.schedule, c.step_epochs) == (100, 1e-3, "step", 30)
-    assert c.flip and c.crop_padding == 0 and c.distill == 0 and c.warmup_epochs == 0
+    assert c.flip and c.crop_padding == 0 and c.distill == 0 and c.lam_ramp_epochs == 0
     with pytest.raises(ValueError, match="unknown recipe"):
         obf.make_config("nope")
 
 
 def test_lambda_warmup():
-    c = obf.make_config("fast", lam=2.0, warmup_epochs=1.0)
+    c = obf.make_config("fast", lam=2.0, lam_ramp_epochs=1.0)
     assert obf.lambda_at(c, 0.0) == 0.0 and obf.lambda_at(c, 0.5) == 1.0
     assert obf.lambda_at(c, 3.0) == 2.0
 
@@ -497,7 +497,7 @@ def test_a_run_folder_reruns_itself_from_its_config(trained_classifier, tmp_path
     first = tmp_path / "first"
     assert main(["train", "obfuscator", "--classifier", str(trained_classifier), "--data",
                  "sample", "--out", str(first), "--recipe", "fast", "--epochs", "1",
-                 "--batch-size", "50", "--test-subset", "100", "--quiet"]) == 0
+                 "--batch-size", "50", "--set", "test_subset=100", "--quiet"]) == 0
     again = tmp_path / "again"
     assert main(["train", "obfuscator", "--config", str(first / "config.yaml"), "--out",
                  str(again), "--quiet"]) == 0

@@ -148,7 +148,7 @@ def test_utility_warm_start_trains_the_obfuscator_without_a_deobfuscator(trained
 
 def test_staged_recipe_runs_every_stage_and_logs_its_curve(trained_classifier, tmp_path):
     config = tiny_obfuscator_config(trained_classifier, tmp_path / "run", epochs=1,
-                                    batch_size=25, encoder_epochs=0.5, utility_epochs=0.5,
+                                    batch_size=25, warm_start={"encoder": 0.5, "utility": 0.5},
                                     feature_weight=1.0, warm_start_batch_size=25,
                                     curve_every=50, curve_images=50)
     obf.train_obfuscator(config, quiet=True)
@@ -166,6 +166,6 @@ def test_staged_recipe_runs_every_stage_and_logs_its_curve(trained_classifier, t
 
 def test_staged_recipe_is_registered_with_its_stages():
     c = obf.make_config("staged")
-    assert c.encoder_epochs > 0 and c.utility_epochs == 0 and c.feature_weight > 0
+    assert c.warm_start == {"encoder": 8.0} and c.feature_weight > 0
     assert obf.DEFAULT_RECIPE == "staged"
     assert c.batch_size == 32

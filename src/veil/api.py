@@ -59,7 +59,7 @@ def train_obfuscator(classifier: Classifier | Sequence[Classifier], data: str | 
     against an ensemble: a list whose first member may be a module and whose others are files.
     `options` are `veil train obfuscator`'s settings by name (epochs=, lam=, batch_size=, ...)."""
     known = {f.name for f in fields(ObfuscatorConfig)}
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(options) - known - set(ObfuscatorConfig.RENAMED))
     if unknown:
         raise TypeError(f"train_obfuscator() got an unknown setting {unknown[0]!r}; settings: "
                         f"{', '.join(sorted(known - {'classifier', 'data', 'out', 'ensemble'}))}")

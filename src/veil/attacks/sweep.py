@@ -47,5 +47,5 @@ def train_sweep(classifier: str | Path, lams: list[float], out: str | Path, *,
         paths.append(model)
     record = {"lams": list(dict.fromkeys(lams)), "recipe": recipe, "epochs": config.epochs,
               "train_subset": train_subset, "batch_size": config.batch_size, "lr": config.lr,
-              "warmup_epochs": config.warmup_epochs, "seed": seed, "folder": str(out)}
+              "lam_ramp_epochs": config.lam_ramp_epochs, "seed": seed, "folder": str(out)}
     return paths, record

@@ -11,10 +11,10 @@ MIN_IMAGE_SIZE = 8  # the obfuscator downsamples by 8
 MAX_IMAGE_SIZE = 2048  # 12 MiB an image at 8 bits; far beyond what the obfuscator is sized for
 
 
-def check_image_size(size: int) -> int:
+def check_image_size(size: int, name: str = "--image-size") -> int:
     """`size` if veil can fit images to size x size, else a ValueError saying the range."""
     if not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
-        raise ValueError(f"--image-size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE}, "
+        raise ValueError(f"{name} must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE}, "
                          f"got {size}")
     return size
 

@@ -12,6 +12,7 @@ import torch
 
 from .imagefit import check_image_size
 from .runtime import resolve_device, seed_everything
+from .settings import parse_value
 
 DATA_HELP = ("'cifar10' (downloaded, checksum verified), 'sample' (bundled), a "
              "cifar-10-batches-py folder, a class-folder directory or a .zip")
@@ -25,6 +26,14 @@ def parse_image_size(text: str) -> int:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e) if text.strip().lstrip("-").isdigit()
                                          else f"not a whole number: {text!r}") from None
+
+
+def parse_warm_start(text: str) -> dict[str, float]:
+    """--warm-start's type: STAGE:EPOCHS entries separated by commas ('none': no warm start)."""
+    try:
+        return parse_value(dict[str, float], text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_data(parser: argparse.ArgumentParser, default: str | None = None,

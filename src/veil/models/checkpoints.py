@@ -27,8 +27,8 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu",
         model, payload = _load_external(path, device, expected_classes, weights, image_size)
     else:
         if weights is not None:
-            raise ValueError(f"--weights is for a package.module:function classifier; {path} "
-                             "is a veil checkpoint with its own weights")
+            raise ValueError(f"classifier_weights is for a package.module:function classifier; "
+                             f"{path} is a veil checkpoint with its own weights")
         model, payload = _load_veil_classifier(path, device, expected_classes, verify)
     return with_normalization(model, payload, mean, std, device)
 
@@ -40,7 +40,7 @@ def with_normalization(model: nn.Module, payload: dict, mean: Sequence[float] | 
     if mean is None and std is None:
         return model, payload
     if mean is None or std is None:
-        raise ValueError("give --mean and --std together (3 values each)")
+        raise ValueError("give classifier_mean and classifier_std together (3 values each)")
     model = Normalized(model, mean, std).to(device).eval()
     return model, {**payload, "normalization": {"mean": list(mean), "std": list(std)}}
 

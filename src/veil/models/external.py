@@ -43,8 +43,8 @@ class Normalized(nn.Module):
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != 3 or len(std) != 3:
-            raise ValueError(f"--mean and --std take 3 values (R G B), got {list(mean)} and "
-                             f"{list(std)}")
+            raise ValueError(f"classifier_mean and classifier_std take 3 values (R G B), got "
+                             f"{list(mean)} and {list(std)}")
         if min(std) <= 0:
             raise ValueError(f"--std values must be positive, got {list(std)}")
         self.model = model
@@ -77,8 +77,8 @@ def load_external(spec: str | Path, device: str | torch.device = "cpu",
     spec = str(spec)
     if spec.endswith(".pt2"):
         if weights is not None:
-            raise ValueError(f"--weights is for a package.module:function classifier; {spec} "
-                             "is a torch.export program that holds its own weights")
+            raise ValueError(f"classifier_weights is for a package.module:function classifier; "
+                             f"{spec} is a torch.export program that holds its own weights")
         model, info = _load_program(Path(spec))
     else:
         model, info = _build_from_factory(spec, weights)
@@ -147,7 +147,7 @@ def _build_from_factory(spec: str, weights: str | Path | None) -> tuple[nn.Modul
         try:
             model.load_state_dict(_state_dict(Path(weights), spec))
         except RuntimeError as err:  # missing, unexpected or mis-shaped tensors, all listed
-            raise ValueError(f"--weights {weights} do not fit {spec}: "
+            raise ValueError(f"classifier_weights {weights} do not fit {spec}: "
                              f"{' '.join(str(err).split())}") from err
     return model, {"model_name": spec, "classes": None, "image_size": None, "source": spec,
                    "format": "factory",
@@ -157,17 +157,18 @@ def _build_from_factory(spec: str, weights: str | Path | None) -> tuple[nn.Modul
 def _state_dict(path: Path, spec: str) -> dict[str, torch.Tensor]:
     """The tensors of a weights file (a state dict, or one under 'state_dict' / 'model')."""
     if not path.is_file():
-        raise FileNotFoundError(f"--weights {path} does not exist")
+        raise FileNotFoundError(f"classifier_weights {path} does not exist")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # the restricted unpickler refuses anything but tensors and plain data
-        raise ValueError(f"--weights {path}: not a plain state dict that loads with "
+        raise ValueError(f"classifier_weights {path}: not a plain state dict that loads with "
                          f"weights_only=True ({type(err).__name__}: {err})") from err
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"--weights {path}: expected a dict of tensors (a state dict) for {spec}")
+        raise ValueError(f"classifier_weights {path}: expected a dict of tensors (a state dict) "
+                         f"for {spec}")
     return data
 
 

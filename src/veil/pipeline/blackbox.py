@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.files import atomic_write
 from ..core.markdown import table
-from ..core.options import add_data, add_quiet, add_threads
+from ..core.options import add_data, add_quiet, add_threads, parse_warm_start
 from ..core.runtime import environment, progress
 from ..data import load_dataset
 from ..edge.cli import add_server_limits, add_token_options, resolve_token
@@ -61,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--surrogate-epochs", type=int, default=10)
     parser.add_argument("--recipe", default=None, help="obfuscator recipe (default: staged)")
     parser.add_argument("--epochs", type=int, help="obfuscator epochs (default: the recipe's)")
-    parser.add_argument("--encoder-epochs", type=float, help="the staged recipe's warm start")
+    parser.add_argument("--warm-start", type=parse_warm_start, metavar="STAGE:EPOCHS,...",
+                        help="the obfuscator's warm-start stages (default: the recipe's; "
+                             "'none': off), e.g. encoder:4")
     parser.add_argument("--batch-size", type=int, help="obfuscator batch size")
     parser.add_argument("--train-subset", type=int, metavar="N",
                         help="public training images the obfuscator trains on (default: all)")
@@ -287,7 +289,7 @@ def _obfuscator_step(args: argparse.Namespace, out: Path, surrogate: Path) -> Pa
     if not (folder / "model.pt").exists():
         config = make_config(args.recipe or DEFAULT_RECIPE, classifier=str(surrogate),
                              data=args.data, out=str(folder), epochs=args.epochs,
-                             encoder_epochs=args.encoder_epochs, batch_size=args.batch_size,
+                             warm_start=args.warm_start, batch_size=args.batch_size,
                              train_subset=args.train_subset, seed=args.seed,
                              threads=args.threads)
         train_obfuscator(config, resume=(folder / "last.pt").exists(), quiet=args.quiet)

@@ -44,7 +44,7 @@ class AdversarialStep:
         self.members = [FrozenClassifier(m, fold=fold) for m in members]
         self.classifier = self.members[0]  # the one the warm starts and the metrics use
         if config.ensemble_mode not in ("mean", "cycle"):
-            raise ValueError(f"--ensemble-mode must be mean or cycle, got "
+            raise ValueError(f"ensemble_mode must be mean or cycle, got "
                              f"{config.ensemble_mode!r}")
         self.steps = 0
         self.config, self.device = config, device

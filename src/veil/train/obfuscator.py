@@ -14,13 +14,13 @@ Recipes:
   * `paper`: Appendix A exactly: Adam, lr 1e-3, 100 epochs, lr / 10 every 30 epochs, horizontal
     flips only, the loss above.
   * `fast`: for limited compute. The classification term also distils the frozen classifier's
-    own outputs on the plain image (KL at temperature T), the privacy term is ramped in over a
-    warm-up, and the learning rate follows a one-cycle schedule; crop + flip augmentation.
-    Optionally (`identity_epochs`) the obfuscator first learns to reproduce its input, so that
-    the adversarial phase starts from an image the classifier can already read.
+    own outputs on the plain image (KL at temperature T), λ is ramped in over `lam_ramp_epochs`,
+    and the learning rate follows a one-cycle schedule; crop + flip augmentation. Optionally
+    (the `identity` warm-start stage) the obfuscator first learns to reproduce its input, so
+    that the adversarial phase starts from an image the classifier can already read.
   * `staged` (the default): for one CPU hour. A cheap warm start first (`warm_start.py`): the
-    encoder alone as a classifier (`encoder_epochs`; optionally then the whole obfuscator for the
-    classifier alone, `utility_epochs`, no deobfuscator); then the adversarial phase at batch 32
+    encoder alone as a classifier (stage `encoder`; optionally then the whole obfuscator for the
+    classifier alone, stage `utility`, no deobfuscator); then the adversarial phase at batch 32
     (4x the updates per image of batch 128, which learned faster per image on the CPU), with the
     frozen classifier's penultimate features on the plain image as a dense target
     (`feature_weight`) beside CE and distillation.
@@ -81,10 +81,10 @@ def pretrain_identity(obfuscator: nn.Module, loader: TensorLoader, steps: int, l
 
 
 def lambda_at(config: ObfuscatorConfig, epoch_progress: float) -> float:
-    """lambda ramped linearly from 0 over the first warmup_epochs (epoch_progress from 0)."""
-    if config.warmup_epochs <= 0:
+    """lambda ramped linearly from 0 over the first lam_ramp_epochs (epoch_progress from 0)."""
+    if config.lam_ramp_epochs <= 0:
         return config.lam
-    return config.lam * min(1.0, epoch_progress / config.warmup_epochs)
+    return config.lam * min(1.0, epoch_progress / config.lam_ramp_epochs)
 
 
 def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool | None = None,
@@ -125,11 +125,11 @@ class ObfuscatorTrainer:
         self.step = AdversarialStep(self.obfuscator, self.deobfuscator, members, config,
                                     device, ddp=self.ddp if self.ddp.enabled else None)
         if config.feature_weight > 0 and any(m.head is None for m in self.step.members):
-            raise ValueError(f"the feature target (--feature-weight {config.feature_weight:g}, "
+            raise ValueError(f"the feature target (feature_weight {config.feature_weight:g}, "
                              f"on in the {config.recipe!r} recipe) needs a classifier ending in "
                              "nn.Linear, which a torch.export program does not show: pass "
-                             "--feature-weight 0, or give the classifier as "
-                             "package.module:function with --weights")
+                             "--set feature_weight=0, or give the classifier as "
+                             "package.module:function with --set classifier_weights=FILE")
         self.loader = TensorLoader(ds.train, config.batch_size, shuffle=True,
                                    crop_padding=config.crop_padding, flip=config.flip,
                                    drop_last=len(ds.train) >= 2 * config.batch_size,
@@ -149,7 +149,7 @@ class ObfuscatorTrainer:
     def warm_start(self, quiet: bool) -> dict[str, Any] | None:
         """The warm-start stages the config asks for. Under torchrun every rank runs them alike
         (same seed, same batches); rank 0's result is then given to all."""
-        if not _has_warm_start(self.config):
+        if not self.config.warm_start:
             return None
         row = _warm_start(self.config, self.obfuscator, self.step.classifier, self.ds,
                           self.device, quiet, self.curve, self._saver)
@@ -278,10 +278,6 @@ def _ensemble_members(config: ObfuscatorConfig, ds, device: torch.device,
     return members
 
 
-def _has_warm_start(config: ObfuscatorConfig) -> bool:
-    return max(config.identity_epochs, config.encoder_epochs, config.utility_epochs) > 0
-
-
 def _warm_start(config: ObfuscatorConfig, obfuscator: nn.Module, classifier: FrozenClassifier,
                 ds, device: torch.device, quiet: bool, curve: LearningCurve,
                 saver: Callable[[str, int], StageSaver]) -> dict[str, Any]:
@@ -298,18 +294,19 @@ def _warm_start(config: ObfuscatorConfig, obfuscator: nn.Module, classifier: Fro
     seconds = 0.0
     common = {"device": device, "precision": config.precision, "quiet": quiet,
               "on_step": curve.on_step}
-    if config.identity_epochs > 0:
+    epochs = config.warm_start_epochs
+    if epochs("identity") > 0:
         curve.phase = "identity"
         t0 = time.perf_counter()
         row["identity_mse"] = pretrain_identity(
-            obfuscator, loader, round(config.identity_epochs * len(loader)), config.lr, device,
+            obfuscator, loader, round(epochs("identity") * len(loader)), config.lr, device,
             config.precision, quiet)
         seconds += time.perf_counter() - t0
-    if config.encoder_epochs > 0:
+    if epochs("encoder") > 0:
         curve.phase = "encoder"
         curve.encoder_head = EncoderClassifier(obfuscator, len(ds.classes)).to(device)
         stats = pretrain_encoder(curve.encoder_head, classifier, loader,
-                                 round(config.encoder_epochs * len(loader)),
+                                 round(epochs("encoder") * len(loader)),
                                  config.warm_start_lr, distill=config.distill,
                                  temperature=config.temperature,
                                  saver=saver("encoder", len(loader)), **common)
@@ -317,10 +314,10 @@ def _warm_start(config: ObfuscatorConfig, obfuscator: nn.Module, classifier: Fro
         seconds += stats["seconds"]
         row.update(encoder_loss=stats["loss"], encoder_train_acc=stats["train_acc"],
                    encoder_s=round(seconds, 2))
-    if config.utility_epochs > 0:
+    if epochs("utility") > 0:
         curve.phase = "utility"
         stats = pretrain_utility(obfuscator, classifier, loader,
-                                 round(config.utility_epochs * len(loader)),
+                                 round(epochs("utility") * len(loader)),
                                  config.warm_start_lr, distill=config.distill,
                                  temperature=config.temperature,
                                  feature_weight=config.feature_weight,

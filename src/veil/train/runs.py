@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import yaml
 
 from ..core.files import atomic_write
+from ..core.imagefit import check_image_size
 from ..core.runtime import environment
+from ..core.settings import check_types, upgrade_names
 
 C = TypeVar("C")
 
@@ -35,6 +37,35 @@ class RunConfig:
     test_subset: int | None = None
     threads: int | None = None
     image_size: int | None = None  # fit every image to NxN (core.imagefit); None: as stored
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        at_least(self, epochs=0, batch_size=1, crop_padding=0)
+        at_least(self, train_subset=1, test_subset=1, threads=1)
+        positive(self, "lr")
+        one_of(self, "precision", ("fp32", "bf16", "fp16"))
+        if self.image_size is not None:
+            check_image_size(self.image_size, "setting image_size")
+
+
+def at_least(config: Any, **bounds: float) -> None:
+    """Raise naming the first setting below its bound (None, an unset optional, passes)."""
+    for name, bound in bounds.items():
+        value = getattr(config, name)
+        if value is not None and value < bound:
+            raise ValueError(f"setting {name} = {value!r}: must be at least {bound:g}")
+
+
+def positive(config: Any, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"setting {name} = {getattr(config, name)!r}: must be above 0")
+
+
+def one_of(config: Any, name: str, choices: tuple[str, ...]) -> None:
+    if getattr(config, name) not in choices:
+        raise ValueError(f"setting {name} = {getattr(config, name)!r}: choose one of "
+                         f"{', '.join(choices)}")
 
 
 def build_config(cls: type[C], defaults: dict[str, Any], overrides: dict[str, Any]) -> C:
@@ -81,7 +112,9 @@ def write_config(path: Path, config: Any) -> None:
     atomic_write(path / "config.yaml", yaml.safe_dump(data, sort_keys=False))
 
 
-def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
+def config_from_dict(cls: type, data: dict[str, Any], source: str = "a saved config") -> Any:
+    """A config from a checkpoint's record: old names upgraded, keys it no longer has dropped."""
+    data = upgrade_names(cls, data, source)
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
 

@@ -1,0 +1,195 @@
+"""Settings held in dataclasses: `key=value` text parsed by each field's type, YAML files of
+settings, and the names a config once had read as the names it has now.
+
+A command's config is assembled in one order everywhere: the recipe (a config instance), then
+`--config FILE`, then the command's own flags, then `--set key=value`, each over the one before.
+A config class lists its old names in `RENAMED` (old -> new, or old -> "field.key" for an entry
+of a mapping field); a saved config that uses them still loads, with a one-line notice.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import sys
+import types
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+_NONE = {"none", "null"}
+
+
+def setting_names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def unknown_setting(cls: type, name: str, where: str) -> ValueError:
+    """The error for a key `cls` does not have, naming the closest one."""
+    names = setting_names(cls)
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ValueError(f"{where}: unknown setting {name!r} ({hint}valid: {', '.join(names)})")
+
+
+def parse_setting(cls: type, pair: str) -> tuple[str, Any]:
+    """`key=value` as (key, value typed by cls's field): bools as true/false, lists
+    comma-separated, mappings as `k:v,k:v`, `none` for an optional field's None."""
+    name, sep, text = pair.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or not name:
+        raise ValueError(f"--set {pair!r}: expected key=value")
+    hints = typing.get_type_hints(cls)
+    if name not in hints or name not in setting_names(cls):
+        raise unknown_setting(cls, name, f"--set {name}")
+    try:
+        return name, _parse(hints[name], text.strip())
+    except ValueError as e:
+        raise ValueError(f"--set {name}={text}: {e}") from None
+
+
+def parse_value(hint: Any, text: str) -> Any:
+    """text as a value of type `hint` (the rules of parse_setting)."""
+    return _parse(hint, text.strip())
+
+
+def _parse(hint: Any, text: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in _NONE and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _parse(inner, text)
+    if origin is list:
+        return [_parse(args[0], item.strip()) for item in text.split(",") if item.strip()]
+    if origin is dict:
+        if text.lower() in _NONE or not text:
+            return {}
+        entries = {}
+        for item in text.split(","):
+            key, colon, value = item.partition(":")
+            if not colon:
+                raise ValueError(f"expected key:value entries separated by commas, got {item!r}")
+            entries[key.strip()] = _parse(args[1], value.strip())
+        return entries
+    return _parse_scalar(hint, text)
+
+
+def _parse_scalar(hint: Any, text: str) -> Any:
+    if hint is bool:
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError("expected true or false")
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+    if hint is float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        return value
+    if hint is str:
+        return text
+    raise ValueError(f"cannot be set from text ({hint})")
+
+
+def upgrade_names(cls: type, data: dict[str, Any], source: str,
+                  base: Any = None) -> dict[str, Any]:
+    """data with cls.RENAMED's old names read as the new ones, and a one-line notice on stderr
+    if there were any. An old name that maps to "field.key" becomes an entry of that mapping,
+    over `base`'s (a config instance; cls's defaults if None)."""
+    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
+    old = [k for k in data if k in renamed]
+    if not old:
+        return data
+    data = dict(data)
+    for name in old:
+        value, target = data.pop(name), renamed[name]
+        field, _, key = target.partition(".")
+        if not key:
+            data.setdefault(field, value)
+            continue
+        current = data.get(field)
+        if current is None:
+            current = getattr(base, field) if base is not None else _default(cls, field)
+        data[field] = {**current, key: value}
+    changes = ", ".join(f"{name} -> {renamed[name]}" for name in old)
+    print(f"veil: notice: {source} uses old setting names, read as the new ones: {changes}",
+          file=sys.stderr)
+    return data
+
+
+def _default(cls: type, name: str) -> Any:
+    (f,) = [f for f in fields(cls) if f.name == name]
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def read_settings_file(path: Path, cls: type) -> dict[str, Any]:
+    """The settings in a YAML file (a run folder's config.yaml, or one written by hand): old
+    names upgraded, an unknown key an error that names it."""
+    import yaml
+
+    where = f"--config {path}"
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise ValueError(f"{where}: cannot read it ({err.strerror})") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"{where}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+    data = upgrade_names(cls, data, str(path))
+    names = set(setting_names(cls))
+    for name in sorted(data):
+        if name not in names:
+            raise unknown_setting(cls, name, where)
+    return data
+
+
+def check_types(config: Any) -> None:
+    """Raise if a field of the dataclass instance `config` holds a value of the wrong type
+    (a whole number is a float; YAML and Python callers are checked alike)."""
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if not _matches(hints[f.name], value):
+            raise ValueError(f"setting {f.name} = {value!r}: expected {_describe(hints[f.name])}")
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(a, value) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list | tuple) and all(_matches(args[0], v) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _matches(args[0], k) and _matches(args[1], v) for k, v in value.items())
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if hint is type(None):
+        return "none"
+    if origin is list:
+        return f"a list of {_describe(args[0])}"
+    if origin is dict:
+        return f"a mapping of {_describe(args[0])} to {_describe(args[1])}"
+    return {bool: "true or false", int: "a whole number", float: "a number",
+            str: "text"}.get(hint, str(hint))
