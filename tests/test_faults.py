@@ -121,21 +121,21 @@ def test_training_stopped_by_a_full_disk_resumes_once_there_is_room(tmp_path, di
     argv = ["train", "classifier", "--model", "fastnet_tiny", "--data", "sample", "--out",
             str(out), "--epochs", "3", "--batch-size", "64", "--set", "train_subset=256",
             "--threads", "1", "--quiet"]
-    import veil.train.loop as loop
+    import veil.train.common as common
 
-    real_save = loop.save_checkpoint
+    real_save = common.save_checkpoint
 
     def disk_fills_at_the_second_epoch(payload, path):
         if payload.get("epoch") == 2:
             disk.fill()
         return real_save(payload, path)
 
-    monkeypatch.setattr(loop, "save_checkpoint", disk_fills_at_the_second_epoch)
+    monkeypatch.setattr(common, "save_checkpoint", disk_fills_at_the_second_epoch)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "No space left on device" in err, err
     disk.free()
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    monkeypatch.setattr(common, "save_checkpoint", real_save)
     assert load_checkpoint(out / "last.pt")["epoch"] == 1  # the epoch before the fault
     assert main([*argv, "--resume"]) == 0
     assert [r["epoch"] for r in read_metrics(out)] == [1, 2, 3]
@@ -225,7 +225,7 @@ def uninterrupted(tiny_classifier, tmp_path_factory):
     "encoder-pass-1", "encoder-end", "utility-pass-1", "warm-start-done", "lambda-ramp-done"])
 def test_a_run_killed_anywhere_in_the_staged_recipe_resumes_bit_for_bit(
         killed_after, tiny_classifier, uninterrupted, tmp_path, monkeypatch):
-    from veil.train import loop, warm_start
+    from veil.train import common, warm_start
     from veil.train import obfuscator as obf
 
     saves, real_save = [], save_checkpoint
@@ -238,13 +238,13 @@ def test_a_run_killed_anywhere_in_the_staged_recipe_resumes_bit_for_bit(
         return digest
 
     monkeypatch.setattr(warm_start, "save_checkpoint", save_then_die)
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(common, "save_checkpoint", save_then_die)
     config = staged_config(tiny_classifier, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         obf.train_obfuscator(config, quiet=True)
     assert not (tmp_path / "model.pt").exists()
     monkeypatch.setattr(warm_start, "save_checkpoint", real_save)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    monkeypatch.setattr(common, "save_checkpoint", real_save)
     with pytest.raises(RuntimeError, match="already holds a run"):
         obf.train_obfuscator(config, quiet=True)  # without --resume nothing is overwritten
     obf.train_obfuscator(config, resume=True, quiet=True)

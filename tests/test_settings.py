@@ -11,9 +11,9 @@ import yaml
 from veil.cli import build_parser, main
 from veil.core.settings import parse_setting, read_settings_file
 from veil.train import classifier as clf
-from veil.train import recipes
-from veil.train.recipes import RECIPES, ObfuscatorConfig, make_config
-from veil.train.runs import config_from_dict
+from veil.train import obfuscator as obf
+from veil.train.common import config_from_dict
+from veil.train.obfuscator import RECIPES, ObfuscatorConfig, make_config
 
 
 def differences(a: ObfuscatorConfig, b: ObfuscatorConfig) -> set[str]:
@@ -22,7 +22,7 @@ def differences(a: ObfuscatorConfig, b: ObfuscatorConfig) -> set[str]:
 
 # --- one source of truth ----------------------------------------------------------------------
 def test_the_dataclass_defaults_are_the_default_recipe():
-    assert recipes.DEFAULT_RECIPE == "staged"
+    assert obf.DEFAULT_RECIPE == "staged"
     assert ObfuscatorConfig() == RECIPES["staged"] == make_config()
     assert all(isinstance(r, ObfuscatorConfig) for r in RECIPES.values())
 

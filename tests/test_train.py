@@ -24,8 +24,8 @@ from veil.models import create_model
 from veil.models.checkpoints import load_classifier, load_obfuscator_pair
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
-from veil.train.adversarial import GradientReversal
-from veil.train.runs import RunDirError
+from veil.train.common import RunDirError
+from veil.train.obfuscator import GradientReversal
 
 
 def tiny_classifier_config(out: Path, **kw) -> clf.ClassifierConfig:
@@ -135,7 +135,7 @@ def test_ddp_two_processes_gloo(tmp_path):
 def _average_two_ranks(rank: int, store_path: str, result_path: str) -> None:
     import torch.distributed as dist
 
-    from veil.train.engine import Distributed
+    from veil.train.common import Distributed
 
     os.environ.update(RANK=str(rank), WORLD_SIZE="2")
     dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)

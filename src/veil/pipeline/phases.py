@@ -32,8 +32,8 @@ from ..report.figures import pareto_front
 from ..train import classifier as clf
 from ..train import obfuscator as obf
 from ..train.classifier import train_classifier
+from ..train.common import MetricsLog, config_from_dict
 from ..train.obfuscator import train_obfuscator
-from ..train.runs import MetricsLog, config_from_dict
 from .context import Context
 from .plan import Phase, Slot, build_phases
 from .reproduce_budget import (

@@ -1,5 +1,6 @@
-"""Training: the classifier (`classifier`) and the obfuscator/deobfuscator pair (`obfuscator`: the
-loop; `recipes`: its recipes and config; `adversarial`: one step, its schedules and evaluation;
-`warm_start`: the warm starts; `curve`: the learning curve), their run folders (`runs`) and the
-distributed helpers (`engine`); `veil train` is `cli`.
+"""Training, as torchvision's references shape it: one module per trainer, read top to bottom
+(`classifier`; `obfuscator`: config and recipes, the adversarial step, the trainer; with its
+`warm_start` stages and learning `curve`; `surrogate`: a classifier distilled from a server's
+answers), one common module (`common`: settings base, run folder, resume, torchrun, the epoch
+loop) and one CLI (`cli`: `veil train`).
 """

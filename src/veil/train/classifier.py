@@ -18,9 +18,17 @@ from ..batches import accuracy
 from ..core.runtime import autocast, progress, quiet_default, seed_everything
 from ..data import Dataset, TensorLoader, load_dataset
 from ..models import create_model, model_kind
-from .engine import Distributed, unwrap
-from .loop import Process, fit, start_process
-from .runs import RunConfig, build_config, config_from_dict, run_payload
+from .common import (
+    Distributed,
+    Process,
+    RunConfig,
+    build_config,
+    config_from_dict,
+    fit,
+    run_payload,
+    start_process,
+    unwrap,
+)
 
 # Per-model defaults that differ from ClassifierConfig's.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -17,7 +17,7 @@ from ..core import env
 from ..core.options import add_data, add_device, add_quiet, add_threads
 from ..core.settings import parse_setting, read_settings_file
 from . import classifier as clf
-from . import recipes
+from . import obfuscator as obf
 
 
 def _common(p: argparse.ArgumentParser, what: str) -> None:
@@ -61,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "with --set classifier_weights=FILE classifier_mean=R,G,B ...); "
                         "required unless --config names one. Given again: one obfuscator for "
                         "the ensemble")
-    o.add_argument("--recipe", choices=sorted(recipes.RECIPES),
-                   help=f"'{recipes.DEFAULT_RECIPE}' (default: warm start, then adversarial; "
+    o.add_argument("--recipe", choices=sorted(obf.RECIPES),
+                   help=f"'{obf.DEFAULT_RECIPE}' (default: warm start, then adversarial; "
                         "for a CPU hour), 'fast' (adversarial only) or 'paper' (Appendix A)")
     o.add_argument("--lam", type=float, help="lambda, the weight of the privacy term")
     _common(o, "adversarial")
@@ -88,13 +88,13 @@ def settings(args: argparse.Namespace, config_type: type) -> dict[str, Any]:
     return values
 
 
-def resolve(args: argparse.Namespace) -> clf.ClassifierConfig | recipes.ObfuscatorConfig:
+def resolve(args: argparse.Namespace) -> clf.ClassifierConfig | obf.ObfuscatorConfig:
     """The config this command line would train with."""
     if args.what == "classifier":
         values = settings(args, clf.ClassifierConfig)
         return clf.make_config(values.pop("model", None) or "fastnet", **values)
-    values = settings(args, recipes.ObfuscatorConfig)
-    return recipes.make_config(values.pop("recipe", None) or recipes.DEFAULT_RECIPE, **values)
+    values = settings(args, obf.ObfuscatorConfig)
+    return obf.make_config(values.pop("recipe", None) or obf.DEFAULT_RECIPE, **values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,9 +110,7 @@ def run(args: argparse.Namespace) -> int:
         if env.distributed()[0] == 0:
             print(f"done: test accuracy {row['test_acc']:.2%}; checkpoint {config.out}/model.pt")
         return 0
-    from .obfuscator import train_obfuscator
-
-    row = train_obfuscator(config, resume=args.resume, quiet=quiet)
+    row = obf.train_obfuscator(config, resume=args.resume, quiet=quiet)
     print(f"done: plain {row['plain_acc']:.2%}, obfuscated (8-bit) {row['obfuscated_acc']:.2%}, "
           f"deobfuscator PSNR {row['deobfuscator_psnr']:.1f} dB; "
           f"checkpoint {config.out}/model.pt")

@@ -27,42 +27,280 @@ Recipes:
 
 `curve_every` logs obfuscated accuracy on a fixed test slice against training wall time
 (`curve.jsonl`; evaluation time excluded), across all stages.
+
+Read top to bottom: the config and its recipes, one adversarial step with its schedules and the
+pair's evaluation, then the trainer (`train_obfuscator`; warm starts from `warm_start.py`,
+`train_one_epoch`, `evaluate`) that `common.fit` runs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..batches import accuracy
+from ..core.eightbit import quantize_8bit, quantize_8bit_ste
 from ..core.files import sha256_of
 from ..core.runtime import autocast, progress, quiet_default, seed_everything
+from ..core.settings import setting_names, unknown_setting, upgrade_names
 from ..data import TensorLoader, load_dataset
+from ..metrics import psnr, ssim
 from ..models import FrozenClassifier, create_model
 from ..models.checkpoints import load_classifier, with_normalization
 from ..models.external import check_classifier, export_classifier
-from .adversarial import AdversarialStep, evaluate_pair, make_schedulers, member_accuracy
+from .common import (
+    WARM_START_PREFIX,
+    Distributed,
+    Process,
+    RunConfig,
+    at_least,
+    fit,
+    one_of,
+    positive,
+    run_payload,
+    start_process,
+)
 from .curve import LearningCurve
-from .loop import Process, fit, start_process
-from .recipes import DEFAULT_RECIPE, RECIPES, ObfuscatorConfig, make_config
-from .runs import WARM_START_PREFIX, run_payload
 from .warm_start import (
     EncoderClassifier,
     StageSaver,
     pretrain_encoder,
     pretrain_utility,
     repeat_batches,
+    utility_loss,
 )
 
-__all__ = ["DEFAULT_RECIPE", "RECIPES", "AdversarialStep", "ObfuscatorConfig", "ObfuscatorTrainer",
-           "evaluate_pair", "format_row", "lambda_at", "make_config", "make_schedulers",
-           "pretrain_identity", "train_obfuscator"]
+# --- the config and its recipes ---------------------------------------------------------------
+# the warm-start stages, in the order they run (train/warm_start.py)
+WARM_START_STAGES = ("identity", "encoder", "utility")
 
+
+@dataclass
+class ObfuscatorConfig(RunConfig):
+    """The settings of one obfuscator run; the defaults are the `staged` recipe: a cheap warm
+    start of the encoder as a classifier, then one-cycle adversarial training at batch 32 with
+    distillation and the classifier's penultimate features as a dense target (the embedded
+    default was trained so, in under an hour of a 2-core CPU)."""
+
+    classifier: str = ""  # a veil checkpoint, a .pt2 program or package.module:function
+    classifier_weights: str | None = None  # the factory's state dict (weights_only=True)
+    classifier_mean: list[float] | None = None  # the classifier's input normalisation
+    classifier_std: list[float] | None = None
+    ensemble: list[str] | None = None  # more frozen classifiers to train against (--classifier
+    ensemble_mode: str = "mean"  # given again): "mean" of their losses, or "cycle" one a step
+    out: str = "runs/obfuscator"
+    recipe: str = "staged"  # the recipe these settings started from
+    epochs: int = 6  # adversarial epochs
+    batch_size: int = 32
+    lr: float = 2e-3
+    lr_deobfuscator: float = 2e-3
+    schedule: str = "onecycle"  # "onecycle", "step" (lr / 10 every step_epochs) or "constant"
+    step_epochs: int = 0
+    lam: float = 1.0  # λ, the weight of the privacy term
+    lam_ramp_epochs: float = 0.3  # λ rises linearly from 0 over these first adversarial epochs
+    distill: float = 1.0  # weight of distilling the classifier's outputs on the plain image
+    temperature: float = 4.0
+    feature_weight: float = 1.0  # weight of the classifier's penultimate features as a target
+    # warm-start stage -> epochs, run in WARM_START_STAGES order before the adversarial phase:
+    # "identity" (reproduce the input), "encoder" (the encoder alone as a classifier),
+    # "utility" (the obfuscator for the classifier alone, no deobfuscator)
+    warm_start: dict[str, float] = field(default_factory=lambda: {"encoder": 8.0})
+    warm_start_lr: float = 3e-3
+    warm_start_batch_size: int = 64
+    curve_every: int = 0  # log obfuscated accuracy every N training images (0: off)
+    curve_images: int = 1000
+    quantize: bool = True  # 8-bit straight-through quantisation of the sent image
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "warmup_epochs": "lam_ramp_epochs", "identity_epochs": "warm_start.identity",
+        "encoder_epochs": "warm_start.encoder", "utility_epochs": "warm_start.utility"}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of(self, "schedule", ("onecycle", "step", "constant"))
+        one_of(self, "ensemble_mode", ("mean", "cycle"))
+        at_least(self, lam=0, lam_ramp_epochs=0, distill=0, feature_weight=0, step_epochs=0,
+                 warm_start_batch_size=1, curve_every=0, curve_images=1)
+        positive(self, "lr_deobfuscator", "temperature", "warm_start_lr")
+        unknown = [stage for stage in self.warm_start if stage not in WARM_START_STAGES]
+        if unknown:
+            raise ValueError(f"setting warm_start: unknown stage {unknown[0]!r} (stages: "
+                             f"{', '.join(WARM_START_STAGES)})")
+        if any(epochs < 0 for epochs in self.warm_start.values()):
+            raise ValueError(f"setting warm_start = {self.warm_start}: epochs must be at least 0")
+        # one spelling per meaning: stages in the order they run, a stage of 0 epochs left out
+        self.warm_start = {stage: float(self.warm_start[stage]) for stage in WARM_START_STAGES
+                           if self.warm_start.get(stage, 0) > 0}
+
+    def warm_start_epochs(self, stage: str) -> float:
+        return self.warm_start.get(stage, 0.0)
+
+
+STAGED = ObfuscatorConfig()
+RECIPES: dict[str, ObfuscatorConfig] = {
+    "staged": STAGED,
+    # adversarial only, for limited compute. The λ = 0 utility stage is off in staged too: in
+    # results/cpu/learning_speed it reached 58 % fast, but the adversarial phase then pulled it
+    # back below the recipe without it.
+    "fast": replace(STAGED, recipe="fast", epochs=4, batch_size=128, lam_ramp_epochs=0.5,
+                    feature_weight=0.0, warm_start={}),
+    # Appendix A exactly: Adam, lr 1e-3, 100 epochs, lr / 10 every 30, flips only, no extras
+    "paper": replace(STAGED, recipe="paper", epochs=100, batch_size=128, lr=1e-3,
+                     lr_deobfuscator=1e-3, schedule="step", step_epochs=30, crop_padding=0,
+                     distill=0.0, lam_ramp_epochs=0.0, feature_weight=0.0, warm_start={}),
+}
+DEFAULT_RECIPE = STAGED.recipe
+
+
+def make_config(recipe: str = DEFAULT_RECIPE, **overrides: Any) -> ObfuscatorConfig:
+    """The recipe with `overrides` on top (None means 'keep the recipe's'); old setting names
+    are read as the new ones, with a notice."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+    base = RECIPES[recipe]
+    overrides = upgrade_names(ObfuscatorConfig, overrides, "the given settings", base=base)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for name in given:
+        if name not in setting_names(ObfuscatorConfig):
+            raise unknown_setting(ObfuscatorConfig, name, "make_config")
+    return replace(base, **{"warm_start": dict(base.warm_start), **given})
+
+
+# --- one adversarial step, its schedules and the pair's evaluation --------------------------
+class GradientReversal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.scale * grad, None
+
+
+class AdversarialStep:
+    """One training step of obfuscator and deobfuscator against a frozen classifier, or against
+    an ensemble of them (a list): `ensemble_mode` "mean" averages the members' classification
+    losses in every step, "cycle" takes one member per step in turn (the cost of one)."""
+
+    def __init__(self, obfuscator: nn.Module, deobfuscator: nn.Module,
+                 classifier: nn.Module | Sequence[nn.Module], config: ObfuscatorConfig,
+                 device: torch.device, fold: bool = True, ddp: Distributed | None = None) -> None:
+        self.obfuscator, self.deobfuscator, self.ddp = obfuscator, deobfuscator, ddp
+        members = list(classifier) if isinstance(classifier, Sequence) else [classifier]
+        self.members = [FrozenClassifier(m, fold=fold) for m in members]
+        self.classifier = self.members[0]  # the one the warm starts and the metrics use
+        self.steps = 0
+        self.config, self.device = config, device
+        self.opt_obfuscator = torch.optim.Adam(obfuscator.parameters(), lr=config.lr,
+                                               fused=True)
+        self.opt_deobfuscator = torch.optim.Adam(deobfuscator.parameters(),
+                                                 lr=config.lr_deobfuscator, fused=True)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, lam: float) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        with autocast(self.device, cfg.precision):
+            obfuscated = self.obfuscator(x)
+            sent = quantize_8bit_ste(obfuscated) if cfg.quantize else obfuscated
+            logits, loss_obf_c = self._utility(x, sent, y)
+            rebuilt = self.deobfuscator(GradientReversal.apply(sent, lam))
+            loss_r = F.mse_loss(rebuilt.float(), x)
+        self.opt_obfuscator.zero_grad(set_to_none=True)
+        self.opt_deobfuscator.zero_grad(set_to_none=True)
+        (loss_obf_c + loss_r).backward()
+        if self.ddp is not None:
+            self.ddp.average_gradients(self.obfuscator, self.deobfuscator)
+        self.opt_obfuscator.step()
+        self.opt_deobfuscator.step()
+        loss_c = F.cross_entropy(logits.detach().float(), y)
+        correct = (logits.argmax(1) == y).sum()
+        return {"loss_c": loss_c, "loss_r": loss_r.detach(), "correct": correct}
+
+    def _utility(self, x: torch.Tensor, sent: torch.Tensor, y: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits on the sent image, the obfuscator's classification loss) over the members
+        this step uses (logits and loss averaged)."""
+        if self.config.ensemble_mode == "cycle" or len(self.members) == 1:
+            member = self.members[self.steps % len(self.members)]
+            self.steps += 1
+            return self._member_utility(member, x, sent, y)
+        results = [self._member_utility(m, x, sent, y) for m in self.members]
+        return (torch.stack([r[0].float() for r in results]).mean(0),
+                torch.stack([r[1] for r in results]).mean())
+
+    def _member_utility(self, classifier: FrozenClassifier, x: torch.Tensor, sent: torch.Tensor,
+                        y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        if cfg.feature_weight > 0:
+            with torch.no_grad():
+                teacher, teacher_features = classifier.forward_with_features(x)
+            logits, features = classifier.forward_with_features(sent)
+            return logits, utility_loss(logits, y, teacher, cfg.distill, cfg.temperature,
+                                        features, teacher_features, cfg.feature_weight)
+        teacher = None
+        if cfg.distill > 0:
+            with torch.no_grad():
+                teacher = classifier(x)
+        logits = classifier(sent)
+        return logits, utility_loss(logits, y, teacher, cfg.distill, cfg.temperature)
+
+
+def make_schedulers(step: AdversarialStep, config: ObfuscatorConfig, steps_per_epoch: int
+                    ) -> list[torch.optim.lr_scheduler.LRScheduler]:
+    optimizers = (step.opt_obfuscator, step.opt_deobfuscator)
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "step":
+        every = max(1, config.step_epochs) * steps_per_epoch
+        return [torch.optim.lr_scheduler.StepLR(o, every, 0.1) for o in optimizers]
+    if config.schedule == "onecycle":
+        return [torch.optim.lr_scheduler.OneCycleLR(o, o.param_groups[0]["lr"], total_steps=total,
+                                                    pct_start=0.15) for o in optimizers]
+    if config.schedule == "constant":
+        return [torch.optim.lr_scheduler.LambdaLR(o, lambda _: 1.0) for o in optimizers]
+    raise ValueError(f"unknown schedule {config.schedule!r}; valid: step, onecycle, constant")
+
+
+@torch.no_grad()
+def member_accuracy(obfuscator: nn.Module, classifier: nn.Module, loader: TensorLoader,
+                    precision: str = "fp32") -> dict[str, float]:
+    """One classifier's plain and 8-bit obfuscated accuracy on loader."""
+    obfuscator.eval()
+    return {"plain_acc": accuracy(classifier, loader, precision),
+            "obfuscated_acc": accuracy(classifier, loader, precision,
+                                       transform=lambda x: quantize_8bit(obfuscator(x).float()))}
+
+
+@torch.no_grad()
+def evaluate_pair(obfuscator: nn.Module, deobfuscator: nn.Module, classifier: nn.Module,
+                  loader: TensorLoader, device: torch.device, precision: str = "fp32"
+                  ) -> dict[str, float]:
+    """Plain and 8-bit obfuscated accuracy, and the deobfuscator's PSNR/SSIM on loader."""
+    for m in (obfuscator, deobfuscator, classifier):
+        m.eval()
+    plain = obf = n = 0
+    psnrs, ssims = [], []
+    for x, y in loader:
+        with autocast(device, precision):
+            sent = quantize_8bit(obfuscator(x).float())
+            plain += (classifier(x).argmax(1) == y).sum().item()
+            obf += (classifier(sent).argmax(1) == y).sum().item()
+            rebuilt = deobfuscator(sent).float().clamp(0, 1)
+        psnrs.append(psnr(rebuilt, x))
+        ssims.append(ssim(rebuilt, x))
+        n += len(y)
+    return {"plain_acc": plain / n, "obfuscated_acc": obf / n,
+            "deobfuscator_psnr": torch.cat(psnrs).mean().item(),
+            "deobfuscator_ssim": torch.cat(ssims).mean().item()}
+
+
+# --- the trainer -------------------------------------------------------------------------------
 def pretrain_identity(obfuscator: nn.Module, loader: TensorLoader, steps: int, lr: float,
                       device: torch.device, precision: str = "fp32", quiet: bool = True) -> float:
     """Train the obfuscator alone to reproduce its input (MSE) for `steps` batches; returns the

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..core.runtime import progress, quiet_default
 from ..data import Dataset, Split, load_dataset
 from .classifier import ClassifierConfig, ClassifierTrainer, classifier_step, make_config
-from .loop import Process, fit, start_process
+from .common import Process, fit, start_process
 
 
 @dataclass

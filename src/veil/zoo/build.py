@@ -23,8 +23,8 @@ from ..core.files import atomic_write, sha256_of
 from ..core.runtime import environment
 from ..data import TensorLoader, load_dataset
 from ..models.checkpoints import load_classifier, load_obfuscator_pair
+from ..train.common import MetricsLog
 from ..train.obfuscator import evaluate_pair
-from ..train.runs import MetricsLog
 from . import card, load
 
 WEIGHTS = Path(__file__).parent / "weights"
