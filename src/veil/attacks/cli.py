@@ -32,7 +32,7 @@ from .budget import BUDGETS, AttackBudget, preset
 from .defenses import Defense, obfuscator_defense
 from .fresh_decoder import attacker_curves
 from .partial import PARTIAL, PartialResult
-from .report import RENDERER
+from .render import RENDERER
 from .suite import ATTACKS, DEFAULT_ATTACKS, AttackSetup, check_attacks, run_attack_suite
 from .sweep import DEFAULT_LAMS, train_sweep
 

@@ -6,7 +6,7 @@ import argparse
 
 from ..core.options import add_evaluation, apply_runtime
 from ..loading import load_classifiers, load_data, load_obfuscators, pair_with_classifiers
-from .report import write_result
+from .schemas import write_result
 from .tables import evaluate_tables
 
 DEFAULT_OUT = "results/evaluate"

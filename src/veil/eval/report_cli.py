@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .report import regenerate
+from .schemas import regenerate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

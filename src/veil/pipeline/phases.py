@@ -17,7 +17,7 @@ from ..core.runtime import (
     environment,
     seed_everything,
 )
-from ..eval.report import write_result
+from ..eval.schemas import write_result
 from ..eval.tables import evaluate_tables
 from ..loading import (
     LoadedClassifier,

@@ -10,9 +10,9 @@ from ..report.results import Renderer, render_with, write_result_with
 
 
 def _renderers() -> dict[str, Renderer]:
-    from ..attacks.report import RENDERER as ATTACKS_RENDERER
-    from ..attacks.report import SCHEMA as ATTACKS
-    from .markdown import tables_figures, tables_markdown
+    from ..attacks.render import RENDERER as ATTACKS_RENDERER
+    from ..attacks.render import SCHEMA as ATTACKS
+    from .render import tables_figures, tables_markdown
     from .tables import SCHEMA as TABLES
 
     return {TABLES: ("tables", tables_markdown, tables_figures), ATTACKS: ATTACKS_RENDERER}
