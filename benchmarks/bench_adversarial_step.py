@@ -15,6 +15,9 @@ Speeds are images per second (medians over repeats), so steps at different batch
   convolutions (the library default now); folding must not change the losses (checked over a
   few steps against a noise floor).
 * new_b32 / new_b32_bf16: the same at batch 32, the `staged` recipe's batch.
+* new_b32_deobf50 / new_b32_deobf25: new_b32 with the co-trained deobfuscator on half or a
+  quarter of each batch (`deobfuscator_fraction`); what it costs in privacy is measured by a
+  fresh attacker after a short run (benchmarks/deobfuscator_fraction.sh).
 
 The distillation and feature terms are off so that all variants compute the same losses.
 
@@ -72,9 +75,11 @@ def plain_step(make_classifier, lam: float):
     return step
 
 
-def veil_step(make_classifier, lam: float, precision: str = "fp32", fold: bool = True):
+def veil_step(make_classifier, lam: float, precision: str = "fp32", fold: bool = True,
+              fraction: float = 1.0):
     torch.manual_seed(0)
-    config = make_config("fast", distill=0.0, precision=precision)
+    config = make_config("fast", distill=0.0, precision=precision,
+                         deobfuscator_fraction=fraction)
     o, d, c = create_model("obfuscator"), create_model("deobfuscator"), make_classifier()
     for m in (o, d, c):
         m.to(memory_format=torch.channels_last)
@@ -101,6 +106,9 @@ VARIANTS = {
     "new_b128": ({"kind": "veil", "fold": True}, 128, True),
     "new_b32": ({"kind": "veil", "fold": True}, 32, True),
     "new_b32_bf16": ({"kind": "veil", "fold": True, "precision": "bf16"}, 32, True),
+    # the co-trained deobfuscator on a share of each batch (deobfuscator_fraction)
+    "new_b32_deobf50": ({"kind": "veil", "fold": True, "fraction": 0.5}, 32, True),
+    "new_b32_deobf25": ({"kind": "veil", "fold": True, "fraction": 0.25}, 32, True),
 }
 
 
@@ -158,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="rounds over all variants")
     p.add_argument("--steps", type=int, default=5, help="timed steps per variant and round")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), metavar="NAME",
+                   help="measure only these (baseline_b128 and plain_fp32_eager always run, "
+                        "the ratios' references)")
     p.add_argument("--worker", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -165,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     make = classifier_factory(args.classifier)
-    sizes = {name: VARIANTS[name][1] for name in VARIANTS}
-    times = measure(list(VARIANTS), args)
+    names = [n for n in VARIANTS if not args.variants or n in args.variants
+             or n in ("plain_fp32_eager", "baseline_b128")]
+    sizes = {name: VARIANTS[name][1] for name in names}
+    times = measure(names, args)
     rate = {k: statistics.median(v) for k, v in times.items()}
     agreement = losses_agree(make)
     gap = [abs(a - b) for a, b in zip(agreement["folded"], agreement["unfolded"], strict=True)]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +206,59 @@ def test_adversarial_step_freezes_classifier_and_optimisers_are_disjoint(trained
     assert all(p.grad is None for p in classifier.parameters())
     for k, v in classifier.state_dict().items():
         assert torch.equal(v, before[k]), f"frozen classifier changed: {k}"
+
+
+def one_step(classifier, fraction: float, x: torch.Tensor, y: torch.Tensor):
+    """A fresh pair (seeded) after one adversarial step; the deobfuscator's input batch sizes."""
+    config = replace(obf.make_config("fast"), deobfuscator_fraction=fraction)
+    torch.manual_seed(0)
+    o, d = create_model("obfuscator"), create_model("deobfuscator")
+    seen: list[int] = []
+    d.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
+    out = obf.AdversarialStep(o, d, classifier, config, torch.device("cpu"))(x, y, lam=1.0)
+    return o, d, out, seen
+
+
+def test_a_deobfuscator_fraction_trains_it_on_that_share_of_the_batch(trained_classifier):
+    classifier, _ = load_classifier(trained_classifier)
+    torch.manual_seed(1)
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    o_all, d_all, out_all, seen_all = one_step(classifier, 1.0, x, y)
+    o_part, d_part, out_part, seen_part = one_step(classifier, 0.25, x, y)
+    assert seen_all == [16] and seen_part == [4]
+    for o, d in ((o_all, d_all), (o_part, d_part)):  # both networks still learn
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in o.parameters())
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
+    assert all(p.grad is None for p in classifier.parameters())
+    # the classification term is the whole batch's either way; the privacy term differs
+    assert out_part["loss_c"].item() == out_all["loss_c"].item()
+    assert out_part["correct"].item() == out_all["correct"].item()
+    assert out_part["loss_r"].item() != out_all["loss_r"].item()
+    assert not all(torch.equal(a.grad, b.grad)
+                   for a, b in zip(o_all.parameters(), o_part.parameters(), strict=True))
+
+
+def test_the_deobfuscators_share_is_rounded_up_and_at_least_two(trained_classifier):
+    classifier, _ = load_classifier(trained_classifier)
+    torch.manual_seed(1)
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    assert one_step(classifier, 0.01, x, y)[3] == [2]  # BatchNorm needs two
+    assert one_step(classifier, 0.3, x, y)[3] == [5]
+    o_most, d_most, _, seen = one_step(classifier, 0.99, x, y)
+    o_all, d_all, _, _ = one_step(classifier, 1.0, x, y)
+    assert seen == [16]  # every image: the same step as the default's, bit for bit
+    for a, b in zip([*o_most.parameters(), *d_most.parameters()],
+                    [*o_all.parameters(), *d_all.parameters()], strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("fraction, message", [
+    (0.0, "setting deobfuscator_fraction = 0.0: must be above 0"),
+    (1.5, "a share of the batch, at most 1"),
+])
+def test_a_deobfuscator_fraction_outside_0_1_is_refused(fraction, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        obf.make_config("fast", deobfuscator_fraction=fraction)
 
 
 @pytest.fixture(scope="module")

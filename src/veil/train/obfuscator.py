@@ -35,6 +35,7 @@ pair's evaluation, then the trainer (`train_obfuscator`; warm starts from `warm_
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -108,6 +109,9 @@ class ObfuscatorConfig(RunConfig):
     distill: float = 1.0  # weight of distilling the classifier's outputs on the plain image
     temperature: float = 4.0
     feature_weight: float = 1.0  # weight of the classifier's penultimate features as a target
+    # the co-trained deobfuscator sees only this share of each (shuffled) batch: a cheaper step,
+    # since the privacy that counts is measured afterwards by fresh attackers
+    deobfuscator_fraction: float = 1.0
     # warm-start stage -> epochs, run in WARM_START_STAGES order before the adversarial phase:
     # "identity" (reproduce the input), "encoder" (the encoder alone as a classifier),
     # "utility" (the obfuscator for the classifier alone, no deobfuscator)
@@ -128,7 +132,10 @@ class ObfuscatorConfig(RunConfig):
         one_of(self, "ensemble_mode", ("mean", "cycle"))
         at_least(self, lam=0, lam_ramp_epochs=0, distill=0, feature_weight=0, step_epochs=0,
                  warm_start_batch_size=1, curve_every=0, curve_images=1)
-        positive(self, "lr_deobfuscator", "temperature", "warm_start_lr")
+        positive(self, "lr_deobfuscator", "temperature", "warm_start_lr", "deobfuscator_fraction")
+        if self.deobfuscator_fraction > 1:
+            raise ValueError(f"setting deobfuscator_fraction = {self.deobfuscator_fraction!r}: "
+                             "a share of the batch, at most 1")
         unknown = [stage for stage in self.warm_start if stage not in WARM_START_STAGES]
         if unknown:
             raise ValueError(f"setting warm_start: unknown stage {unknown[0]!r} (stages: "
@@ -210,8 +217,9 @@ class AdversarialStep:
             obfuscated = self.obfuscator(x)
             sent = quantize_8bit_ste(obfuscated) if cfg.quantize else obfuscated
             logits, loss_obf_c = self._utility(x, sent, y)
-            rebuilt = self.deobfuscator(GradientReversal.apply(sent, lam))
-            loss_r = F.mse_loss(rebuilt.float(), x)
+            seen = self._deobfuscator_share(len(x))
+            rebuilt = self.deobfuscator(GradientReversal.apply(sent[:seen], lam))
+            loss_r = F.mse_loss(rebuilt.float(), x[:seen])
         self.opt_obfuscator.zero_grad(set_to_none=True)
         self.opt_deobfuscator.zero_grad(set_to_none=True)
         (loss_obf_c + loss_r).backward()
@@ -222,6 +230,13 @@ class AdversarialStep:
         loss_c = F.cross_entropy(logits.detach().float(), y)
         correct = (logits.argmax(1) == y).sum()
         return {"loss_c": loss_c, "loss_r": loss_r.detach(), "correct": correct}
+
+    def _deobfuscator_share(self, batch: int) -> int:
+        """How many of the batch's images the deobfuscator sees (the loader shuffles, so the
+        first ones are a random subset); at least 2, for its BatchNorms."""
+        if self.config.deobfuscator_fraction >= 1:
+            return batch
+        return min(batch, max(2, math.ceil(self.config.deobfuscator_fraction * batch)))
 
     def _utility(self, x: torch.Tensor, sent: torch.Tensor, y: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
