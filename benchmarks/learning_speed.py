@@ -1,7 +1,7 @@
 """Which obfuscator recipe learns fastest on this CPU? Side-by-side curves, then attackers.
 
 Step 1 (`--grid`, optional): train the grid's recipes side by side with
-`obfuscator_recipe_search.py` (each a `veil train obfuscator` process, `--curve-every` set).
+`obfuscator_recipe_search.py` (each a `veil train obfuscator` process, `--set curve_every=N` given).
 Step 2: for every run folder under `--runs`: its curve (8-bit obfuscated accuracy on a fixed
 1,000-image test slice against training seconds, from `curve.jsonl`), the final checkpoint on the
 full test split (plain and obfuscated accuracy, co-trained deobfuscator PSNR/SSIM) and a fresh
