@@ -572,7 +572,7 @@ def test_config_file_errors_name_the_problem(tmp_path, capsys):
     bad = tmp_path / "config.yaml"
     bad.write_text("epochs: 2\nlearning_rate: 0.1\n")
     assert main(["train", "classifier", "--config", str(bad)]) == 2
-    assert "unknown key 'learning_rate'" in capsys.readouterr().err
+    assert "unknown setting 'learning_rate'" in capsys.readouterr().err
     bad.write_text("- just\n- a list\n")
     assert main(["train", "obfuscator", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "expected a mapping" in capsys.readouterr().err
