@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from veil.cli import main
@@ -115,6 +117,32 @@ def test_every_phase_writes_its_run_folder(run):
                 assert (folder / name).is_file(), folder / name
     plan = phases["classifier:vgg19"]["result"]["plan"]
     assert plan["images_per_s"] > 0 and plan["budget_s"] > 0  # the budget path was taken
+
+
+def test_every_obfuscator_follows_the_scales_staged_recipe(run):
+    tiny = SCALES["tiny"]
+    for slot in SLOTS:
+        folder = run.out / "obfuscators" / slot
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        assert config["recipe"] == "staged" == tiny.obfuscator_recipe
+        assert config["warm_start"] == dict(tiny.obfuscator_warm_start) == {"encoder": 1.0}
+        assert config["batch_size"] == tiny.obfuscator_batch and config["feature_weight"] > 0
+        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert rows[0]["epoch"] == 0 and "encoder_loss" in rows[0]  # the warm start ran first
+        assert rows[-1]["epoch"] >= 1
+
+
+def test_the_paper_scale_plans_a_staged_obfuscator_with_its_warm_start():
+    paper = SCALES["paper"]
+    assert paper.obfuscator_recipe == "staged" and dict(paper.obfuscator_warm_start) == {
+        "encoder": 2.0}
+    ctx = fake_context(paper, 50_000, 10_000)
+    phase = next(p for p in build_phases(paper.slots) if p.kind == "obfuscator")
+    weight = rep.phase_weight(ctx, phase)
+    without = rep.phase_weight(fake_context(replace(paper, obfuscator_warm_start=()), 50_000,
+                                            10_000), phase)
+    speed = rep.guessed_speed(phase.slot.model, True)
+    assert weight - without == pytest.approx(2.0 * 0.25 * 50_000 / speed)  # encoder: 1/4 step
 
 
 def test_tables_are_complete(run):

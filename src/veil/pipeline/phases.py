@@ -43,6 +43,7 @@ from .reproduce_budget import (
     decoder_speed,
     obfuscator_speed,
     plan_epochs,
+    warm_start_epochs_equivalent,
 )
 from .summary import reproduce_markdown
 
@@ -147,7 +148,8 @@ def run_obfuscator(ctx: Context, phase: Phase, budget_s: float | None
     def make() -> tuple[obf.ObfuscatorConfig, EpochPlan]:
         s, slot = ctx.scale, phase.slot
         config = obf.make_config(
-            "fast", classifier=str(ctx.checkpoint("classifier", slot)), data=ctx.data,
+            s.obfuscator_recipe, warm_start=dict(s.obfuscator_warm_start),
+            classifier=str(ctx.checkpoint("classifier", slot)), data=ctx.data,
             out=str(ctx.run_dir("obfuscator", slot)), epochs=s.obfuscator_epochs,
             batch_size=s.obfuscator_batch, seed=slot.seed, device=str(ctx.device),
             precision=ctx.precision, channels_last=True, train_subset=s.obfuscator_subset,
@@ -165,10 +167,12 @@ def plan_obfuscator(ctx: Context, slot: Slot, config: obf.ObfuscatorConfig,
     t0 = time.perf_counter()
     ips = obfuscator_speed(slot.model, config, ctx.device, ctx.scale.probe)
     probe_s = time.perf_counter() - t0
-    epoch_s = (ctx.n_train(config.train_subset) + ctx.n_test() / 1.5) / ips
-    epochs = plan_epochs(config.epochs, budget_s - probe_s, epoch_s, ctx.scale.fixed_s,
+    n_train = ctx.n_train(config.train_subset)
+    epoch_s = (n_train + ctx.n_test() / 1.5) / ips
+    fixed = ctx.scale.fixed_s + warm_start_epochs_equivalent(config.warm_start) * n_train / ips
+    epochs = plan_epochs(config.epochs, budget_s - probe_s, epoch_s, fixed,
                          minimum=ctx.scale.min_obfuscator_epochs)
-    return EpochPlan(epochs, config.epochs, budget_s, ips, epoch_s, ctx.scale.fixed_s, probe_s)
+    return EpochPlan(epochs, config.epochs, budget_s, ips, epoch_s, fixed, probe_s)
 
 
 def load_slot_models(ctx: Context, slots: tuple[Slot, ...]

@@ -1,8 +1,8 @@
 """`veil reproduce`: the paper's experiments in one resumable command.
 
 Trains the five classifiers of the paper (VGG-19, ResNet-18 with seeds 0 and 1, ResNet-50,
-GoogLeNet), an obfuscator for each (fast recipe), then evaluates Tables 1-3 (the full 5x5
-transfer matrix) and a fresh-decoder attack on every obfuscator. Phases, in order:
+GoogLeNet), an obfuscator for each (the staged recipe, sized per scale), then evaluates
+Tables 1-3 (the full 5x5 transfer matrix) and a fresh-decoder attack on every obfuscator. Phases, in order:
 
     classifier:<slot>  x5  DIR/classifiers/<slot>/   a `veil train classifier` run folder
     obfuscator:<slot>  x5  DIR/obfuscators/<slot>/   a `veil train obfuscator` run folder
@@ -51,6 +51,7 @@ from .reproduce_budget import (
     Clock,
     guessed_speed,
     share,
+    warm_start_epochs_equivalent,
     warm_up,
 )
 from .summary import reproduce_markdown
@@ -66,8 +67,10 @@ def phase_weight(ctx: Context, phase: Phase) -> float:
         epoch_s = (ctx.n_train(s.train_subset) + n_test / 3) / guessed_speed(model) + 0.3
         return s.epochs_for(model) * epoch_s + s.fixed_s
     if phase.kind == "obfuscator":
-        n = ctx.n_train(s.obfuscator_subset) + n_test / 1.5
-        return s.obfuscator_epochs * n / guessed_speed(phase.slot.model, True) + s.fixed_s
+        n_train = ctx.n_train(s.obfuscator_subset)
+        warm = warm_start_epochs_equivalent(dict(s.obfuscator_warm_start)) * n_train
+        n = s.obfuscator_epochs * (n_train + n_test / 1.5) + warm
+        return n / guessed_speed(phase.slot.model, True) + s.fixed_s
     if phase.kind == "attack":
         n = s.attack_epochs * ctx.n_train(s.attack_subset) + 4 * n_test
         return n / DECODER_GUESS + s.fixed_s

@@ -226,6 +226,17 @@ def checkpoint_seconds(num_params: int, copies: int = 2) -> float:
     return 4 * num_params * copies / CHECKPOINT_BYTES_PER_S + 0.05
 
 
+# What a warm-start epoch costs, in adversarial epochs: the encoder stage runs the encoder alone
+# (under a quarter of a step per image, README "Training an obfuscator in a CPU hour"); the
+# identity and utility stages run the whole obfuscator and are counted as a full step.
+WARM_START_COST = {"encoder": 0.25, "identity": 1.0, "utility": 1.0}
+
+
+def warm_start_epochs_equivalent(warm_start: dict[str, float]) -> float:
+    """The warm start's cost in adversarial epochs of the same images."""
+    return sum(WARM_START_COST[stage] * epochs for stage, epochs in warm_start.items())
+
+
 def guessed_speed(model_name: str, adversarial: bool = False) -> float:
     """The guessed training images/s of a classifier, or of an obfuscator against it."""
     if adversarial:
