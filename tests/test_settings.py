@@ -189,6 +189,9 @@ def test_an_old_name_given_in_python_merges_over_the_recipe(capsys):
 
 def test_the_new_name_wins_over_the_old(capsys):
     assert make_config("fast", warmup_epochs=1.0, lam_ramp_epochs=2.0).lam_ramp_epochs == 2.0
+    both = make_config("staged", encoder_epochs=4.0, utility_epochs=1.0,
+                       warm_start={"identity": 0.5})
+    assert both.warm_start == {"identity": 0.5}
 
 
 @pytest.mark.parametrize("content, message", [

@@ -104,17 +104,20 @@ def upgrade_names(cls: type, data: dict[str, Any], source: str,
                   base: Any = None) -> dict[str, Any]:
     """data with cls.RENAMED's old names read as the new ones, and a one-line notice on stderr
     if there were any. An old name that maps to "field.key" becomes an entry of that mapping,
-    over `base`'s (a config instance; cls's defaults if None)."""
+    over `base`'s (a config instance; cls's defaults if None). Where data also gives the new
+    name, the new name wins and the old one is dropped."""
     renamed: dict[str, str] = getattr(cls, "RENAMED", {})
-    old = [k for k in data if k in renamed]
+    old = {k: v for k, v in data.items() if k in renamed}
     if not old:
         return data
-    data = dict(data)
-    for name in old:
-        value, target = data.pop(name), renamed[name]
-        field, _, key = target.partition(".")
+    given = {k for k, v in data.items() if k not in renamed and v is not None}
+    data = {k: v for k, v in data.items() if k not in renamed}
+    for name, value in old.items():
+        field, _, key = renamed[name].partition(".")
+        if field in given:
+            continue
         if not key:
-            data.setdefault(field, value)
+            data[field] = value
             continue
         current = data.get(field)
         if current is None:

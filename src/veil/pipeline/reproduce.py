@@ -2,7 +2,8 @@
 
 Trains the five classifiers of the paper (VGG-19, ResNet-18 with seeds 0 and 1, ResNet-50,
 GoogLeNet), an obfuscator for each (the staged recipe, sized per scale), then evaluates
-Tables 1-3 (the full 5x5 transfer matrix) and a fresh-decoder attack on every obfuscator. Phases, in order:
+Tables 1-3 (the full 5x5 transfer matrix) and a fresh-decoder attack on every obfuscator.
+Phases, in order:
 
     classifier:<slot>  x5  DIR/classifiers/<slot>/   a `veil train classifier` run folder
     obfuscator:<slot>  x5  DIR/obfuscators/<slot>/   a `veil train obfuscator` run folder
