@@ -16,4 +16,16 @@ for f in "${states[@]}"; do
   (cd "$HERE/resume" && sha256sum "$f" > "$f.sha256")
 done
 for log in config.yaml curve.jsonl metrics.jsonl; do [ ! -f "$RUN/$log" ] || cp "$RUN/$log" "$HERE/"; done
+# the curve as far as the checkpoint: the code at 45c4e69 does not resume the curve's counters,
+# so what a resumed run appends starts again from 0 (README: add the checkpoint's offsets)
+python3 - "$HERE" <<'PY'
+import json, sys, pathlib
+here = pathlib.Path(sys.argv[1])
+rows = [json.loads(l) for l in (here / "metrics.jsonl").read_text().splitlines() if l.strip()]
+wall = rows[-1]["wall_s"] if rows else float("inf")
+curve = [l for l in (here / "curve.jsonl").read_text().splitlines() if l.strip()]
+kept = [l for l in curve if json.loads(l)["train_s"] <= wall + 1.0]
+(here / "curve.jsonl").write_text("".join(l + "\n" for l in kept))
+print(f"curve: {len(kept)} of {len(curve)} points, up to {wall} s of training")
+PY
 ls -la "$HERE/resume"
