@@ -79,3 +79,27 @@ def test_pretrained_weights_that_do_not_match_their_card_are_refused(built, tmp_
     (copy / "tiny.pt").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="corrupt or were modified"):
         zoo.load("tiny", where=copy)
+
+
+def test_the_shipped_classifier_extracts_into_a_new_folder_and_classifies_alike(tmp_path):
+    from veil.models.checkpoints import load_classifier
+    from veil.zoo.build import main
+
+    out = tmp_path / "new" / "deeper" / "default-classifier.pt"
+    assert main(["--extract-classifier", str(out)]) == 0
+    model, payload = load_classifier(out)
+    info = zoo.card("default")
+    assert payload["classes"] == info["classes"]
+    assert payload["metrics"]["test_acc"] == info["metrics"]["plain_acc"]
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), zoo.load("default").classifier.eval()(x))
+
+
+def test_extracting_where_no_file_can_be_written_is_one_line(tmp_path, capsys):
+    from veil.zoo.build import main
+
+    (tmp_path / "a-file").write_text("not a folder")
+    assert main(["--extract-classifier", str(tmp_path / "a-file" / "c.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("veil.zoo.build: error:"), err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ def extract_classifier(name: str, out: Path) -> Path:
                "model": classifier.state_dict(), "config": info["classifier"]["recipe"],
                "metrics": {"test_acc": info["metrics"]["plain_acc"]}, "data": info["data"],
                "environment": info["training_environment"], "zoo_card": info["classifier"]}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(payload, out)
     return out
 
@@ -123,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     keep_freed_memory()
     if args.extract_classifier:
-        print(extract_classifier(args.name, args.extract_classifier))
+        try:
+            print(extract_classifier(args.name, args.extract_classifier))
+        except (ValueError, OSError) as e:
+            print(f"veil.zoo.build: error: {e}", file=sys.stderr)
+            return 2
         return 0
     if not (args.classifier and args.obfuscator and args.data):
         p.error("--classifier, --obfuscator and --data are required to build an entry")
