@@ -172,6 +172,13 @@ def test_a_config_file_with_old_names_loads_with_one_notice(tmp_path, capsys):
     assert config.warm_start == {"encoder": 4.0, "utility": 1.5}
 
 
+def test_old_warm_start_names_merge_over_the_recipe_the_file_names(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"recipe": "fast", "utility_epochs": 1.0}))
+    values = read_settings_file(path, ObfuscatorConfig)
+    assert make_config(values.pop("recipe"), **values).warm_start == {"utility": 1.0}
+
+
 def test_a_saved_checkpoint_config_with_old_names_loads(capsys):
     saved = {k: v for k, v in asdict(RECIPES["fast"]).items()
              if k not in ("lam_ramp_epochs", "warm_start")}  # as written before the renames

@@ -41,11 +41,10 @@ def parse_setting(cls: type, pair: str) -> tuple[str, Any]:
     name = name.strip().replace("-", "_")
     if not sep or not name:
         raise ValueError(f"--set {pair!r}: expected key=value")
-    hints = typing.get_type_hints(cls)
-    if name not in hints or name not in setting_names(cls):
+    if name not in setting_names(cls):
         raise unknown_setting(cls, name, f"--set {name}")
     try:
-        return name, _parse(hints[name], text.strip())
+        return name, parse_value(typing.get_type_hints(cls)[name], text)
     except ValueError as e:
         raise ValueError(f"--set {name}={text}: {e}") from None
 
@@ -104,12 +103,15 @@ def upgrade_names(cls: type, data: dict[str, Any], source: str,
                   base: Any = None) -> dict[str, Any]:
     """data with cls.RENAMED's old names read as the new ones, and a one-line notice on stderr
     if there were any. An old name that maps to "field.key" becomes an entry of that mapping,
-    over `base`'s (a config instance; cls's defaults if None). Where data also gives the new
+    over `base`'s (a config instance; if None, `cls.base_for(data)` where cls has it, else cls's
+    defaults). Where data also gives the new
     name, the new name wins and the old one is dropped."""
     renamed: dict[str, str] = getattr(cls, "RENAMED", {})
     old = {k: v for k, v in data.items() if k in renamed}
     if not old:
         return data
+    if base is None and hasattr(cls, "base_for"):  # the recipe the settings name, if any
+        base = cls.base_for(data)
     given = {k for k, v in data.items() if k not in renamed and v is not None}
     data = {k: v for k, v in data.items() if k not in renamed}
     for name, value in old.items():

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..core import env
 from ..core.options import add_data, add_device, add_quiet, add_threads
-from ..core.settings import parse_setting, read_settings_file
+from ..core.settings import parse_setting, read_settings_file, setting_names
 from . import classifier as clf
 from . import obfuscator as obf
 
@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _given(args: argparse.Namespace, config_type: type) -> dict[str, Any]:
-    names = {f.name for f in fields(config_type)}
+    names = setting_names(config_type)
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 

@@ -146,6 +146,11 @@ class ObfuscatorConfig(RunConfig):
         self.warm_start = {stage: float(self.warm_start[stage]) for stage in WARM_START_STAGES
                            if self.warm_start.get(stage, 0) > 0}
 
+    @classmethod
+    def base_for(cls, data: dict[str, Any]) -> ObfuscatorConfig:
+        """The recipe saved settings started from: what their old warm-start names merge over."""
+        return RECIPES.get(data.get("recipe"), STAGED)
+
     def warm_start_epochs(self, stage: str) -> float:
         return self.warm_start.get(stage, 0.0)
 
