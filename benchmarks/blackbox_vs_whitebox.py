@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-subset", type=int, default=10_000)
     p.add_argument("--encoder-epochs", type=float, default=4)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--whitebox-obfuscator", type=Path,
+                   help="measure this white-box obfuscator instead of training one at the same "
+                        "budget (e.g. the shipped default: python -m veil.zoo.build "
+                        "--extract-classifier C --extract-obfuscator O)")
     p.add_argument("--eval-images", type=int, default=2000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -54,14 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         seconds["blackbox"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         white = args.out / "whitebox"
-        if not (white / "model.pt").exists():
+        white_model = args.whitebox_obfuscator or white / "model.pt"
+        if args.whitebox_obfuscator is None and not white_model.exists():
             train_obfuscator(make_config("staged", classifier=args.classifier, data=args.data,
                                          out=str(white), train_subset=args.train_subset,
                                          warm_start={"encoder": args.encoder_epochs},
                                          epochs=args.epochs,
                                          seed=args.seed, threads=args.threads), quiet=True)
         test = load_dataset(args.data).test.subset(args.eval_images, args.seed)
-        white_acc = server_accuracy(url, None, test.images, test.labels, white / "model.pt",
+        white_acc = server_accuracy(url, None, test.images, test.labels, white_model,
                                     args.threads)
         seconds["whitebox"] = time.perf_counter() - t0
     black = json.loads((args.out / "blackbox" / "blackbox.json").read_text())

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from veil import zoo
+from veil.core.checkpoint import save_checkpoint
 from veil.data import TensorLoader, load_dataset
+from veil.models import create_model
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
 from veil.train.obfuscator import evaluate_pair
@@ -103,3 +105,34 @@ def test_extracting_where_no_file_can_be_written_is_one_line(tmp_path, capsys):
     assert main(["--extract-classifier", str(tmp_path / "a-file" / "c.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("veil.zoo.build: error:"), err
+
+
+def test_the_shipped_obfuscator_extracts_with_the_classifier_it_was_trained_for(tmp_path):
+    from veil.core.files import sha256_of
+    from veil.models.checkpoints import ArrayObfuscator
+    from veil.zoo.build import main
+
+    classifier, obfuscator = tmp_path / "c.pt", tmp_path / "o" / "o.pt"
+    assert main(["--extract-classifier", str(classifier),
+                 "--extract-obfuscator", str(obfuscator)]) == 0
+    runner = ArrayObfuscator(obfuscator)
+    assert runner.payload["classifier"]["sha256"] == sha256_of(classifier)
+    assert runner.payload["metrics"] == zoo.card("default")["metrics"]
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = zoo.load("default").obfuscator.eval()(x)
+    assert torch.equal(torch.from_numpy(runner(x.numpy())), expected)
+
+
+def test_an_obfuscator_extracted_beside_a_foreign_classifier_is_refused(tmp_path, capsys):
+    from veil.zoo.build import main
+
+    foreign = tmp_path / "foreign.pt"
+    save_checkpoint({"kind": "classifier", "model_name": "fastnet_tiny", "num_classes": 10,
+                     "classes": zoo.card("default")["classes"],
+                     "model": create_model("fastnet_tiny", num_classes=10).state_dict()}, foreign)
+    assert main(["--extract-obfuscator", str(tmp_path / "o.pt"), "--classifier",
+                 str(foreign)]) == 2
+    assert f"{foreign} is not the classifier of the shipped entry 'default'" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "o.pt").exists()

@@ -81,6 +81,31 @@ def extract_classifier(name: str, out: Path) -> Path:
     return out
 
 
+def extract_obfuscator(name: str, out: Path, classifier: Path | None = None) -> Path:
+    """Write a shipped entry's obfuscator/deobfuscator pair as a `veil train` obfuscator
+    checkpoint (fp32). `classifier`, the entry's classifier as `extract_classifier` wrote it, is
+    recorded with its sha256, so that a client can check it against the server's classifier."""
+    info = card(name)
+    if classifier is not None and load_classifier(classifier)[1].get("zoo_card") != \
+            info["classifier"]:
+        raise ValueError(f"{classifier} is not the classifier of the shipped entry {name!r} "
+                         f"(write it with --extract-classifier)")
+    pretrained = load(name)
+    record = {"model_name": info["classifier"]["model"],
+              "path": str(classifier) if classifier else None,
+              "sha256": sha256_of(classifier) if classifier else None,
+              "test_acc": info["metrics"]["plain_acc"]}
+    payload = {"kind": "obfuscator", "obfuscator": pretrained.obfuscator.state_dict(),
+               "deobfuscator": pretrained.deobfuscator.state_dict(),
+               "classes": info["classes"], "image_size": [32, 32],
+               "config": info["obfuscator"]["recipe"], "metrics": info["metrics"],
+               "data": info["data"], "environment": info["obfuscator_training_environment"],
+               "classifier": record, "zoo_card": info["obfuscator"]}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(payload, out)
+    return out
+
+
 def _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, metrics):
     clf_log = MetricsLog(Path(classifier_path).parent / "metrics.jsonl").read()
     obf_log = MetricsLog(Path(obfuscator_path).parent / "metrics.jsonl").read()
@@ -122,11 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=WEIGHTS)
     p.add_argument("--extract-classifier", type=Path, metavar="PT",
                    help="instead: write entry --name's classifier as a checkpoint to PT")
+    p.add_argument("--extract-obfuscator", type=Path, metavar="PT",
+                   help="instead: write entry --name's obfuscator pair as a checkpoint to PT "
+                        "(it records the classifier --extract-classifier or --classifier names)")
     args = p.parse_args(argv)
     keep_freed_memory()
-    if args.extract_classifier:
+    if args.extract_classifier or args.extract_obfuscator:
         try:
-            print(extract_classifier(args.name, args.extract_classifier))
+            if args.extract_classifier:
+                print(extract_classifier(args.name, args.extract_classifier))
+            if args.extract_obfuscator:
+                print(extract_obfuscator(args.name, args.extract_obfuscator,
+                                         args.classifier or args.extract_classifier))
         except (ValueError, OSError) as e:
             print(f"veil.zoo.build: error: {e}", file=sys.stderr)
             return 2
