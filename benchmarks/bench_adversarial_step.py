@@ -18,6 +18,10 @@ Speeds are images per second (medians over repeats), so steps at different batch
 * new_b32_deobf50 / new_b32_deobf25: new_b32 with the co-trained deobfuscator on half or a
   quarter of each batch (`deobfuscator_fraction`); what it costs in privacy is measured by a
   fresh attacker after a short run (benchmarks/deobfuscator_fraction.sh).
+* new_b32_fused: new_b32 with every BatchNorm + LeakyReLU of both networks as one op that keeps
+  only its output for the backward pass (`veil.models.fused`, InPlace-ABN's pattern).
+* new_b32_recompute: new_b32 with the two blocks over [N, 192, 32, 32] (the encoder's first
+  bottleneck, the decoder's last) recomputed in the backward pass instead of kept.
 
 The distillation and feature terms are off so that all variants compute the same losses.
 
@@ -37,12 +41,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from veil import zoo
 from veil.core.allocator import keep_freed_memory
 from veil.core.eightbit import quantize_8bit_ste
 from veil.core.runtime import environment
 from veil.models import FrozenClassifier, create_model
+from veil.models.fused import fuse_batchnorm_leakyrelu
 from veil.train.obfuscator import AdversarialStep, make_config
 
 
@@ -75,12 +81,28 @@ def plain_step(make_classifier, lam: float):
     return step
 
 
+class Recomputed(torch.nn.Module):
+    """A block whose activations are recomputed in the backward pass instead of kept."""
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return checkpoint(self.block, x, use_reentrant=False)
+
+
 def veil_step(make_classifier, lam: float, precision: str = "fp32", fold: bool = True,
-              fraction: float = 1.0):
+              fraction: float = 1.0, fuse: bool = False, recompute: bool = False):
     torch.manual_seed(0)
     config = make_config("fast", distill=0.0, precision=precision,
                          deobfuscator_fraction=fraction)
     o, d, c = create_model("obfuscator"), create_model("deobfuscator"), make_classifier()
+    for m in (o, d):
+        if fuse:
+            fuse_batchnorm_leakyrelu(m)
+        if recompute:  # the blocks over [N, 192, 32, 32]: the first and the last
+            m.encoder[0], m.decoder[2] = Recomputed(m.encoder[0]), Recomputed(m.decoder[2])
     for m in (o, d, c):
         m.to(memory_format=torch.channels_last)
     step = AdversarialStep(o, d, c, config, torch.device("cpu"), fold=fold)
@@ -109,6 +131,10 @@ VARIANTS = {
     # the co-trained deobfuscator on a share of each batch (deobfuscator_fraction)
     "new_b32_deobf50": ({"kind": "veil", "fold": True, "fraction": 0.5}, 32, True),
     "new_b32_deobf25": ({"kind": "veil", "fold": True, "fraction": 0.25}, 32, True),
+    # BatchNorm + LeakyReLU as one op keeping one tensor (veil.models.fused)
+    "new_b32_fused": ({"kind": "veil", "fold": True, "fuse": True}, 32, True),
+    # the widest blocks' activations recomputed in the backward pass (torch.utils.checkpoint)
+    "new_b32_recompute": ({"kind": "veil", "fold": True, "recompute": True}, 32, True),
 }
 
 
