@@ -179,6 +179,16 @@ def test_old_warm_start_names_merge_over_the_recipe_the_file_names(tmp_path, cap
     assert make_config(values.pop("recipe"), **values).warm_start == {"utility": 1.0}
 
 
+@pytest.mark.parametrize("how", [["--recipe", "fast"], ["--set", "recipe=fast"]])
+def test_old_names_in_a_file_merge_over_the_recipe_the_command_line_starts_from(tmp_path,
+                                                                                 capsys, how):
+    path = tmp_path / "config.yaml"  # names no recipe: alone, it would merge over staged's
+    path.write_text(yaml.safe_dump({"utility_epochs": 1.0, "out": "runs/x"}))
+    assert main(["train", "obfuscator", "--config", str(path), *how, "--print-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["recipe"] == "fast" and shown["warm_start"] == {"utility": 1.0}
+
+
 def test_a_saved_checkpoint_config_with_old_names_loads(capsys):
     saved = {k: v for k, v in asdict(RECIPES["fast"]).items()
              if k not in ("lam_ramp_epochs", "warm_start")}  # as written before the renames

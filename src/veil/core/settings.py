@@ -136,9 +136,10 @@ def _default(cls: type, name: str) -> Any:
     return f.default_factory() if callable(f.default_factory) else f.default
 
 
-def read_settings_file(path: Path, cls: type) -> dict[str, Any]:
+def read_settings_file(path: Path, cls: type, recipe: str | None = None) -> dict[str, Any]:
     """The settings in a YAML file (a run folder's config.yaml, or one written by hand): old
-    names upgraded, an unknown key an error that names it."""
+    names upgraded (over `recipe`, the recipe the run starts from where it is not the file's),
+    an unknown key an error that names it."""
     import yaml
 
     where = f"--config {path}"
@@ -150,7 +151,9 @@ def read_settings_file(path: Path, cls: type) -> dict[str, Any]:
         raise ValueError(f"{where}: not valid YAML ({err})") from err
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
-    data = upgrade_names(cls, data, str(path))
+    base = cls.base_for({**data, "recipe": recipe}) if recipe and hasattr(cls, "base_for") \
+        else None
+    data = upgrade_names(cls, data, str(path), base=base)
     names = set(setting_names(cls))
     for name in sorted(data):
         if name not in names:

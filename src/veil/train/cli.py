@@ -75,14 +75,16 @@ def _given(args: argparse.Namespace, config_type: type) -> dict[str, Any]:
 
 def settings(args: argparse.Namespace, config_type: type) -> dict[str, Any]:
     """The settings over the recipe: --config's, then the options given, then --set's."""
-    values = read_settings_file(args.config, config_type) if args.config else {}
     given = _given(args, config_type)
     if isinstance(given.get("classifier"), list):  # --classifier given once or more
         given["classifier"], *rest = given["classifier"]
         if rest:
             given["ensemble"] = rest
+    given.update(parse_setting(config_type, pair) for pair in args.set)
+    # a file's old names merge over the recipe the run starts from, which the command line wins
+    values = read_settings_file(args.config, config_type, recipe=given.get("recipe")) \
+        if args.config else {}
     values.update(given)
-    values.update(parse_setting(config_type, pair) for pair in args.set)
     if not values.get("out") and not args.print_config:
         raise ValueError("--out is required (or --config with an 'out' key)")
     return values
