@@ -13,7 +13,7 @@ Speeds are images per second (medians over repeats), so steps at different batch
   the `veil` command does now) instead of being unmapped and page-faulted back every step.
 * new_b128: the allocator setting plus the frozen classifier's BatchNorms folded into its
   convolutions (the library default now). Folding is exact up to rounding (float64:
-  tests/test_models.py); here the fp32 losses of a few steps are shown beside a noise floor,
+  tests/test_warm_start.py); here the fp32 losses of a few steps are shown beside a noise floor,
   the envelope of three rounding-sized nudges of the images (training is chaotic: any change
   of rounding grows, so the two agree only in size, not digit for digit).
 * new_b32 / new_b32_bf16: the same at batch 32, the `staged` recipe's batch.

@@ -53,6 +53,20 @@ def test_folded_classifier_equals_the_unfolded_one(name):
     torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
 
 
+def test_a_folded_frozen_classifier_passes_the_unfolded_input_gradients():
+    model = _with_random_statistics(create_model("fastnet_tiny")).double()
+    folded, plain = FrozenClassifier(model), FrozenClassifier(model, fold=False)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(3, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    logits = [folded(xs[0]), plain(xs[1])]
+    torch.testing.assert_close(logits[0], logits[1], rtol=1e-10, atol=1e-10)
+    weights = torch.randn_like(logits[0])
+    for out in logits:
+        (out * weights).sum().backward()
+    torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=1e-9, atol=1e-12)
+
+
 def test_batchnorm_behind_a_max_pool_is_kept_when_a_scale_is_negative():
     # fastnet's blocks are conv -> max pool -> BN: folding across the pool is exact only for
     # positive scales, so a negative one must leave that BatchNorm in place.
