@@ -98,3 +98,33 @@ def test_blackbox_python_api_matches_the_command(server_classifier, tmp_path):
     assert not result.obfuscator.training
     assert result.checkpoint == tmp_path / "bb" / "obfuscator" / "model.pt"
     assert not (tmp_path / "x").exists()
+
+
+def test_a_blackbox_run_killed_in_the_obfuscators_warm_start_resumes(server_classifier, tmp_path,
+                                                                      monkeypatch):
+    from veil.core.checkpoint import save_checkpoint
+    from veil.train import warm_start
+
+    received: list[np.ndarray] = []
+    app = create_app(Predictor.from_checkpoint(server_classifier), ServerConfig(max_images=50),
+                     on_receive=lambda raws, images: received.extend(images))
+    out = tmp_path / "bb"
+    argv = ["blackbox", "--data", "sample", "--out", str(out), "--query-budget", "100",
+            "--surrogate", "fastnet_tiny", "--surrogate-epochs", "1", "--warm-start",
+            "encoder:2", "--epochs", "1", "--batch-size", "50", "--eval-images", "20",
+            "--quiet"]
+
+    def save_then_die(payload, path):
+        save_checkpoint(payload, path)
+        raise KeyboardInterrupt  # killed right after the warm start's first saved state
+
+    with BackgroundServer(app) as url:
+        monkeypatch.setattr(warm_start, "save_checkpoint", save_then_die)
+        assert main([*argv, "--classifier-url", url]) == 130  # as after Ctrl-C
+        held = sorted(p.name for p in (out / "obfuscator").glob("*.pt"))
+        assert held == ["warm-start-encoder.pt"] and len(received) == 100
+        monkeypatch.setattr(warm_start, "save_checkpoint", save_checkpoint)
+        assert main([*argv, "--classifier-url", url]) == 0
+    assert len(received) == 100 + 2 * 20, "the rerun queried nothing again, only measured"
+    obfuscator = load_checkpoint(out / "obfuscator" / "model.pt")
+    assert obfuscator["config"]["warm_start"] == {"encoder": 2.0}

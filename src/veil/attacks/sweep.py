@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..train.common import resumable_states
 from ..train.obfuscator import make_config, train_obfuscator
 
 DEFAULT_LAMS = (0.0, 0.1, 0.3, 1.0, 3.0)
@@ -42,8 +43,7 @@ def train_sweep(classifier: str | Path, lams: list[float], out: str | Path, *,
             log(f"λ = {lam:g}: reusing {model}")
         else:
             log(f"λ = {lam:g}: training an obfuscator ({config.epochs} epochs) into {config.out}")
-            resume = (Path(config.out) / "last.pt").exists()
-            train_obfuscator(config, resume=resume, quiet=quiet)
+            train_obfuscator(config, resume=bool(resumable_states(config.out)), quiet=quiet)
         paths.append(model)
     record = {"lams": list(dict.fromkeys(lams)), "recipe": recipe, "epochs": config.epochs,
               "train_subset": train_subset, "batch_size": config.batch_size, "lr": config.lr,

@@ -271,6 +271,7 @@ def _client(args: argparse.Namespace, send: Any, top_k: int = 1) -> VeilClient:
 
 
 def _surrogate_step(args: argparse.Namespace, out: Path) -> Path:
+    from ..train.common import resumable_states
     from ..train.surrogate import make_surrogate_config, train_surrogate
 
     folder = out / "surrogate"
@@ -278,11 +279,12 @@ def _surrogate_step(args: argparse.Namespace, out: Path) -> Path:
         config = make_surrogate_config(args.surrogate, out / QUERIES, data=args.data,
                                        out=str(folder), epochs=args.surrogate_epochs,
                                        seed=args.seed, threads=args.threads)
-        train_surrogate(config, resume=(folder / "last.pt").exists(), quiet=args.quiet)
+        train_surrogate(config, resume=bool(resumable_states(folder)), quiet=args.quiet)
     return folder / "model.pt"
 
 
 def _obfuscator_step(args: argparse.Namespace, out: Path, surrogate: Path) -> Path:
+    from ..train.common import resumable_states
     from ..train.obfuscator import DEFAULT_RECIPE, make_config, train_obfuscator
 
     folder = out / "obfuscator"
@@ -292,7 +294,7 @@ def _obfuscator_step(args: argparse.Namespace, out: Path, surrogate: Path) -> Pa
                              warm_start=args.warm_start, batch_size=args.batch_size,
                              train_subset=args.train_subset, seed=args.seed,
                              threads=args.threads)
-        train_obfuscator(config, resume=(folder / "last.pt").exists(), quiet=args.quiet)
+        train_obfuscator(config, resume=bool(resumable_states(folder)), quiet=args.quiet)
     return folder / "model.pt"
 
 

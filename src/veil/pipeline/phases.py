@@ -32,7 +32,7 @@ from ..report.figures import pareto_front
 from ..train import classifier as clf
 from ..train import obfuscator as obf
 from ..train.classifier import train_classifier
-from ..train.common import MetricsLog, config_from_dict
+from ..train.common import MetricsLog, config_from_dict, resumable_states
 from ..train.obfuscator import train_obfuscator
 from .context import Context
 from .plan import Phase, Slot, build_phases
@@ -82,7 +82,7 @@ def _train_phase(ctx: Context, phase: Phase, make: Callable[[], tuple[Any, Epoch
     run_dir = ctx.run_dir(phase.kind, phase.slot)
     record = ctx.progress.phase(phase.name)
     resumable = (record.get("status") == "running" and "config" in record
-                 and (run_dir / "last.pt").exists())
+                 and bool(resumable_states(run_dir)))
     if resumable:
         config = relocate(ctx, phase, config_from_dict(config_cls, record["config"]))
         plan = record.get("plan", {})

@@ -106,6 +106,13 @@ class RunDirError(RuntimeError):
 WARM_START_PREFIX = "warm-start-"  # a warm-start stage's resumable state: warm-start-<stage>.pt
 
 
+def resumable_states(path: str | os.PathLike) -> list[str]:
+    """The resumable states a run folder holds (last.pt, a warm-start stage's file), by name."""
+    path = Path(path)
+    return [p.name for p in [path / "last.pt", *sorted(path.glob(f"{WARM_START_PREFIX}*.pt"))]
+            if p.exists()]
+
+
 def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
     """Create (or, with resume, reuse) a run folder; fails clearly if it is not writable."""
     path = Path(path)
@@ -116,8 +123,7 @@ def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
         probe.unlink()
     except OSError as e:
         raise RunDirError(f"output folder {path} is not writable: {e.strerror or e}") from e
-    held = [p.name for p in [path / "last.pt", *sorted(path.glob(f"{WARM_START_PREFIX}*.pt"))]
-            if p.exists()]
+    held = resumable_states(path)
     if not resume and held:
         raise RunDirError(f"{path} already holds a run ({held[0]}); pass --resume to continue it "
                           f"or choose another --out")
