@@ -13,6 +13,11 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 
 
+def subset_indices(total: int, n: int, seed: int = 0) -> np.ndarray:
+    """The sorted indices of a random n of `total` items: the rule of every `subset`."""
+    return np.sort(np.random.default_rng(seed).permutation(total)[:n])
+
+
 @dataclass(frozen=True)
 class Split:
     """Images as uint8 (N, H, W, 3) and labels as int64 (N,)."""
@@ -34,7 +39,7 @@ class Split:
         """A class-balanced-in-expectation random subset of n images (all if n is None)."""
         if n is None or n >= len(self):
             return self
-        idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        idx = subset_indices(len(self), n, seed)
         return Split(self.images[idx], self.labels[idx])
 
 
