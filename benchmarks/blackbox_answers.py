@@ -107,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     server, _ = load_classifier(args.classifier, expected_classes=public.classes)
     with torch.inference_mode():
         reference = np.concatenate([server(x).argmax(1).numpy() for x, _ in test])
-    rows = []
+    result = {"settings": {k: str(v) for k, v in vars(args).items()},
+              "environment": environment(), "server_test_acc": float(np.mean(
+                  reference == public.test.labels)), "points": []}
+    args.out.mkdir(parents=True, exist_ok=True)
     for budget, answers in args.points:
         folder = args.out / f"{budget}-{answers.replace(':', '')}"
         model = folder / "model.pt"
@@ -121,15 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                                            threads=args.threads)
             train_surrogate(config, resume=bool(resumable_states(folder)), quiet=True)
         surrogate, payload = load_classifier(model, expected_classes=public.classes)
-        rows.append({"queries": budget, "answers": answers,
-                     "surrogate_test_acc": payload["metrics"]["test_acc"],
-                     "agreement_with_server_on_test": agreement(surrogate, reference, test)})
-        print(json.dumps(rows[-1]), flush=True)
-    result = {"settings": {k: str(v) for k, v in vars(args).items()},
-              "environment": environment(), "server_test_acc": float(np.mean(
-                  reference == public.test.labels)), "points": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "blackbox_answers.json", json.dumps(result, indent=1) + "\n")
+        result["points"].append({"queries": budget, "answers": answers,
+                                 "surrogate_test_acc": payload["metrics"]["test_acc"],
+                                 "agreement_with_server_on_test": agreement(surrogate, reference,
+                                                                            test)})
+        print(json.dumps(result["points"][-1]), flush=True)
+        # after every point, so that a stopped run keeps what it measured
+        atomic_write(args.out / "blackbox_answers.json", json.dumps(result, indent=1) + "\n")
     return 0
 
 
