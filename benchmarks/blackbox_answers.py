@@ -63,26 +63,25 @@ def answers_as_returned(probs: np.ndarray, classes: list[str], answers: str) -> 
     return np.stack(rows)
 
 
-def point_queries(images: np.ndarray, probs: np.ndarray, train_images: np.ndarray,
-                  budget: int, answers: str, classes: list[str], seed: int) -> bytes:
-    """The .npz a run with this budget and kind of answers would have trained from."""
-    if not np.array_equal(images, train_images):
-        raise ValueError("the queries are not the whole public training split in order; run "
-                         "veil blackbox with --query-budget of at least the split's size")
-    idx = subset_indices(len(images), budget, seed) if budget < len(images) \
-        else np.arange(len(images))
+def point_queries(images: np.ndarray, probs: np.ndarray, budget: int, answers: str,
+                  classes: list[str], seed: int) -> bytes:
+    """The .npz a run with this budget and kind of answers would have trained from, given the
+    whole public training split's images in order and their answers."""
+    idx = subset_indices(len(images), budget, seed)
     buffer = io.BytesIO()
     np.savez(buffer, images=images[idx], probs=answers_as_returned(probs[idx], classes, answers))
     return buffer.getvalue()
 
 
+def top1(model: torch.nn.Module, loader: TensorLoader) -> np.ndarray:
+    """The model's top-1 class for each of the loader's images, in order."""
+    with torch.inference_mode():
+        return np.concatenate([model(x).argmax(1).numpy() for x, _ in loader])
+
+
 def agreement(model: torch.nn.Module, reference: np.ndarray, loader: TensorLoader) -> float:
     """Top-1 agreement of `model` with the reference predictions over the loader's images."""
-    predicted = []
-    with torch.inference_mode():
-        for x, _ in loader:
-            predicted.append(model(x).argmax(1).numpy())
-    return float(np.mean(np.concatenate(predicted) == reference))
+    return float(np.mean(top1(model, loader) == reference))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     public = load_dataset(args.data)
     classes = list(public.classes)
     images, probs = load_queries(args.queries)
+    if not np.array_equal(images, public.train.images):
+        p.error("the queries are not the whole public training split in order; run veil "
+                "blackbox with a --query-budget of at least the split's size")
     test = TensorLoader(public.test, 500)
-    server, _ = load_classifier(args.classifier, expected_classes=public.classes)
-    with torch.inference_mode():
-        reference = np.concatenate([server(x).argmax(1).numpy() for x, _ in test])
+    reference = top1(load_classifier(args.classifier, expected_classes=public.classes)[0], test)
     result = {"settings": {k: str(v) for k, v in vars(args).items()},
               "environment": environment(), "server_test_acc": float(np.mean(
                   reference == public.test.labels)), "points": []}
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         if not model.exists():
             folder.mkdir(parents=True, exist_ok=True)
             path = folder.with_suffix(".npz")
-            atomic_write(path, point_queries(images, probs, public.train.images, budget,
-                                             answers, classes, args.seed))
+            atomic_write(path, point_queries(images, probs, budget, answers, classes,
+                                             args.seed))
             config = make_surrogate_config(args.surrogate, path, data=args.data, out=str(folder),
                                            epochs=args.surrogate_epochs, seed=args.seed,
                                            threads=args.threads)

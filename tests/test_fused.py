@@ -34,7 +34,8 @@ def _pair(dtype=torch.float64, channels_last=False):
 def test_fusing_keeps_every_parameter_and_buffer_name():
     plain, fused = _pair()
     assert list(plain.state_dict()) == list(fused.state_dict())
-    assert sum(isinstance(m, BatchNormLeakyReLU) for m in fused.modules()) == 18
+    assert sum(isinstance(m, BatchNormLeakyReLU) for m in fused.modules()) == \
+        LAYERS_WITH_AN_ACTIVATION
     assert not any(isinstance(m, nn.LeakyReLU) for m in fused.modules())
     fused.load_state_dict(plain.state_dict())  # a checkpoint of either loads into the other
 

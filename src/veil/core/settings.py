@@ -104,8 +104,8 @@ def upgrade_names(cls: type, data: dict[str, Any], source: str,
     """data with cls.RENAMED's old names read as the new ones, and a one-line notice on stderr
     if there were any. An old name that maps to "field.key" becomes an entry of that mapping,
     over `base`'s (a config instance; if None, `cls.base_for(data)` where cls has it, else cls's
-    defaults). Where data also gives the new
-    name, the new name wins and the old one is dropped."""
+    defaults). Where data also gives the new name, the new name wins and the old one is
+    dropped."""
     renamed: dict[str, str] = getattr(cls, "RENAMED", {})
     old = {k: v for k, v in data.items() if k in renamed}
     if not old:

@@ -13,8 +13,11 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 
 
-def subset_indices(total: int, n: int, seed: int = 0) -> np.ndarray:
-    """The sorted indices of a random n of `total` items: the rule of every `subset`."""
+def subset_indices(total: int, n: int | None, seed: int = 0) -> np.ndarray:
+    """The sorted indices of a random n of `total` items (all, in order, if n is None or at
+    least `total`): the rule of every `subset`."""
+    if n is None or n >= total:
+        return np.arange(total)
     return np.sort(np.random.default_rng(seed).permutation(total)[:n])
 
 
