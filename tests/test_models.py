@@ -158,3 +158,14 @@ def test_frozen_classifier_keeps_its_batchnorm_statistics():
     frozen.train()
     frozen(torch.rand(4, 3, 32, 32))
     assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())
+
+
+def test_resnet18_narrow_is_resnet18_at_a_quarter_width():
+    # 11,173,962 is the usual CIFAR ResNet-18's count; the narrow one keeps its layout.
+    assert count_params(create_model("resnet18")) == 11_173_962
+    narrow = create_model("resnet18_narrow")
+    assert (count_params(narrow), count_macs(narrow)) == (701_466, 35_046_656)
+    convs = [m for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)]
+    full = [m for m in create_model("resnet18").modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels * 4, c.out_channels * 4) for c in convs[1:]] == \
+        [(c.in_channels, c.out_channels) for c in full[1:]]

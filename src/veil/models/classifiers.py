@@ -101,10 +101,12 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
 
-def resnet_backbone(block: type, depths: list[int], num_classes: int) -> nn.Module:
-    layers: list[nn.Module] = conv_bn_relu(3, 64)
-    cin = 64
-    for stage, (width, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
+def resnet_backbone(block: type, depths: list[int], num_classes: int,
+                    base_width: int = 64) -> nn.Module:
+    widths = (base_width, 2 * base_width, 4 * base_width, 8 * base_width)
+    layers: list[nn.Module] = conv_bn_relu(3, base_width)
+    cin = base_width
+    for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):
         for i in range(depth):
             stride = 2 if stage > 0 and i == 0 else 1
             layers.append(block(cin, width, stride))
@@ -209,6 +211,13 @@ def vgg19(num_classes: int = 10) -> Classifier:
 
 def resnet18(num_classes: int = 10) -> Classifier:
     return Classifier(resnet_backbone(BasicBlock, [2, 2, 2, 2], num_classes), num_classes)
+
+
+def resnet18_narrow(num_classes: int = 10) -> Classifier:
+    """ResNet-18 at a quarter of its width (16 → 128 channels): a CPU-sized classifier of a
+    family no CPU obfuscator is trained against (strided stages, average pool, no max pool)."""
+    return Classifier(resnet_backbone(BasicBlock, [2, 2, 2, 2], num_classes, base_width=16),
+                      num_classes)
 
 
 def resnet50(num_classes: int = 10) -> Classifier:

@@ -13,6 +13,7 @@ _REGISTRY: dict[str, tuple[str, Callable[..., nn.Module]]] = {
     "deobfuscator": ("obfuscator", obfuscator.deobfuscator),
     "vgg19": ("classifier", classifiers.vgg19),
     "resnet18": ("classifier", classifiers.resnet18),
+    "resnet18_narrow": ("classifier", classifiers.resnet18_narrow),
     "resnet50": ("classifier", classifiers.resnet50),
     "googlenet": ("classifier", classifiers.googlenet),
     "fastnet": ("classifier", classifiers.fastnet),
