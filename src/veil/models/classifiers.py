@@ -102,10 +102,10 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
 
 
 def resnet_backbone(block: type, depths: list[int], num_classes: int,
-                    base_width: int = 64) -> nn.Module:
-    widths = (base_width, 2 * base_width, 4 * base_width, 8 * base_width)
-    layers: list[nn.Module] = conv_bn_relu(3, base_width)
-    cin = base_width
+                    width: int = 64) -> nn.Module:
+    widths = (width, 2 * width, 4 * width, 8 * width)
+    layers: list[nn.Module] = conv_bn_relu(3, width)
+    cin = width
     for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):
         for i in range(depth):
             stride = 2 if stage > 0 and i == 0 else 1
@@ -209,15 +209,14 @@ def vgg19(num_classes: int = 10) -> Classifier:
     return Classifier(vgg19_backbone(num_classes), num_classes)
 
 
-def resnet18(num_classes: int = 10) -> Classifier:
-    return Classifier(resnet_backbone(BasicBlock, [2, 2, 2, 2], num_classes), num_classes)
+def resnet18(num_classes: int = 10, width: int = 64) -> Classifier:
+    return Classifier(resnet_backbone(BasicBlock, [2, 2, 2, 2], num_classes, width), num_classes)
 
 
 def resnet18_narrow(num_classes: int = 10) -> Classifier:
     """ResNet-18 at a quarter of its width (16 → 128 channels): a CPU-sized classifier of a
     family no CPU obfuscator is trained against (strided stages, average pool, no max pool)."""
-    return Classifier(resnet_backbone(BasicBlock, [2, 2, 2, 2], num_classes, base_width=16),
-                      num_classes)
+    return resnet18(num_classes, width=16)
 
 
 def resnet50(num_classes: int = 10) -> Classifier:
