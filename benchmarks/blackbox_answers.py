@@ -60,14 +60,20 @@ def answers_as_returned(probs: np.ndarray, classes: list[str], answers: str) -> 
     rows = []
     for p in probs:
         best = np.argsort(-p, kind="stable")[:top]
-        prediction = Prediction("", classes[best[0]], int(best[0]), float(p[best[0]]),
-                                [(classes[i], float(p[i])) for i in best])
+        prediction = Prediction(
+            "",
+            classes[best[0]],
+            int(best[0]),
+            float(p[best[0]]),
+            [(classes[i], float(p[i])) for i in best],
+        )
         rows.append(answer_target(prediction, classes, kind))
     return np.stack(rows)
 
 
-def point_queries(images: np.ndarray, probs: np.ndarray, budget: int, answers: str,
-                  classes: list[str], seed: int) -> bytes:
+def point_queries(
+    images: np.ndarray, probs: np.ndarray, budget: int, answers: str, classes: list[str], seed: int
+) -> bytes:
     """The .npz a run with this budget and kind of answers would have trained from, given the
     whole public training split's images in order and their answers."""
     idx = subset_indices(len(images), budget, seed)
@@ -88,11 +94,15 @@ def agreement(model: torch.nn.Module, reference: np.ndarray, loader: TensorLoade
 
 
 def markdown(result: dict) -> str:
-    lines = ["| images queried | answers | surrogate test accuracy | agreement with the server "
-             "(test) |", "|---:|---|---:|---:|"]
+    lines = [
+        "| images queried | answers | surrogate test accuracy | agreement with the server (test) |",
+        "|---:|---|---:|---:|",
+    ]
     for p in sorted(result["points"], key=lambda p: (p["queries"], p["answers"])):
-        lines.append(f"| {p['queries']:,} | {p['answers']} | {100 * p['surrogate_test_acc']:.2f} % "
-                     f"| {100 * p['agreement_with_server_on_test']:.2f} % |")
+        lines.append(
+            f"| {p['queries']:,} | {p['answers']} | {100 * p['surrogate_test_acc']:.2f} % "
+            f"| {100 * p['agreement_with_server_on_test']:.2f} % |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -101,13 +111,21 @@ def plot(result: dict, path: Path) -> None:
     fig = agg_figure(figsize=(6.5, 4.2))
     ax = fig.subplots()
     for answers in sorted({p["answers"] for p in result["points"]}):
-        points = sorted((p["queries"], 100 * p["agreement_with_server_on_test"])
-                        for p in result["points"] if p["answers"] == answers)
-        ax.plot([q for q, _ in points], [a for _, a in points], marker="o",
-                label=f"answers: {answers}")
+        points = sorted(
+            (p["queries"], 100 * p["agreement_with_server_on_test"])
+            for p in result["points"]
+            if p["answers"] == answers
+        )
+        ax.plot(
+            [q for q, _ in points], [a for _, a in points], marker="o", label=f"answers: {answers}"
+        )
+    budgets = sorted({p["queries"] for p in result["points"]})
     ax.set_xscale("log")
+    ax.set_xticks(budgets, [f"{b:,}" for b in budgets])
+    ax.minorticks_off()
     ax.set_xlabel("public training images queried")
-    ax.set_ylabel("surrogate's top-1 agreement with the server, % (test split)")
+    ax.set_ylabel("top-1 agreement with the server, %")
+    ax.set_title("surrogate on the test split", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -116,13 +134,23 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--queries", required=True, type=Path,
-                   help="queries.npz of a veil blackbox run over the whole training split")
+    p.add_argument(
+        "--queries",
+        required=True,
+        type=Path,
+        help="queries.npz of a veil blackbox run over the whole training split",
+    )
     p.add_argument("--classifier", required=True, help="the server's classifier (to compare)")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--points", nargs="+", type=parse_point, required=True,
-                   metavar="BUDGET:ANSWERS", help="e.g. 2000:probs 50000:label 50000:topk:3")
+    p.add_argument(
+        "--points",
+        nargs="+",
+        type=parse_point,
+        required=True,
+        metavar="BUDGET:ANSWERS",
+        help="e.g. 2000:probs 50000:label 50000:topk:3",
+    )
     p.add_argument("--surrogate", default="fastnet")
     p.add_argument("--surrogate-epochs", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
@@ -133,13 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     classes = list(public.classes)
     images, probs = load_queries(args.queries)
     if not np.array_equal(images, public.train.images):
-        p.error("the queries are not the whole public training split in order; run veil "
-                "blackbox with a --query-budget of at least the split's size")
+        p.error(
+            "the queries are not the whole public training split in order; run veil "
+            "blackbox with a --query-budget of at least the split's size"
+        )
     test = TensorLoader(public.test, 500)
     reference = top1(load_classifier(args.classifier, expected_classes=public.classes)[0], test)
-    result = {"settings": {k: str(v) for k, v in vars(args).items()},
-              "environment": environment(), "server_test_acc": float(np.mean(
-                  reference == public.test.labels)), "points": []}
+    result = {
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "environment": environment(),
+        "server_test_acc": float(np.mean(reference == public.test.labels)),
+        "points": [],
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     for budget, answers in args.points:
         folder = args.out / f"{budget}-{answers.replace(':', '')}"
@@ -147,17 +180,26 @@ def main(argv: list[str] | None = None) -> int:
         if not model.exists():
             folder.mkdir(parents=True, exist_ok=True)
             path = folder.with_suffix(".npz")
-            atomic_write(path, point_queries(images, probs, budget, answers, classes,
-                                             args.seed))
-            config = make_surrogate_config(args.surrogate, path, data=args.data, out=str(folder),
-                                           epochs=args.surrogate_epochs, seed=args.seed,
-                                           threads=args.threads)
+            atomic_write(path, point_queries(images, probs, budget, answers, classes, args.seed))
+            config = make_surrogate_config(
+                args.surrogate,
+                path,
+                data=args.data,
+                out=str(folder),
+                epochs=args.surrogate_epochs,
+                seed=args.seed,
+                threads=args.threads,
+            )
             train_surrogate(config, resume=bool(resumable_states(folder)), quiet=True)
         surrogate, payload = load_classifier(model, expected_classes=public.classes)
-        result["points"].append({"queries": budget, "answers": answers,
-                                 "surrogate_test_acc": payload["metrics"]["test_acc"],
-                                 "agreement_with_server_on_test": agreement(surrogate, reference,
-                                                                            test)})
+        result["points"].append(
+            {
+                "queries": budget,
+                "answers": answers,
+                "surrogate_test_acc": payload["metrics"]["test_acc"],
+                "agreement_with_server_on_test": agreement(surrogate, reference, test),
+            }
+        )
         print(json.dumps(result["points"][-1]), flush=True)
         # after every point, so that a stopped run keeps what it measured
         atomic_write(args.out / "blackbox_answers.json", json.dumps(result, indent=1) + "\n")
