@@ -24,6 +24,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from veil.core.checkpoint import load_checkpoint
 from veil.core.files import atomic_write
 from veil.core.runtime import environment
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)  # the served classifier too; environment() records it
     test = load_dataset(args.data).test.subset(args.eval_images, args.seed)
     app = create_app(Predictor.from_checkpoint(args.classifier), ServerConfig(max_images=64))
     args.out.mkdir(parents=True, exist_ok=True)
