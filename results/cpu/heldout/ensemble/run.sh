@@ -30,4 +30,8 @@ mkdir -p "$RUNS"
   --classifier runs/default-classifier.pt --classifier "$RUNS/resnet9_narrow-s0/model.pt" \
   --set ensemble_mode=cycle --data $DATA --out "$RUNS/obfuscator" --threads 1 --seed 0 \
   --resume --quiet
-echo "done: $RUNS/obfuscator/model.pt"
+# the fresh attacker on the final model (attack-final/)
+[ -f "$RUNS/attack-final/attacks.json" ] || veil attack --obfuscators "$RUNS/obfuscator/model.pt" \
+  --classifier runs/default-classifier.pt --attacks unet --budget full --data $DATA \
+  --out "$RUNS/attack-final" --threads 1 --test-subset 2000 --quiet
+echo "done: $RUNS/obfuscator/model.pt, $RUNS/attack-final/attacks.md"
