@@ -17,12 +17,13 @@ mkdir -p runs
 [ -f runs/default-obfuscator.pt ] || $PY -m veil.zoo.build \
   --extract-classifier runs/default-classifier.pt --extract-obfuscator runs/default-obfuscator.pt
 RUN=runs/blackbox-refine
+DATA=../shared/data/cifar10-jpeg75.zip
 $PY benchmarks/blackbox_refine.py --classifier runs/default-classifier.pt \
   --blackbox "$REPO/results/cpu/blackbox/full/resume" --whitebox runs/default-obfuscator.pt \
-  --data ../shared/data/cifar10-jpeg75.zip --out $RUN --threads 2 --seed 0
+  --data $DATA --out $RUN --threads 2 --seed 0
 # the strongest fresh attacker on the refined obfuscator (attack/); it was trained against the
 # refined surrogate, so that is the classifier veil attack is given
 [ -f $RUN/attack/attacks.json ] || $PY -m veil.cli attack \
   --obfuscators $RUN/blackbox_refined/model.pt --classifier $RUN/surrogate/model.pt \
-  --attacks unet --budget full --data ../shared/data/cifar10-jpeg75.zip --out $RUN/attack \
+  --attacks unet --budget full --data $DATA --out $RUN/attack \
   --threads 2 --test-subset 2000 --quiet
