@@ -90,10 +90,16 @@ def load_obfuscator_pair(path: str | Path, device: str | torch.device = "cpu", v
     payload = load_checkpoint(path, map_location=device, verify=verify)
     if payload.get("kind") != "obfuscator":
         raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not an obfuscator")
-    obfuscator, deobfuscator = create_model("obfuscator"), create_model("deobfuscator")
+    obfuscator = create_model("obfuscator", width=obfuscator_width(payload))
+    deobfuscator = create_model("deobfuscator")
     obfuscator.load_state_dict(payload["obfuscator"])
     deobfuscator.load_state_dict(payload["deobfuscator"])
     return obfuscator.to(device).eval(), deobfuscator.to(device).eval(), payload
+
+
+def obfuscator_width(payload: dict[str, Any]) -> float:
+    """The width multiplier α an obfuscator checkpoint was trained at (1 before α existed)."""
+    return float((payload.get("config") or {}).get("width", 1.0))
 
 
 class ArrayObfuscator:

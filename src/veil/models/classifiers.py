@@ -194,12 +194,13 @@ class FastBlock(nn.Sequential):
         )
 
 
-def fastnet_backbone(num_classes: int, widths: tuple[int, int, int]) -> nn.Module:
+def fastnet_backbone(num_classes: int, widths: tuple[int, int, int], stem: int = 24
+                     ) -> nn.Module:
     """2x2 stem conv, three conv-pool-conv blocks, global max pool (after airbench's layout)."""
     w1, w2, w3 = widths
     return nn.Sequential(
-        nn.Conv2d(3, 24, 2, padding=0), nn.GELU(),
-        FastBlock(24, w1), FastBlock(w1, w2), FastBlock(w2, w3),
+        nn.Conv2d(3, stem, 2, padding=0), nn.GELU(),
+        FastBlock(stem, w1), FastBlock(w1, w2), FastBlock(w2, w3),
         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(w3, num_classes, bias=False),
         _Scale(1 / 9),
     )
@@ -251,3 +252,50 @@ def fastnet_wide(num_classes: int = 10) -> Classifier:
 def fastnet_tiny(num_classes: int = 10) -> Classifier:
     """For tests: a few thousand parameters."""
     return Classifier(fastnet_backbone(num_classes, (8, 16, 16)), num_classes)
+
+
+# --- The device alone: fastnets sized to an obfuscator's budget ------------------------------
+# Offloading pays only if the obfuscator's accuracy through the cloud beats what a classifier of
+# the same device cost reaches on its own. These fastnets are that baseline: (stem, w1, w2, w3)
+# as `fastnet_widths_for` picks them for the obfuscator's MACs at width multiplier α = 1, 0.5,
+# 0.25 (fixed here so that their checkpoints keep loading; a test checks the rule still agrees).
+FASTNET_WIDTHS = (24, 48, 160, 160)
+DEVICE_FASTNETS: dict[str, tuple[float, tuple[int, int, int, int]]] = {
+    "fastnet_device_a100": (1.0, (16, 32, 112, 112)),
+    "fastnet_device_a050": (0.5, (8, 16, 64, 64)),
+    "fastnet_device_a025": (0.25, (8, 8, 32, 48)),
+}
+
+
+def fastnet_macs(stem: int, w1: int, w2: int, w3: int, size: int = 32) -> int:
+    """Multiply-accumulates of a fastnet of these widths on one size x size image (the same
+    convolutions and matrix products `complexity.count_macs` counts)."""
+    side = size - 1  # the 2x2 stem conv without padding
+    macs = side * side * stem * 3 * 4
+    for cin, cout in ((stem, w1), (w1, w2), (w2, w3)):
+        macs += side * side * cin * cout * 9
+        side //= 2
+        macs += side * side * cout * cout * 9
+    return macs + w3 * 10
+
+
+def fastnet_widths_for(macs: int) -> tuple[int, int, int, int]:
+    """The fastnet (stem, w1, w2, w3) whose MACs are closest to `macs`: fastnet's widths scaled
+    by one factor and rounded to multiples of 8, the last block up to 16 wider."""
+    if macs < fastnet_macs(8, 8, 8, 8):
+        raise ValueError(f"no fastnet costs as little as {macs:,} MACs")
+    best: tuple[float, tuple[int, int, int, int]] | None = None
+    for step in range(5, 201):
+        stem, w1, w2 = (max(8, int(w * step / 100 + 4) // 8 * 8) for w in FASTNET_WIDTHS[:3])
+        for extra in (0, 8, 16):
+            widths = (stem, w1, w2, w2 + extra)
+            gap = abs(fastnet_macs(*widths) / macs - 1)
+            if best is None or gap < best[0] - 1e-12:
+                best = (gap, widths)
+    assert best is not None
+    return best[1]
+
+
+def fastnet_device(name: str, num_classes: int = 10) -> Classifier:
+    stem, *widths = DEVICE_FASTNETS[name][1]
+    return Classifier(fastnet_backbone(num_classes, tuple(widths), stem), num_classes)

@@ -17,6 +17,11 @@ the choice above is MobileNetV2's (stride in the depthwise conv) for the encoder
 decoder the placement that gives the paper's ~2.6e7 multiply-accumulates (26.08M measured).
 The last layer's LeakyReLU is replaced by a sigmoid so that the output is an image in [0, 1]
 (what is transmitted), adding no parameters.
+
+`width` is MobileNet's width multiplier α: every inner channel count is scaled by it (rounded
+to a multiple of 8, at least 8), the 3-channel input and output stay. α = 1 is exactly the
+paper's network; α = 0.5 and 0.25 cost about a quarter and a sixteenth of its MACs, for a
+device that cannot spend 2.6e7.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ from torch import nn
 
 EXPANSION = 6
 NEGATIVE_SLOPE = 0.2
+CHANNELS = (32, 32, 64, 128)  # stem, then the three encoder bottlenecks' outputs (α = 1)
+
+
+def scaled_channels(width: float) -> tuple[int, ...]:
+    """The inner channel counts at width multiplier `width` (MobileNet's rounding)."""
+    if not (isinstance(width, (int, float)) and 0 < width <= 4):
+        raise ValueError(f"obfuscator width multiplier must be in (0, 4], got {width!r}")
+    return tuple(max(8, int(c * width + 4) // 8 * 8) for c in CHANNELS)
 
 
 def conv_bn_act(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
@@ -62,18 +75,20 @@ class Bottleneck(nn.Module):
 class Obfuscator(nn.Module):
     """Image-to-image network of the paper; also used, untouched, as the deobfuscator."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: float = 1.0) -> None:
         super().__init__()
-        self.stem = conv_bn_act(3, 32, 3)
+        self.width = float(width)
+        c0, c1, c2, c3 = scaled_channels(width)
+        self.stem = conv_bn_act(3, c0, 3)
         self.encoder = nn.Sequential(
-            Bottleneck(32, 32, stride=2),
-            Bottleneck(32, 64, stride=2),
-            Bottleneck(64, 128, stride=2),
+            Bottleneck(c0, c1, stride=2),
+            Bottleneck(c1, c2, stride=2),
+            Bottleneck(c2, c3, stride=2),
         )
         self.decoder = nn.Sequential(
-            Bottleneck(128, 64, upsample="out"),
-            Bottleneck(64, 32, upsample="mid"),
-            Bottleneck(32, 3, upsample="mid", last=True),
+            Bottleneck(c3, c2, upsample="out"),
+            Bottleneck(c2, c1, upsample="mid"),
+            Bottleneck(c1, 3, upsample="mid", last=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,9 +100,9 @@ class Obfuscator(nn.Module):
         return torch.sigmoid(self.decoder(self.encoder(self.stem(x))))
 
 
-def obfuscator() -> Obfuscator:
-    return Obfuscator()
+def obfuscator(width: float = 1.0) -> Obfuscator:
+    return Obfuscator(width)
 
 
-def deobfuscator() -> Obfuscator:
-    return Obfuscator()
+def deobfuscator(width: float = 1.0) -> Obfuscator:
+    return Obfuscator(width)

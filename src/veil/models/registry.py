@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from torch import nn
@@ -22,6 +23,8 @@ _REGISTRY: dict[str, tuple[str, Callable[..., nn.Module]]] = {
     "resnet9": ("classifier", classifiers.resnet9),
     "resnet9_narrow": ("classifier", classifiers.resnet9_narrow),
     "resnet9_tiny": ("classifier", classifiers.resnet9_tiny),
+    **{name: ("classifier", functools.partial(classifiers.fastnet_device, name))
+       for name in classifiers.DEVICE_FASTNETS},
 }
 
 PAPER_CLASSIFIERS = ("vgg19", "resnet18", "resnet50", "googlenet")

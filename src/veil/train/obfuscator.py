@@ -56,6 +56,7 @@ from ..metrics import psnr, ssim
 from ..models import FrozenClassifier, create_model
 from ..models.checkpoints import load_classifier, with_normalization
 from ..models.external import check_classifier, export_classifier
+from ..models.obfuscator import scaled_channels
 from .common import (
     WARM_START_PREFIX,
     Distributed,
@@ -121,6 +122,9 @@ class ObfuscatorConfig(RunConfig):
     curve_every: int = 0  # log obfuscated accuracy every N training images (0: off)
     curve_images: int = 1000
     quantize: bool = True  # 8-bit straight-through quantisation of the sent image
+    # the obfuscator's width multiplier α (1: the paper's network); the co-trained
+    # deobfuscator stays at full width, since the device's budget does not bind the attacker
+    width: float = 1.0
 
     RENAMED: ClassVar[dict[str, str]] = {
         "warmup_epochs": "lam_ramp_epochs", "identity_epochs": "warm_start.identity",
@@ -132,7 +136,9 @@ class ObfuscatorConfig(RunConfig):
         one_of(self, "ensemble_mode", ("mean", "cycle"))
         at_least(self, lam=0, lam_ramp_epochs=0, distill=0, feature_weight=0, step_epochs=0,
                  warm_start_batch_size=1, curve_every=0, curve_images=1)
-        positive(self, "lr_deobfuscator", "temperature", "warm_start_lr", "deobfuscator_fraction")
+        positive(self, "lr_deobfuscator", "temperature", "warm_start_lr", "deobfuscator_fraction",
+                 "width")
+        scaled_channels(self.width)
         if self.deobfuscator_fraction > 1:
             raise ValueError(f"setting deobfuscator_fraction = {self.deobfuscator_fraction!r}: "
                              "a share of the batch, at most 1")
@@ -375,7 +381,7 @@ class ObfuscatorTrainer:
         classifier, self.clf_info = _frozen_target(config, ds, device, process, classifier)
         members = [classifier, *_ensemble_members(config, ds, device, self.clf_info)]
         seed_everything(config.seed)
-        self.obfuscator = create_model("obfuscator").to(device)
+        self.obfuscator = create_model("obfuscator", width=config.width).to(device)
         self.deobfuscator = create_model("deobfuscator").to(device)
         if config.channels_last:
             for m in (self.obfuscator, self.deobfuscator, *members):

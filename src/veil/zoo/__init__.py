@@ -63,7 +63,9 @@ def load(name: str = DEFAULT, device: str | torch.device = "cpu",
     nets = {}
     for role, model_name in (("classifier", info["classifier"]["model"]),
                              ("obfuscator", "obfuscator"), ("deobfuscator", "deobfuscator")):
-        kwargs = {"num_classes": len(info["classes"])} if role == "classifier" else {}
+        kwargs = ({"num_classes": len(info["classes"])} if role == "classifier" else
+                  {"width": float(info["obfuscator"]["recipe"].get("width", 1.0))}
+                  if role == "obfuscator" else {})
         net = create_model(model_name, **kwargs)
         net.load_state_dict({k: v.float() if v.is_floating_point() else v
                              for k, v in state[role].items()})
