@@ -27,7 +27,7 @@ case $LANE in
       "$PY" -m veil.zoo.build --extract-classifier runs/default-classifier.pt
     for alpha in 0.25 0.5; do
       "$PY" -m veil train obfuscator --classifier runs/default-classifier.pt --data "$DATA" \
-        --out "runs/veil-a$alpha" --recipe staged --threads 1 --curve-every 20000 \
+        --out "runs/veil-a$alpha" --recipe staged --threads 1 --set curve_every=20000 \
         --set width="$alpha" --resume
     done ;;
   *) echo "unknown lane $LANE" >&2; exit 2 ;;
