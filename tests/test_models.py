@@ -169,3 +169,92 @@ def test_resnet18_narrow_is_resnet18_at_a_quarter_width():
     full = [m for m in create_model("resnet18").modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels * 4, c.out_channels * 4) for c in convs[1:]] == \
         [(c.in_channels, c.out_channels) for c in full[1:]]
+
+
+# --- the width multiplier α and the device-alone family (issue 43) ---------------------------
+def _hand_counted_params(c0: int, c1: int, c2: int, c3: int) -> int:
+    """Table 4's layers counted by hand: conv weights (no bias) + BatchNorm's scale and shift."""
+    def bottleneck(cin: int, cout: int) -> int:
+        hidden = 6 * cin
+        return cin * hidden + 2 * hidden + hidden * 9 + 2 * hidden + hidden * cout + 2 * cout
+    stem = 3 * c0 * 9 + 2 * c0
+    encoder = bottleneck(c0, c1) + bottleneck(c1, c2) + bottleneck(c2, c3)
+    decoder = bottleneck(c3, c2) + bottleneck(c2, c1) + bottleneck(c1, 3)
+    return stem + encoder + decoder
+
+
+@pytest.mark.parametrize("width, channels, macs", [
+    (1.0, (32, 32, 64, 128), 26_081_280),
+    (0.5, (16, 16, 32, 64), 7_732_224),
+    (0.25, (8, 8, 16, 32), 2_539_008)])
+def test_width_multiplier_scales_the_obfuscator_as_counted(width, channels, macs):
+    model = Obfuscator(width)
+    assert count_params(model) == _hand_counted_params(*channels)
+    assert count_macs(model) == macs
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 3, 32, 32)
+    assert create_model("obfuscator", width=width).width == width
+
+
+def test_width_one_is_exactly_the_papers_obfuscator():
+    assert _hand_counted_params(32, 32, 64, 128) == PAPER_PARAMS
+    assert count_params(Obfuscator(1.0)) == PAPER_PARAMS
+
+
+@pytest.mark.parametrize("width", [0, -0.5, 5, float("nan"), "half"])
+def test_bad_width_multipliers_are_clear_errors(width):
+    with pytest.raises(ValueError, match="width multiplier must be in"):
+        Obfuscator(width)
+
+
+def test_device_fastnets_cost_what_the_obfuscator_costs_at_their_width():
+    from veil.models.classifiers import DEVICE_FASTNETS, fastnet_widths_for
+    for name, (width, widths) in DEVICE_FASTNETS.items():
+        device_macs = model_complexity(name).macs
+        obfuscator_macs = count_macs(Obfuscator(width))
+        assert abs(device_macs / obfuscator_macs - 1) <= 0.10, name
+        assert fastnet_widths_for(obfuscator_macs) == widths  # the rule still picks them
+        assert model_kind(name) == "classifier"
+        assert create_model(name)(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("widths", [(24, 48, 160, 160), (8, 8, 32, 48), (16, 32, 112, 112)])
+def test_fastnet_mac_formula_matches_the_counter(widths):
+    from veil.models.classifiers import Classifier, fastnet_backbone, fastnet_macs
+    stem, *rest = widths
+    model = Classifier(fastnet_backbone(10, tuple(rest), stem), 10)
+    assert fastnet_macs(*widths) == count_macs(model)
+
+
+@pytest.mark.parametrize("budget", [2_000_000, 5_000_000, 13_000_000, 40_000_000, 60_000_000])
+def test_a_fastnet_sized_to_any_budget_is_within_ten_percent(budget):
+    from veil.models.classifiers import fastnet_macs, fastnet_widths_for
+    assert abs(fastnet_macs(*fastnet_widths_for(budget)) / budget - 1) <= 0.10
+
+
+def test_a_budget_below_the_smallest_fastnet_is_a_clear_error():
+    from veil.models.classifiers import fastnet_widths_for
+    with pytest.raises(ValueError, match="no fastnet costs as little as 1,000 MACs"):
+        fastnet_widths_for(1000)
+
+
+def test_an_obfuscator_checkpoint_rebuilds_at_its_width(tmp_path):
+    from veil.core.checkpoint import save_checkpoint
+    from veil.models.checkpoints import load_obfuscator_pair
+    torch.manual_seed(0)
+    narrow = Obfuscator(0.25)
+    save_checkpoint({"kind": "obfuscator", "obfuscator": narrow.state_dict(),
+                     "deobfuscator": Obfuscator().state_dict(), "config": {"width": 0.25}},
+                    tmp_path / "o.pt")
+    obfuscator, deobfuscator, _ = load_obfuscator_pair(tmp_path / "o.pt")
+    assert obfuscator.width == 0.25 and deobfuscator.width == 1.0  # the attacker keeps its size
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(obfuscator(x), narrow.eval()(x))
+
+
+@pytest.mark.parametrize("width, message", [(0, "must be above 0"),
+                                            (8, "width multiplier must be in")])
+def test_an_obfuscator_run_refuses_a_bad_width(width, message):
+    from veil.train.obfuscator import make_config
+    assert make_config(width=0.5).width == 0.5
+    with pytest.raises(ValueError, match=message):
+        make_config(width=width)

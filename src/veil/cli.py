@@ -16,8 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("veil.data.cli", "inspect or prepare a data source (decode and cache it)"),
     "train": ("veil.train.cli", "train a classifier or an obfuscator/deobfuscator pair"),
     "evaluate": ("veil.eval.cli", "the paper's Tables 1-3 for trained classifiers and obfuscators"),
-    "attack": ("veil.attacks.cli", "attack a frozen obfuscator (fresh decoder, white-box "
-               "inversion) and score baselines"),
+    "attack": ("veil.attacks.cli", "attack a frozen obfuscator and score baselines: "
+               "reconstruction (fresh decoders, white-box inversion) and linkage (which photo "
+               "was sent: the operator's features, a learned matcher)"),
     "report": ("veil.eval.report_cli", "regenerate Markdown and figures from result JSON"),
     "export": ("veil.export.cli", "export an obfuscator to ONNX for the edge"),
     "serve": ("veil.serve.cli", "serve a frozen classifier over HTTP"),

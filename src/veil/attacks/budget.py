@@ -33,6 +33,14 @@ class AttackBudget:
     val_images: int = 500
     eval_every: int = 4000
     flat_gain: float = 0.005
+    # linkage: the gallery of test photos each sent image is looked up in, and the learned
+    # matcher's budget (quick: `epochs` passes over the training photos; until flat: the
+    # time and pair caps below, None for none)
+    gallery_size: int = 1000
+    matcher_width: int = 32
+    matcher_time_s: float | None = None
+    matcher_max_images: int | None = None
+    matcher_eval_every: int = 5000
 
     def __post_init__(self) -> None:
         self.ssim_weights = tuple(float(w) for w in self.ssim_weights)
@@ -43,11 +51,12 @@ class AttackBudget:
 
     def _check_counts(self) -> None:
         for name in ("epochs", "batch_size", "unet_width", "inversion_steps",
-                     "inversion_restarts"):
+                     "inversion_restarts", "gallery_size", "matcher_width",
+                     "matcher_eval_every"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise ValueError(f"attack budget: {name} must be positive, got "
                                  f"{getattr(self, name)}")
-        for name in ("train_size", "inversion_images", "max_images"):
+        for name in ("train_size", "inversion_images", "max_images", "matcher_max_images"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"attack budget: {name} must be at least 1, got {value}")
@@ -67,7 +76,7 @@ BUDGETS: dict[str, AttackBudget] = {
     "quick": AttackBudget(),
     "hour": AttackBudget(until_flat=True, unet_width=48, batch_size=64, time_s=200.0,
                          max_images=30_000, ssim_weights=(1.0,), inversion_images=200,
-                         inversion_steps=120, inversion_restarts=1),
+                         inversion_steps=120, inversion_restarts=1, matcher_time_s=600.0),
     "full": AttackBudget(until_flat=True, unet_width=48, batch_size=64, ssim_weights=(0.0, 1.0),
                          inversion_images=200),
 }

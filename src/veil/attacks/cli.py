@@ -1,5 +1,9 @@
 """`veil attack`: attack frozen obfuscators and baselines; `veil attack sweep` adds a λ sweep.
 
+Two families of attacks: reconstruction (redraw the picture: the co-trained deobfuscator, fresh
+decoders, white-box inversion) and linkage (find the photo a sent image came from among a
+gallery: the operator's classifier features, a learned contrastive matcher).
+
 Writes attacks.json, attacks.md, one example grid per defense and tradeoff.png (accuracy vs the
 strongest attacker's SSIM, Pareto front marked) into --out; while it runs, the finished
 defenses are kept in attacks.partial.json, so that `--resume` continues a killed run.
@@ -80,6 +84,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="until flat: training images per decoder and loss")
     b.add_argument("--attacker-eval-every", type=int, metavar="N", dest="eval_every",
                    help="until flat: validate every N training images")
+    b.add_argument("--gallery-size", type=int, metavar="N",
+                   help="linkage: test photos each sent image is looked up among (default 1000)")
+    b.add_argument("--matcher-seconds", type=float, metavar="S", dest="matcher_time_s",
+                   help="linkage, until flat: training seconds of the learned matcher")
+    b.add_argument("--matcher-images", type=int, metavar="N", dest="matcher_max_images",
+                   help="linkage, until flat: training pairs of the learned matcher")
+    b.add_argument("--matcher-eval-every", type=int, metavar="N",
+                   help="linkage: validate the matcher every N training pairs")
+    b.add_argument("--matcher-width", type=int, metavar="W",
+                   help="linkage: the matcher's encoder width (default 32)")
     b.add_argument("--inversion-images", type=int, metavar="N",
                    help="test images attacked by inversion")
     b.add_argument("--inversion-steps", type=int)
@@ -104,7 +118,9 @@ def budget_from(args: argparse.Namespace) -> AttackBudget:
                   time_s=args.time_s, max_images=args.max_images, eval_every=args.eval_every,
                   inversion_images=args.inversion_images, inversion_steps=args.inversion_steps,
                   inversion_restarts=args.restarts, inversion_lr=args.inversion_lr,
-                  tv_weight=args.tv_weight)
+                  tv_weight=args.tv_weight, gallery_size=args.gallery_size,
+                  matcher_time_s=args.matcher_time_s, matcher_max_images=args.matcher_max_images,
+                  matcher_eval_every=args.matcher_eval_every, matcher_width=args.matcher_width)
 
 
 def run(args: argparse.Namespace) -> int:

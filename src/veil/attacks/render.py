@@ -6,20 +6,22 @@ from pathlib import Path
 from typing import Any
 
 from ..core.markdown import table
-from ..report.figures import save_grid, save_tradeoff
+from ..report.figures import pareto_front, save_grid, save_tradeoff
 from ..report.markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance
 from .suite import SCHEMA
 
 __all__ = ["SCHEMA", "attacks_figures", "attacks_markdown"]
 TRADEOFF_FIGURE = "tradeoff.png"
+LINKAGE_FIGURE = "tradeoff_linkage.png"
+LINKAGE_NAMES = {"link_operator": "operator (no training)", "link_matcher": "learned matcher"}
 ROW_NAMES = {"original": "original", "sent": "sent (8-bit)", "cotrained": "co-trained",
              "decoder": "fresh decoder", "unet": "fresh U-Net", "inversion": "inversion"}
 
 
 def attacks_markdown(result: dict[str, Any]) -> str:
     lines = ["# veil attacks: reconstruction by an attacker, and the privacy trade-off", "",
-             *provenance(result), "", *_setup(result), *_summary(result), *_spread(result),
-             *_tradeoff(result), *_examples(result)]
+             *provenance(result), "", *_setup(result), *_summary(result), *_linkage(result),
+             *_spread(result), *_tradeoff(result), *_examples(result)]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -70,7 +72,8 @@ def _convergence(result: dict[str, Any]) -> list[str]:
 
 
 def _attack_names(result: dict[str, Any]) -> list[str]:
-    return [a["name"] for a in result["attacks"]]
+    """The reconstruction attacks run (the linkage ones have their own table)."""
+    return [a["name"] for a in result["attacks"] if a["name"] in ROW_NAMES]
 
 
 def _summary(result: dict[str, Any]) -> list[str]:
@@ -91,6 +94,33 @@ def _summary(result: dict[str, Any]) -> list[str]:
             "SSIM, and its mean PSNR. For reference, guessing the mean training image for every "
             f"image gives SSIM {ref['ssim']['mean']:.3f} and PSNR {ref['psnr']['mean']:.2f} dB.",
             "", *table(header, rows, 2), ""]
+
+
+def _linkage(result: dict[str, Any]) -> list[str]:
+    """Each linkage attack's ranks, with chance; defenses scored before linkage existed have
+    none."""
+    rows = []
+    for d in result["defenses"]:
+        for name, a in (d.get("linkage") or {}).items():
+            c = a["chance"]
+            how = (f"{a['variant']}" if "variant" in a else
+                   f"{a['curve']['stopped']} after {a['curve']['images']:,} pairs")
+            rows.append([d["name"], LINKAGE_NAMES.get(name, name),
+                         f"{pct(a['top1'])} ({pct(c['top1'])})", f"{pct(a['top5'])} "
+                         f"({pct(c['top5'])})", f"{a['median_rank']:g} ({c['median_rank']:g})",
+                         f"{pct(a['class_top1'])} ({pct(c['class_top1'])})", how])
+    if not rows:
+        return []
+    gallery = result["attacker_budget"].get("gallery_size")
+    return ["## Linkage: which photo was sent?", "",
+            f"Each sent image is looked up among a gallery of {gallery} test photos (as many of "
+            "each class as can be), its own original among them; chance in brackets. Within "
+            "the class: top-1 among the gallery photos of its own class, which the cloud learns "
+            "by design.", "",
+            *table(["defense", "attack", "top-1 %", "top-5 %", "median rank",
+                    "within class top-1 %", "how"], rows, 2), "",
+            *([f"![linkage trade-off]({LINKAGE_FIGURE})", ""] if _linkage_points(result)
+              else [])]
 
 
 def _spread(result: dict[str, Any]) -> list[str]:
@@ -136,6 +166,15 @@ def _points(result: dict[str, Any]) -> list[dict[str, Any]]:
             for d in result["defenses"] if d["accuracy"] is not None]
 
 
+def _linkage_points(result: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [d for d in result["defenses"]
+            if d["accuracy"] is not None and d.get("strongest_linkage")]
+    front = set(pareto_front([(d["name"], d["strongest_linkage"]["top1"], d["accuracy"])
+                              for d in rows]))
+    return [{"name": d["name"], "kind": d["kind"], "x": 100 * d["strongest_linkage"]["top1"],
+             "accuracy": d["accuracy"], "pareto": d["name"] in front} for d in rows]
+
+
 def attacks_figures(result: dict[str, Any], out: Path) -> list[Path]:
     paths = []
     for d in result["defenses"]:
@@ -149,6 +188,14 @@ def attacks_figures(result: dict[str, Any], out: Path) -> list[Path]:
         paths.append(save_tradeoff(out / TRADEOFF_FIGURE, points,
                                    clf["plain_acc"] if clf else None,
                                    f"{result['data']['name']}: accuracy vs attacker SSIM"))
+    linked = _linkage_points(result)
+    if linked:
+        clf = result["classifier"]
+        paths.append(save_tradeoff(
+            out / LINKAGE_FIGURE, linked, clf["plain_acc"] if clf else None,
+            f"{result['data']['name']}: accuracy vs linkage",
+            x_label=f"linkage top-1 among {result['attacker_budget']['gallery_size']} photos (%, "
+                    "strongest attack; lower = more private)"))
     return paths
 
 

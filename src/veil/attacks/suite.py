@@ -1,8 +1,9 @@
 """Score defenses (trained obfuscators, baselines) against every attack on the same footing.
 
 For each defense: the frozen classifier's accuracy on the sent 8-bit images, what an eavesdropper
-sees (the sent image vs the original), and each attack's reconstruction quality (PSNR, SSIM:
-mean, std, percentiles over the test split).
+sees (the sent image vs the original), each reconstruction attack's quality (PSNR, SSIM: mean,
+std, percentiles over the test split), and each linkage attack's ranks (top-1, top-5, median
+rank among a gallery of test photos, top-1 within the class; see `linkage`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .decoders import make_decoder
 from .defenses import Defense
 from .fresh_decoder import reconstruct, train_fresh_decoder, train_until_flat
 from .inversion import invert
+from .linkage import MatcherBudget, gallery_indices, matcher_linkage, operator_linkage
 from .partial import PartialResult
 
 SCHEMA = "veil.attacks/1"
@@ -38,8 +40,15 @@ ATTACKS: dict[str, str] = {
     "unet": "fresh U-Net decoder (more capacity) trained from scratch on black-box queries",
     "inversion": "white-box inversion: Adam on a sigmoid-parametrised image so that the "
                  "defense maps it to the observed 8-bit image, TV prior, best of several starts",
+    "link_operator": "linkage, no training: the cloud operator ranks the gallery by cosine "
+                     "similarity of the frozen classifier's penultimate features, its logits or "
+                     "the pixels (the best of the three)",
+    "link_matcher": "linkage, learned: two encoders trained contrastively (InfoNCE, hard "
+                    "batches) on (sent, photo) pairs the attacker makes with the defense's "
+                    "weights, until flat",
 }
-DEFAULT_ATTACKS = ("cotrained", "decoder", "unet", "inversion")
+LINKAGE = ("link_operator", "link_matcher")
+DEFAULT_ATTACKS = ("cotrained", "decoder", "unet", "inversion", *LINKAGE)
 
 
 def check_attacks(names: list[str]) -> list[str]:
@@ -74,11 +83,22 @@ class AttackSetup:
         self.example_idx = [int(self.inversion_idx[np.flatnonzero(labels == c)[0]])
                             for c in range(len(self.ds.classes)) if (labels == c).any()]
         self.train_images = min(len(self.ds.train), self.budget.train_size or len(self.ds.train))
+        self.gallery_idx = gallery_indices(self.ds.test.labels, self.budget.gallery_size,
+                                           self.seed)
 
     def recorded_budget(self) -> dict[str, Any]:
         """The budget as the result records it: with the images it came to on this data."""
         return {**self.budget.as_dict(), "train_images": self.train_images,
-                "inversion_images": len(self.inversion_idx)}
+                "inversion_images": len(self.inversion_idx),
+                "gallery_size": len(self.gallery_idx)}
+
+    def matcher_budget(self) -> MatcherBudget:
+        b = self.budget
+        return MatcherBudget(
+            width=b.matcher_width,
+            max_images=b.matcher_max_images if b.until_flat else b.epochs * self.train_images,
+            time_s=b.matcher_time_s if b.until_flat else None,
+            eval_every=b.matcher_eval_every, val_images=len(self.gallery_idx))
 
     def reference(self) -> dict[str, Any]:
         """The best constant guess (the mean training image): what knowing nothing gives."""
@@ -97,6 +117,8 @@ def attack_defense(defense: Defense, setup: AttackSetup, log: Log = print) -> di
                            "eavesdropper": image_scores(x, sent), "attacks": {}}
     examples = {"original": encode_strip(x[ex]), "sent": encode_strip(sent[ex])}
     for name in setup.attacks:
+        if name in LINKAGE:
+            continue
         if name == "cotrained" and defense.deobfuscator is None:
             continue
         t0 = time.perf_counter()
@@ -106,6 +128,9 @@ def attack_defense(defense: Defense, setup: AttackSetup, log: Log = print) -> di
         log(f"  {defense.name} / {name}: PSNR {scored['psnr']['mean']:.2f} dB, "
             f"SSIM {scored['ssim']['mean']:.3f} ({row['attacks'][name]['wall_s']:.0f}s)")
     row["strongest"] = _strongest(row)
+    row["linkage"] = {name: _run_linkage(name, defense, sent, setup, log)
+                      for name in setup.attacks if name in LINKAGE}
+    row["strongest_linkage"] = _strongest_linkage(row["linkage"])
     row["examples"] = {"indices": ex, "labels": [setup.ds.classes[int(setup.ds.test.labels[i])]
                                                   for i in ex], "rows": examples}
     return row
@@ -175,6 +200,34 @@ def _fresh_until_flat(arch: str, defense: Defense, sent: torch.Tensor, setup: At
                           for s, _, c in variants],
              "curves": [c for _, _, c in variants]}
     return scored, rebuilt[setup.example_idx], extra
+
+
+def _run_linkage(name: str, defense: Defense, sent: torch.Tensor, setup: AttackSetup,
+                 log: Log) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    idx = torch.as_tensor(setup.gallery_idx, device=setup.x.device)
+    queries, photos, labels = sent[idx], setup.x[idx], setup.y[idx].cpu()
+    if name == "link_operator":
+        model = setup.classifier.model if setup.classifier else None
+        scored = operator_linkage(model, queries, photos, labels)
+    else:
+        train = setup.ds.train.subset(setup.train_images, setup.seed)
+        scored = matcher_linkage(defense, train, setup.matcher_budget(), queries, photos, labels,
+                                 setup.device, setup.seed, setup.quiet)
+    scored["wall_s"] = round(time.perf_counter() - t0, 2)
+    log(f"  {defense.name} / {name}: top-1 {100 * scored['top1']:.1f} % of {scored['gallery']} "
+        f"(chance {100 * scored['chance']['top1']:.1f} %), within the class "
+        f"{100 * scored['class_top1']:.1f} % ({scored['wall_s']:.0f}s)")
+    return scored
+
+
+def _strongest_linkage(linkage: dict[str, Any]) -> dict[str, Any] | None:
+    """The linkage attack with the highest top-1 (None when none ran)."""
+    if not linkage:
+        return None
+    name = max(linkage, key=lambda k: linkage[k]["top1"])
+    return {"attack": name, **{k: linkage[name][k] for k in
+                               ("top1", "top5", "median_rank", "class_top1", "chance")}}
 
 
 def _strongest(row: dict[str, Any]) -> dict[str, Any] | None:

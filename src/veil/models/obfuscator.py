@@ -77,8 +77,8 @@ class Obfuscator(nn.Module):
 
     def __init__(self, width: float = 1.0) -> None:
         super().__init__()
-        self.width = float(width)
         c0, c1, c2, c3 = scaled_channels(width)
+        self.width = float(width)
         self.stem = conv_bn_act(3, c0, 3)
         self.encoder = nn.Sequential(
             Bottleneck(c0, c1, stride=2),

@@ -139,36 +139,41 @@ def label_points(fig, ax, labelled: Sequence[tuple[str, float, float]]) -> list:
     return taken[len(labelled):]
 
 
-def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, title: str
-                  ) -> Path:
-    """Accuracy (y) vs the strongest attack's mean SSIM (x); the Pareto front joined by a line.
+SSIM_AXIS = "attacker SSIM (strongest attack, mean over test images; lower = more private)"
 
-    Each point: {"name", "kind" ("obfuscator"/"baseline"), "ssim", "accuracy", "pareto"}.
+
+def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, title: str,
+                  x_label: str = SSIM_AXIS) -> Path:
+    """Accuracy (y) vs the strongest attack's privacy figure (x: its mean SSIM unless `x_label`
+    says otherwise); the Pareto front joined by a line.
+
+    Each point: {"name", "kind" ("obfuscator"/"baseline"), "ssim" or "x", "accuracy", "pareto"}.
     """
+    points = [{**p, "x": p.get("x", p.get("ssim"))} for p in points]
     fig = agg_figure(figsize=(7, 5), dpi=120)
     ax = fig.subplots()
     styles = {"obfuscator": ("tab:blue", "o"), "baseline": ("tab:orange", "s")}
     for kind, (color, marker) in styles.items():
         pts = [p for p in points if p["kind"] == kind]
         if pts:
-            ax.scatter([p["ssim"] for p in pts], [100 * p["accuracy"] for p in pts], c=color,
+            ax.scatter([p["x"] for p in pts], [100 * p["accuracy"] for p in pts], c=color,
                        marker=marker, s=40, label=kind + "s", zorder=3)
-    front = sorted((p for p in points if p["pareto"]), key=lambda p: p["ssim"])
+    front = sorted((p for p in points if p["pareto"]), key=lambda p: p["x"])
     if front:
-        ax.plot([p["ssim"] for p in front], [100 * p["accuracy"] for p in front], "k--", lw=1,
+        ax.plot([p["x"] for p in front], [100 * p["accuracy"] for p in front], "k--", lw=1,
                 zorder=2, label="Pareto front")
-        ax.scatter([p["ssim"] for p in front], [100 * p["accuracy"] for p in front],
+        ax.scatter([p["x"] for p in front], [100 * p["accuracy"] for p in front],
                    facecolors="none", edgecolors="k", s=110, zorder=4)
     if plain_acc is not None:
         ax.axhline(100 * plain_acc, color="gray", lw=0.8, ls=":", label="plain images")
     ax.margins(x=0.12, y=0.08)
-    ax.set_xlabel("attacker SSIM (strongest attack, mean over test images; lower = more private)")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("accuracy of the frozen classifier (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")  # never over a point
     fig.tight_layout()
-    label_points(fig, ax, [(p["name"], p["ssim"], 100 * p["accuracy"]) for p in points])
+    label_points(fig, ax, [(p["name"], p["x"], 100 * p["accuracy"]) for p in points])
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
     return path

@@ -1,0 +1,287 @@
+"""Linkage: which photo was this? Attacks that link a sent image to its original in a gallery.
+
+Redrawing the picture is one threat; an attacker who holds candidate photos (a social network's,
+CCTV stills, a phone's backup) and intercepts one sent image only has to *find* its original.
+Each query is the sent image of one gallery photo; an attack scores every gallery photo and is
+measured by where the true one ranks: top-1 and top-5 among the whole gallery, the median rank,
+and top-1 within the photo's own class (which the cloud learns by design, so the class alone
+must not link). Ties are broken at random in expectation, so a defense that sends the same
+image for every photo scores exactly chance.
+
+- `operator`: no training. The cloud operator runs the frozen classifier anyway: cosine
+  similarity of its penultimate features, and of its logits, of the received image and of each
+  gallery photo; plus the raw pixels. The best of these is the attack.
+- `matcher`: an eavesdropper who has the obfuscator's weights (it ships to every device) makes
+  (sent, original) pairs from public photos and trains two encoders with a symmetric InfoNCE
+  loss, half of the batches drawn from two classes only (hard negatives), crop + flip on the
+  photo before it is sent, until its validation top-1 is flat (or its budget is spent).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..batches import channels_last
+from ..core.runtime import progress
+from ..data import Split, to_tensor_images
+from ..data.loader import random_crop, random_flip
+from ..models import FrozenClassifier
+from ..models.complexity import count_params
+from .defenses import Defense
+
+EMBEDDING = 128
+
+
+# --- the ranking metrics ---------------------------------------------------------------------
+def expected_ranks(similarity: torch.Tensor, mask: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For query i (row) and its true gallery item i (column): the number of candidates that
+    score strictly higher, and the number of *other* candidates tied with it, among the gallery
+    items where `mask[i]` is True (all when None). The true item always counts as a candidate."""
+    if similarity.dim() != 2 or similarity.shape[0] != similarity.shape[1]:
+        raise ValueError(f"expected a square (queries x gallery) similarity matrix, got "
+                         f"{tuple(similarity.shape)}")
+    true = similarity.diagonal().unsqueeze(1)
+    candidates = torch.ones_like(similarity, dtype=torch.bool) if mask is None else mask.clone()
+    candidates.fill_diagonal_(True)
+    higher = ((similarity > true) & candidates).sum(1)
+    tied = ((similarity == true) & candidates).sum(1) - 1
+    return higher, tied
+
+
+def hit_probability(higher: torch.Tensor, tied: torch.Tensor, k: int) -> torch.Tensor:
+    """Chance that the true item is within the first k, ties broken uniformly at random."""
+    slots = (k - higher).clamp(min=0).double()
+    return torch.minimum(slots / (tied + 1).double(), torch.ones_like(slots))
+
+
+def ranking_metrics(similarity: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """Top-1, top-5 and median rank of each query's true item among the whole gallery, and top-1
+    within its class; each with its chance level (what a defense that links nothing scores)."""
+    similarity = similarity.float()
+    n = similarity.shape[0]
+    if labels.shape != (n,):
+        raise ValueError(f"expected {n} labels, got shape {tuple(labels.shape)}")
+    higher, tied = expected_ranks(similarity)
+    ranks = 1 + higher.double() + tied.double() / 2
+    same_class = labels.unsqueeze(0) == labels.unsqueeze(1)
+    c_higher, c_tied = expected_ranks(similarity, same_class)
+    class_sizes = same_class.sum(1).double()
+    return {
+        "gallery": n,
+        "top1": hit_probability(higher, tied, 1).mean().item(),
+        "top5": hit_probability(higher, tied, 5).mean().item(),
+        "median_rank": ranks.median().item() if n % 2 else ranks.sort().values[
+            n // 2 - 1:n // 2 + 1].mean().item(),
+        "class_top1": hit_probability(c_higher, c_tied, 1).mean().item(),
+        "chance": {"top1": 1 / n, "top5": min(5, n) / n, "median_rank": (n + 1) / 2,
+                   "class_top1": (1 / class_sizes).mean().item()},
+    }
+
+
+def cosine_similarity(queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+    q = F.normalize(queries.flatten(1).double(), dim=1)
+    g = F.normalize(gallery.flatten(1).double(), dim=1)
+    return (q @ g.T).float()
+
+
+def gallery_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """`size` test photos, as many of each class as can be (seeded), in index order."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
+    picked: list[int] = []
+    for k in range(max(len(v) for v in per_class.values())):
+        for c in classes:
+            if len(picked) < size and k < len(per_class[c]):
+                picked.append(int(per_class[c][k]))
+    return np.sort(np.array(picked, dtype=np.int64))
+
+
+# --- the operator's attack: no training --------------------------------------------------------
+@torch.no_grad()
+def operator_linkage(classifier: nn.Module | None, sent: torch.Tensor, originals: torch.Tensor,
+                     labels: torch.Tensor, batch_size: int = 500) -> dict[str, Any]:
+    """Rank the gallery by cosine similarity in pixel space and, with a classifier, in its
+    penultimate features and logits; the variant with the highest top-1 is the attack."""
+    views: dict[str, tuple[torch.Tensor, torch.Tensor]] = {
+        "pixels": (sent - sent.mean(0), originals - originals.mean(0))}
+    if classifier is not None:
+        frozen = FrozenClassifier(classifier, fold=False)
+        for name, pick in (("features", 1), ("logits", 0)):
+            if name == "features" and frozen.head is None:
+                continue
+            views[name] = tuple(_embed_with(frozen, images, pick, batch_size)
+                                for images in (sent, originals))
+    variants = {name: ranking_metrics(cosine_similarity(q, g), labels)
+                for name, (q, g) in views.items()}
+    best = max(variants, key=lambda k: variants[k]["top1"])
+    return {**variants[best], "variant": best,
+            "variants": {k: {m: v[m] for m in ("top1", "top5", "median_rank", "class_top1")}
+                         for k, v in variants.items()}}
+
+
+def _embed_with(frozen: FrozenClassifier, images: torch.Tensor, pick: int, batch_size: int
+                ) -> torch.Tensor:
+    return torch.cat([frozen.forward_with_features(channels_last(images[i:i + batch_size]))[pick]
+                      .float().flatten(1) for i in range(0, len(images), batch_size)])
+
+
+# --- the eavesdropper's attack: a contrastive matcher --------------------------------------------
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
+
+
+class LinkEncoder(nn.Sequential):
+    """A VGG-style CNN to a unit-length embedding (about 0.5M parameters at width 32)."""
+
+    def __init__(self, width: int = 32, dim: int = EMBEDDING) -> None:
+        w = width
+        super().__init__(*_conv(3, w), *_conv(w, w), nn.MaxPool2d(2),
+                         *_conv(w, 2 * w), *_conv(2 * w, 2 * w), nn.MaxPool2d(2),
+                         *_conv(2 * w, 4 * w), *_conv(4 * w, 4 * w), nn.MaxPool2d(2),
+                         *_conv(4 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4 * w, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(super().forward(x), dim=1)
+
+
+class Matcher(nn.Module):
+    """Two encoders, one for sent images and one for photos, and a learned temperature. Both
+    start from the same weights, so a defense that sends the photo itself is linked at once."""
+
+    def __init__(self, width: int = 32, seed: int = 0) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.sent = LinkEncoder(width)
+        self.photo = LinkEncoder(width)
+        self.photo.load_state_dict(self.sent.state_dict())
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def loss(self, sent: torch.Tensor, photos: torch.Tensor) -> torch.Tensor:
+        """Symmetric InfoNCE: each sent image against every photo of the batch, and back."""
+        logits = self.log_scale.clamp(max=math.log(100)).exp() * self.sent(sent) @ \
+            self.photo(photos).T
+        target = torch.arange(len(sent), device=sent.device)
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+    @torch.no_grad()
+    def similarity(self, sent: torch.Tensor, photos: torch.Tensor, batch_size: int = 500
+                   ) -> torch.Tensor:
+        self.eval()
+        q = torch.cat([self.sent(channels_last(sent[i:i + batch_size]))
+                       for i in range(0, len(sent), batch_size)])
+        g = torch.cat([self.photo(channels_last(photos[i:i + batch_size]))
+                       for i in range(0, len(photos), batch_size)])
+        return (q @ g.T).float()
+
+
+@dataclass
+class MatcherBudget:
+    width: int = 32
+    batch_size: int = 128
+    lr: float = 1e-3
+    max_images: int | None = None  # training pairs (None: until flat or out of time)
+    time_s: float | None = None
+    eval_every: int = 5000
+    val_images: int = 1000
+    flat_gain: float = 0.005  # validation top-1 gained over the last quarter of the pairs
+    hard_fraction: float = 0.5  # share of batches drawn from two classes only
+    crop_padding: int = 4
+
+
+class HardBatches:
+    """Batches of photo indices: random ones, and (a `hard_fraction` of them) ones drawn from two
+    classes only, whose negatives look alike. Seeded; crop + flip applied on the device."""
+
+    def __init__(self, split: Split, batch_size: int, hard_fraction: float, seed: int) -> None:
+        self.split, self.batch_size, self.hard_fraction = split, batch_size, hard_fraction
+        self.rng = np.random.default_rng(seed)
+        self.by_class = [np.flatnonzero(split.labels == c) for c in np.unique(split.labels)]
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next(self, device: torch.device, crop_padding: int) -> torch.Tensor:
+        n = min(self.batch_size, len(self.split))
+        if len(self.by_class) > 1 and self.rng.random() < self.hard_fraction:
+            two = self.rng.choice(len(self.by_class), 2, replace=False)
+            pool = np.concatenate([self.by_class[c] for c in two])
+            idx = self.rng.choice(pool, min(n, len(pool)), replace=False)
+        else:
+            idx = self.rng.choice(len(self.split), n, replace=False)
+        x = to_tensor_images(self.split.images[np.sort(idx)], "cpu").float().div_(255)
+        if crop_padding:
+            x = random_crop(x, crop_padding, self.generator)
+        return random_flip(x, self.generator).to(device)
+
+
+def train_matcher(defense: Defense, train: Split, val: Split, budget: MatcherBudget,
+                  device: torch.device, seed: int = 0, quiet: bool = True
+                  ) -> tuple[Matcher, dict[str, Any]]:
+    """A matcher trained on (sent, photo) pairs of the `train` photos until the top-1 on `val`
+    (its own gallery of held-out photos) is flat, or its budget is spent; with its curve."""
+    val_x = to_tensor_images(val.images, device).float().div_(255)
+    val_sent, val_labels = defense.transmit_all(val_x), torch.as_tensor(val.labels)
+    matcher = Matcher(budget.width, seed).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(matcher.parameters(), lr=budget.lr, weight_decay=5e-4)
+    batches = HardBatches(train, budget.batch_size, budget.hard_fraction, seed)
+    points: list[dict[str, float]] = []
+    seen, train_s, stop = 0, 0.0, None
+    for _ in progress(itertools.count(), None, f"{defense.name}: matcher", quiet):
+        t0 = time.perf_counter()
+        x = batches.next(device, budget.crop_padding)
+        matcher.train()
+        loss = matcher.loss(channels_last(defense.transmit(x)), channels_last(x))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        train_s += time.perf_counter() - t0
+        seen += len(x)
+        spent = ((budget.max_images is not None and seen >= budget.max_images)
+                 or (budget.time_s is not None and train_s >= budget.time_s))
+        if spent or seen // budget.eval_every > (seen - len(x)) // budget.eval_every:
+            top1 = ranking_metrics(matcher.similarity(val_sent, val_x), val_labels)["top1"]
+            points.append({"images": seen, "train_s": round(train_s, 1), "top1": top1,
+                           "loss": loss.item()})
+            stop = flat_or_spent(points, seen, budget.flat_gain) or ("budget" if spent else None)
+            if stop is not None:
+                break
+    curve = {"stopped": stop, "images": seen, "train_s": round(train_s, 1), "points": points,
+             "params": count_params(matcher)}
+    return matcher.eval(), curve
+
+
+def flat_or_spent(points: list[dict[str, float]], seen: int, flat_gain: float) -> str | None:
+    """'converged' when top-1 gained less than `flat_gain` over the last quarter of the pairs
+    seen (with at least four points), else None."""
+    if len(points) >= 4:
+        quarter_ago = [p for p in points if p["images"] <= 0.75 * seen][-1]
+        if points[-1]["top1"] - quarter_ago["top1"] < flat_gain:
+            return "converged"
+    return None
+
+
+def matcher_linkage(defense: Defense, train: Split, budget: MatcherBudget, sent: torch.Tensor,
+                    originals: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                    seed: int = 0, quiet: bool = True) -> dict[str, Any]:
+    """Train a matcher on the attacker's own photos (the training split: `budget.val_images`
+    of them held out for its curve), then link the test gallery."""
+    n_val = min(budget.val_images, len(train) // 5)
+    order = np.random.default_rng(seed).permutation(len(train))
+    val = Split(train.images[np.sort(order[:n_val])], train.labels[np.sort(order[:n_val])])
+    fit = Split(train.images[np.sort(order[n_val:])], train.labels[np.sort(order[n_val:])])
+    matcher, curve = train_matcher(defense, fit, val, budget, device, seed, quiet)
+    scored = ranking_metrics(matcher.similarity(sent, originals), labels)
+    return {**scored, "budget": {**vars(budget), "train_images": len(fit), "val_images": n_val},
+            "curve": curve}

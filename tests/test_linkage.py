@@ -1,0 +1,211 @@
+"""Linkage attacks: which photo was sent? Metrics by hand, the two ends (identity, constant), a
+matcher that learns, and the family inside `veil attack`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from veil.attacks import AttackBudget, AttackSetup, Defense, make_baseline, run_attack_suite
+from veil.attacks.linkage import (
+    HardBatches,
+    Matcher,
+    MatcherBudget,
+    cosine_similarity,
+    gallery_indices,
+    matcher_linkage,
+    operator_linkage,
+    ranking_metrics,
+    train_matcher,
+)
+from veil.data import Split, load_dataset, to_tensor_images
+
+try:
+    from tests.test_eval import save_classifier, veil
+except ImportError:  # run from inside tests/
+    from test_eval import save_classifier, veil
+
+
+class Constant(nn.Module):
+    """A defense that sends the same grey image whatever the photo."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, 0.5)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    ds = load_dataset("sample")
+    x = to_tensor_images(ds.test.images, "cpu").float().div_(255)
+    return ds, x, torch.as_tensor(ds.test.labels)
+
+
+def test_ranking_metrics_on_a_hand_made_ranking():
+    # query 0: its photo ranks 1st; query 1: 2nd (photo 0 scores higher); query 2: 3rd;
+    # query 3: tied with one other at the top (expected rank 1.5, top-1 with chance 1/2)
+    similarity = torch.tensor([[0.9, 0.1, 0.2, 0.3],
+                               [0.8, 0.5, 0.1, 0.2],
+                               [0.7, 0.6, 0.4, 0.1],
+                               [0.2, 0.1, 0.9, 0.9]])
+    labels = torch.tensor([0, 0, 1, 1])
+    m = ranking_metrics(similarity, labels)
+    assert m["gallery"] == 4
+    assert m["top1"] == pytest.approx((1 + 0 + 0 + 0.5) / 4)
+    assert m["top5"] == pytest.approx(1.0)
+    assert m["median_rank"] == pytest.approx((1.5 + 2) / 2)  # ranks 1, 2, 3, 1.5
+    # within the class: query 1 (class 0) still loses to photo 0; query 2 (class 1) now ranks
+    # first (photos 0 and 1 are of class 0); query 3 stays tied with photo 2
+    assert m["class_top1"] == pytest.approx((1 + 0 + 1 + 0.5) / 4)
+    assert m["chance"] == {"top1": 0.25, "top5": 1.0, "median_rank": 2.5, "class_top1": 0.5}
+
+
+def test_ranking_metrics_of_identical_queries_are_exactly_chance():
+    n = 10
+    row = torch.linspace(0, 1, n)
+    m = ranking_metrics(row.expand(n, n).clone(), torch.arange(n) % 2)
+    assert m["top1"] == pytest.approx(1 / n)
+    assert m["top5"] == pytest.approx(5 / n)
+    assert m["median_rank"] == pytest.approx((n + 1) / 2)
+    assert m["class_top1"] == pytest.approx(m["chance"]["class_top1"]) == pytest.approx(1 / 5)
+
+
+@pytest.mark.parametrize("shape, labels, message", [
+    ((3, 4), 3, "square"), ((4, 4), 3, "expected 4 labels")])
+def test_bad_ranking_inputs_are_clear_errors(shape, labels, message):
+    with pytest.raises(ValueError, match=message):
+        ranking_metrics(torch.zeros(shape), torch.zeros(labels, dtype=torch.long))
+
+
+def test_gallery_is_class_balanced_seeded_and_capped_by_the_data():
+    labels = np.repeat(np.arange(10), 30)
+    picked = gallery_indices(labels, 100, seed=0)
+    assert len(picked) == 100 and len(set(picked)) == 100
+    assert np.bincount(labels[picked], minlength=10).tolist() == [10] * 10
+    assert np.array_equal(picked, gallery_indices(labels, 100, seed=0))
+    assert not np.array_equal(picked, gallery_indices(labels, 100, seed=1))
+    assert len(gallery_indices(labels, 1000, seed=0)) == 300
+
+
+def test_the_operator_links_the_identity_defense_and_not_a_constant_one(sample):
+    _, x, y = sample
+    identity = operator_linkage(None, x, x, y)
+    assert identity["top1"] == 1.0 and identity["class_top1"] == 1.0
+    assert identity["median_rank"] == 1.0
+    constant = Defense("constant", "baseline", Constant())
+    linked = operator_linkage(None, constant.transmit_all(x), x, y)
+    assert linked["top1"] == pytest.approx(1 / len(x))
+    assert linked["class_top1"] == pytest.approx(linked["chance"]["class_top1"])
+
+
+def test_the_operator_uses_the_classifiers_features_and_logits(sample):
+    _, x, y = sample
+    torch.manual_seed(0)
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 16), nn.ReLU(),
+                               nn.Linear(16, 10)).eval()
+    blurred = make_baseline("blur:1.5", x[:8]).transmit_all(x)
+    linked = operator_linkage(classifier, blurred, x, y)
+    assert set(linked["variants"]) == {"pixels", "features", "logits"}
+    assert linked["variant"] == max(linked["variants"], key=lambda k: linked["variants"][k]["top1"])
+    assert linked["top1"] > 10 * linked["chance"]["top1"]  # a blur hides nobody
+
+
+def test_a_matcher_starts_with_twin_encoders_seeded(sample):
+    _, x, _ = sample
+    matcher = Matcher(width=8, seed=0).eval()
+    with torch.no_grad():
+        assert torch.equal(matcher.sent(x[:8]), matcher.photo(x[:8]))
+        assert torch.equal(matcher.sent(x[:8]), Matcher(width=8, seed=0).eval().sent(x[:8]))
+        assert not torch.equal(matcher.sent(x[:8]), Matcher(width=8, seed=1).eval().sent(x[:8]))
+
+
+def test_a_matcher_of_a_constant_defense_stays_at_chance(sample):
+    ds, x, y = sample
+    constant = Defense("constant", "baseline", Constant())
+    budget = MatcherBudget(width=8, batch_size=32, max_images=64, eval_every=64, val_images=40)
+    linked = matcher_linkage(constant, ds.train, budget, constant.transmit_all(x), x, y,
+                             torch.device("cpu"))
+    assert linked["top1"] == pytest.approx(1 / len(x))
+    assert linked["median_rank"] == pytest.approx((len(x) + 1) / 2, abs=5)  # ties: ± a few
+    assert linked["curve"]["stopped"] == "budget"
+    assert linked["budget"]["val_images"] == 40 and linked["budget"]["train_images"] == 160
+
+
+@pytest.mark.slow
+def test_a_matcher_learns_to_link_through_a_scrambling_defense():
+    """A fixed random pixel permutation plus noise: nothing a human reads, nothing the pixels
+    match, but a one-to-one map the matcher learns (validation top-1 far above where it began)."""
+    torch.manual_seed(0)
+    ds = load_dataset("sample")
+    order = torch.randperm(3 * 32 * 32)
+
+    class Scramble(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1)[:, order].reshape(x.shape)
+
+    defense = Defense("scramble", "baseline", Scramble())
+    train, val = ds.train.subset(160, 0), Split(ds.test.images[:40], ds.test.labels[:40])
+    budget = MatcherBudget(width=16, batch_size=32, max_images=1600, eval_every=320,
+                           flat_gain=-1.0, crop_padding=0)
+    _, curve = train_matcher(defense, train, val, budget, torch.device("cpu"), seed=0)
+    first, last = curve["points"][0]["top1"], curve["points"][-1]["top1"]
+    assert curve["stopped"] == "budget" and curve["images"] >= 1600
+    assert last > first + 0.15 and last > 0.2  # chance: 1 / 40 (seen: 0.025 → 0.35)
+
+
+def test_hard_batches_draw_from_two_classes_and_are_seeded():
+    labels = np.repeat(np.arange(5), 20)
+    split = Split(np.zeros((100, 32, 32, 3), np.uint8), labels)
+    draws = HardBatches(split, 16, hard_fraction=1.0, seed=3)
+    for _ in range(5):
+        idx_rng = draws.rng.bit_generator.state
+        x = draws.next(torch.device("cpu"), 0)
+        assert x.shape == (16, 3, 32, 32)
+        assert idx_rng != draws.rng.bit_generator.state
+
+
+def test_cosine_similarity_is_one_on_the_diagonal_of_equal_sets(sample):
+    _, x, _ = sample
+    s = cosine_similarity(x[:5], x[:5])
+    assert torch.allclose(s.diagonal(), torch.ones(5))
+
+
+def test_the_suite_reports_linkage_beside_reconstruction():
+    ds = load_dataset("sample").subset(64, 40)
+    budget = AttackBudget(epochs=1, gallery_size=30, matcher_width=8, batch_size=32)
+    setup = AttackSetup(ds, {"source": "sample"}, None, ["link_operator", "link_matcher"],
+                        budget, torch.device("cpu"))
+    identity = Defense("identity", "baseline", nn.Identity())
+    result = run_attack_suite([identity], setup, log=lambda _: None)
+    row = result["defenses"][0]
+    assert set(row["linkage"]) == {"link_operator", "link_matcher"}
+    assert row["linkage"]["link_operator"]["top1"] == 1.0
+    assert row["strongest_linkage"]["top1"] == 1.0
+    assert row["linkage"]["link_matcher"]["gallery"] == 30
+    assert result["attacker_budget"]["gallery_size"] == 30
+
+
+def test_attack_cli_names_linkage_and_writes_its_columns(tmp_path, capsys):
+    out = tmp_path / "a"
+    code, _, err = veil(["attack", "--data", "sample", "--baselines", "blur:1.5",
+                         "--classifier", save_classifier(tmp_path / "clf.pt", seed=0),
+                         "--attacks", "link_operator", "--gallery-size", "50", "--out", out,
+                         "--quiet"], capsys)
+    assert code == 0, err
+    result = json.loads((out / "attacks.json").read_text())
+    linkage = result["defenses"][0]["linkage"]["link_operator"]
+    assert linkage["gallery"] == 50
+    md = (out / "attacks.md").read_text()
+    assert "## Linkage: which photo was sent?" in md and "operator (no training)" in md
+    assert (out / "tradeoff_linkage.png").stat().st_size > 0
+
+
+def test_attack_help_names_the_linkage_family(capsys):
+    code, text, _ = veil(["attack", "--help"], capsys)
+    assert code == 0
+    assert "link_operator" in text and "link_matcher" in text and "--gallery-size" in text
+    code, text, _ = veil(["--help"], capsys)
+    assert "linkage" in text
