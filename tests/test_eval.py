@@ -320,3 +320,39 @@ def test_report_on_a_folder_without_results_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "x.json").write_text(json.dumps({"schema": "veil.unknown/9"}))
     code, _, err = veil(["report", tmp_path / "x.json"], capsys)
     assert code == 2 and "unknown result schema" in err
+
+
+# --- the offloading gain (issue 43) ---------------------------------------------------------
+def test_offloading_gain_arithmetic_and_verdict():
+    from veil.eval.tables import offloading_gain
+    gain = offloading_gain(0.8360, 0.8654)
+    assert gain["offloading_gain_pp"] == -2.94 and gain["offloading_pays"] is False
+    assert gain["verdict"].startswith("offloading does not pay: -2.94 points")
+    gain = offloading_gain(0.90, 0.80)
+    assert gain == {"offloading_gain_pp": 10.0, "offloading_pays": True,
+                    "verdict": "offloading pays: +10.00 points over the device alone"}
+    assert offloading_gain(0.5, 0.5)["offloading_pays"] is False  # a tie buys nothing
+
+
+def test_the_device_baseline_is_the_nearest_within_ten_percent():
+    from veil.eval.tables import device_baseline_at
+    devices = [{"label": "a", "macs": 1_000}, {"label": "b", "macs": 1_080},
+               {"label": "c", "macs": 2_000}]
+    assert device_baseline_at(1_070, devices)["label"] == "b"
+    assert device_baseline_at(950, devices)["label"] == "a"
+    assert device_baseline_at(1_250, devices) is None  # b is 13.6 % off, c 60 %
+
+
+def test_evaluate_reports_the_offloading_gain_against_a_device_alone_classifier(
+        checkpoints, tmp_path, capsys):
+    device = save_classifier(tmp_path / "device.pt", 3, model_name="fastnet_device_a100")
+    far = save_classifier(tmp_path / "far.pt", 4, model_name="fastnet_device_a025")
+    code, out, err = veil(["evaluate", "--obfuscators", checkpoints["obf0"], "--device-alone",
+                           device, far, "--data", "sample", "--out", tmp_path / "ev"], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "ev" / "tables.json").read_text())
+    row = result["table1"][0]["device_alone"]
+    assert row["classifier"] == "fastnet_device_a100-s3"  # 26.0M MACs vs the obfuscator's 26.1M
+    expected = round(100 * (result["table1"][0]["obfuscated_acc"] - row["accuracy"]), 2)
+    assert row["offloading_gain_pp"] == expected
+    assert "offloading gain (pp)" in out and row["verdict"] in out

@@ -121,6 +121,12 @@ def _noise(v, _calib, _seed):
     return nn.Identity(), std, f"noise{std:g}", f"additive Gaussian noise, std {std:g}"
 
 
+def _identity(v, _calib, _seed):
+    if v is not None:
+        raise ValueError("baseline 'identity' takes no value")
+    return nn.Identity(), 0.0, "identity", "no defense: the photo itself is sent"
+
+
 def _random(v, calib, seed):
     s = seed if v is None else int(v)
     return (random_obfuscator(s, calib), 0.0, "random_obfuscator" + ("" if v is None else f"{s}"),
@@ -131,7 +137,7 @@ def _random(v, calib, seed):
 BASELINES: dict[str, BuildFn] = {
     "downsample": _downsample(None), "downsample4": _downsample(4),
     "downsample8": _downsample(8), "blur": _blur, "pixelate": _pixelate, "noise": _noise,
-    "random_obfuscator": _random,
+    "random_obfuscator": _random, "identity": _identity,
 }
 
 

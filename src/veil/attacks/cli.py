@@ -56,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "obfuscators were trained for)")
     parser.add_argument("--baselines", nargs="+", default=None, metavar="NAME",
                         help="baseline transforms: downsample4 downsample8 blur[:SIGMA] "
-                             "pixelate[:B] noise[:STD] random_obfuscator, or 'all' (the default "
-                             "in sweep mode)")
+                             "pixelate[:B] noise[:STD] random_obfuscator identity (no "
+                             "defense), or 'all' (the default in sweep mode)")
     parser.add_argument("--attacks", nargs="+", default=list(DEFAULT_ATTACKS), metavar="NAME",
                         help=f"attacks to run (default: all): {', '.join(ATTACKS)}")
     add_evaluation(parser, DEFAULT_OUT)

@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obfuscators", nargs="+", default=[], metavar="PT",
                         help="obfuscator checkpoints; each is paired with the classifier it was "
                              "trained for by sha256")
+    parser.add_argument("--device-alone", nargs="+", default=[], metavar="PT",
+                        help="classifiers the device could run instead, sending nothing (e.g. "
+                             "the fastnet_device_* family); Table 1 gives each obfuscator's "
+                             "offloading gain over the one of its own device cost")
     add_evaluation(parser, DEFAULT_OUT)
     parser.add_argument("--per-class", type=int, default=1, metavar="K",
                         help="Table 2: test images shown per class (default 1)")
@@ -39,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     obfuscators = load_obfuscators(args.obfuscators, ds.classes, device)
     for note in pair_with_classifiers(obfuscators, classifiers, ds.classes, device):
         print(note)
+    device_alone = load_classifiers(args.device_alone, ds.classes, device)
     result = evaluate_tables(classifiers, obfuscators, ds, data_info, device, args.seed,
-                             args.per_class, args.scale)
+                             args.per_class, args.scale, device_alone)
     written = write_result(result, args.out)
     print(written[1].read_text())
     print("wrote " + ", ".join(str(p) for p in written))

@@ -40,11 +40,24 @@ def _table1(result: dict[str, Any]) -> list[str]:
              f"{r['params_overhead_pct']:.2f}"] for r in result["table1"]]
     if not rows:
         return []
+    header = ["classifier", "obfuscator", "plain acc", "obfuscated acc", "drop (pp)",
+              "FLOPs overhead %", "params overhead %"]
+    gains = [r.get("device_alone") for r in result["table1"]]
+    if any(gains):
+        header += ["device alone acc", "offloading gain (pp)"]
+        for row, g in zip(rows, gains, strict=True):
+            row += (["–", "–"] if not g or g.get("classifier") is None else
+                    [f"{pct(g['accuracy'])} ({g['classifier']})",
+                     f"{g['offloading_gain_pp']:+.2f}"])
+    verdicts = [f"- {r['obfuscator']}: {r['device_alone']['verdict']}."
+                for r in result["table1"] if r.get("device_alone")]
     return ["## Table 1: accuracy and overhead", "",
             "Accuracy in % on the test images; the obfuscated image is the 8-bit one that is "
-            "transmitted. Overhead = obfuscator / classifier (MACs, parameters) in %.", "",
-            *table(["classifier", "obfuscator", "plain acc", "obfuscated acc", "drop (pp)",
-                    "FLOPs overhead %", "params overhead %"], rows, 2), ""]
+            "transmitted. Overhead = obfuscator / classifier (MACs, parameters) in %."
+            + (" Device alone: a classifier of the obfuscator's own device cost (MACs within "
+               "±10 %) that classifies on the device and sends nothing; offloading gain = "
+               "obfuscated accuracy − its accuracy." if verdicts else ""), "",
+            *table(header, rows, 2), "", *verdicts, *([""] if verdicts else [])]
 
 
 def _table2(result: dict[str, Any]) -> list[str]:
