@@ -136,3 +136,25 @@ def test_an_obfuscator_extracted_beside_a_foreign_classifier_is_refused(tmp_path
     assert f"{foreign} is not the classifier of the shipped entry 'default'" in \
         capsys.readouterr().err
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_measured_figures_are_added_to_a_card_with_their_source(built, tmp_path):
+    import json
+    import shutil
+
+    from veil.zoo.build import main, record_measured
+    where = tmp_path / "weights"
+    shutil.copytree(built[0], where)
+    privacy = {"source": "results/x/attacks.json", "linkage_top1": 0.2}
+    info = record_measured("tiny", {"privacy": privacy}, where)
+    assert info["measured"]["privacy"] == privacy
+    assert zoo.card("tiny", where)["measured"]["privacy"] == privacy
+    zoo.load("tiny", where=where)  # the weights' sha256 still matches
+    with pytest.raises(ValueError, match="unknown section 'speed'"):
+        record_measured("tiny", {"speed": {"source": "x"}}, where)
+    with pytest.raises(ValueError, match="'privacy' must name its result file"):
+        record_measured("tiny", {"privacy": {"linkage_top1": 0.2}}, where)
+    notes = tmp_path / "notes.json"
+    notes.write_text(json.dumps({"training_cost": {"source": "metrics.jsonl", "cpu_hours": 6}}))
+    assert main(["--name", "tiny", "--out", str(where), "--measured", str(notes)]) == 0
+    assert set(zoo.card("tiny", where)["measured"]) == {"privacy", "training_cost"}

@@ -106,6 +106,29 @@ def extract_obfuscator(name: str, out: Path, classifier: Path | None = None) -> 
     return out
 
 
+MEASURED_KEYS = ("privacy", "training_cost")
+
+
+def record_measured(name: str, measured: dict[str, Any], out_dir: Path = WEIGHTS
+                    ) -> dict[str, Any]:
+    """Add figures measured on a built entry after the build (its attacks, its training time
+    curve) to its card, under "measured"; each figure names the result file it came from. The
+    weights, and so their sha256, are unchanged."""
+    unknown = [k for k in measured if k not in MEASURED_KEYS]
+    if unknown:
+        raise ValueError(f"measured: unknown section {unknown[0]!r} (sections: "
+                         f"{', '.join(MEASURED_KEYS)})")
+    missing = [k for k, v in measured.items() if not (isinstance(v, dict) and v.get("source"))]
+    if missing:
+        raise ValueError(f"measured: section {missing[0]!r} must name its result file "
+                         "('source')")
+    path = Path(out_dir) / f"{name}.card.json"
+    info = json.loads(path.read_text())
+    info["measured"] = {**info.get("measured", {}), **measured}
+    atomic_write(path, json.dumps(info, indent=2) + "\n")
+    return info
+
+
 def _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, metrics):
     clf_log = MetricsLog(Path(classifier_path).parent / "metrics.jsonl").read()
     obf_log = MetricsLog(Path(obfuscator_path).parent / "metrics.jsonl").read()
@@ -150,7 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extract-obfuscator", type=Path, metavar="PT",
                    help="instead: write entry --name's obfuscator pair as a checkpoint to PT "
                         "(it records the classifier --extract-classifier or --classifier names)")
+    p.add_argument("--measured", type=Path, metavar="JSON",
+                   help="instead: add the sections of this JSON (privacy, training_cost; each "
+                        "with its 'source') to entry --name's card")
     args = p.parse_args(argv)
+    if args.measured:
+        try:
+            record_measured(args.name, json.loads(args.measured.read_text()), args.out)
+        except (ValueError, OSError) as e:
+            print(f"veil.zoo.build: error: {e}", file=sys.stderr)
+            return 2
+        return 0
     keep_freed_memory()
     if args.extract_classifier or args.extract_obfuscator:
         try:
