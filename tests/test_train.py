@@ -609,3 +609,56 @@ def test_an_empty_sha256_sidecar_is_a_clear_error(trained_classifier, tmp_path):
     (tmp_path / "model.pt.sha256").write_text("")
     with pytest.raises(CheckpointError, match="empty or not a sha256 line"):
         load_checkpoint(copy)
+
+
+# --- the co-trained linkage adversary (issue 42 §2) --------------------------------------------
+def test_a_co_trained_matcher_learns_and_pushes_the_obfuscator_the_other_way(trained_classifier):
+    """λ_l > 0: the matcher descends its InfoNCE loss on (sent, photo) pairs, and the obfuscator
+    receives that loss's gradient reversed and scaled by λ_l (nothing else changes)."""
+    classifier, _ = load_classifier(trained_classifier)
+    x = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(2))
+
+    def step_with(lam_link: float):
+        config = tiny_obfuscator_config(trained_classifier, "unused", lam_link=lam_link,
+                                        link_width=4, quantize=False)
+        torch.manual_seed(0)
+        o, d = create_model("obfuscator"), create_model("deobfuscator")
+        step = obf.AdversarialStep(o, d, classifier, config, torch.device("cpu"), fold=False)
+        return step, o, step(x, y, lam=1.0)
+
+    plain_step, plain_o, plain_out = step_with(0.0)
+    assert plain_step.matcher is None and plain_out["loss_link"].item() == 0
+    step, o, out = step_with(2.0)
+    assert out["loss_link"].item() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in step.matcher.parameters())
+    ids = [{id(p) for g in opt.param_groups for p in g["params"]}
+           for opt in (step.opt_obfuscator, step.opt_deobfuscator, step.opt_matcher)]
+    assert ids[0].isdisjoint(ids[2]) and ids[1].isdisjoint(ids[2])
+    # the reversed link term reaches the obfuscator (same seed, same batch: only it differs)
+    assert not torch.allclose(o.stem[0].weight.grad, plain_o.stem[0].weight.grad)
+    # ... and nowhere else: the deobfuscator's gradient is the same with or without it
+    assert torch.allclose(step.deobfuscator.stem[0].weight.grad,
+                          plain_step.deobfuscator.stem[0].weight.grad)
+
+
+def test_a_run_with_the_linkage_adversary_logs_its_loss_and_resumes_exactly(
+        trained_classifier, tmp_path):
+    def run(out: Path, interrupt: bool) -> list[dict]:
+        config = tiny_obfuscator_config(trained_classifier, out, epochs=2, lam_link=1.0,
+                                        link_width=4, train_subset=100)
+        if interrupt:
+            with pytest.raises(KeyboardInterrupt):
+                obf.train_obfuscator(config, quiet=True, on_epoch_end=interrupt_after(1))
+            state = torch.load(out / "last.pt", weights_only=True)
+            assert {"matcher", "opt_matcher"} <= set(state)
+            obf.train_obfuscator(config, resume=True, quiet=True)
+        else:
+            obf.train_obfuscator(config, quiet=True)
+        return [r for r in read_metrics(out) if r["epoch"] > 0]
+
+    straight, resumed = run(tmp_path / "a", False), run(tmp_path / "b", True)
+    assert all(r["loss_link"] > 0 for r in straight)
+    assert [r["epoch"] for r in resumed] == [1, 2]
+    assert resumed[-1]["loss_link"] == pytest.approx(straight[-1]["loss_link"], rel=1e-4)
+    assert resumed[-1]["obfuscated_acc"] == pytest.approx(straight[-1]["obfuscated_acc"])

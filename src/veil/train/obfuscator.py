@@ -56,6 +56,7 @@ from ..metrics import psnr, ssim
 from ..models import FrozenClassifier, create_model
 from ..models.checkpoints import load_classifier, with_normalization
 from ..models.external import check_classifier, export_classifier
+from ..models.matcher import Matcher
 from ..models.obfuscator import scaled_channels
 from .common import (
     WARM_START_PREFIX,
@@ -125,6 +126,11 @@ class ObfuscatorConfig(RunConfig):
     # the obfuscator's width multiplier α (1: the paper's network); the co-trained
     # deobfuscator stays at full width, since the device's budget does not bind the attacker
     width: float = 1.0
+    # λ_l, the weight of the linkage term: a contrastive matcher (models.matcher, encoder width
+    # link_width) is trained in the same steps to link each sent image to its photo among the
+    # batch, and the obfuscator minimises L_c − λ·L_r − λ_l·L_link (0: no matcher)
+    lam_link: float = 0.0
+    link_width: int = 16
 
     RENAMED: ClassVar[dict[str, str]] = {
         "warmup_epochs": "lam_ramp_epochs", "identity_epochs": "warm_start.identity",
@@ -135,7 +141,8 @@ class ObfuscatorConfig(RunConfig):
         one_of(self, "schedule", ("onecycle", "step", "constant"))
         one_of(self, "ensemble_mode", ("mean", "cycle"))
         at_least(self, lam=0, lam_ramp_epochs=0, distill=0, feature_weight=0, step_epochs=0,
-                 warm_start_batch_size=1, curve_every=0, curve_images=1)
+                 warm_start_batch_size=1, curve_every=0, curve_images=1, lam_link=0,
+                 link_width=1)
         positive(self, "lr_deobfuscator", "temperature", "warm_start_lr", "deobfuscator_fraction",
                  "width")
         scaled_channels(self.width)
@@ -221,9 +228,15 @@ class AdversarialStep:
                                                fused=True)
         self.opt_deobfuscator = torch.optim.Adam(deobfuscator.parameters(),
                                                  lr=config.lr_deobfuscator, fused=True)
+        self.matcher: Matcher | None = None
+        if config.lam_link > 0:  # the co-trained linkage adversary
+            self.matcher = Matcher(config.link_width, config.seed).to(device)
+            self.opt_matcher = torch.optim.Adam(self.matcher.parameters(),
+                                                lr=config.lr_deobfuscator)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lam: float) -> dict[str, torch.Tensor]:
         cfg = self.config
+        adversaries = [self.deobfuscator] + ([self.matcher] if self.matcher else [])
         with autocast(self.device, cfg.precision):
             obfuscated = self.obfuscator(x)
             sent = quantize_8bit_ste(obfuscated) if cfg.quantize else obfuscated
@@ -231,16 +244,25 @@ class AdversarialStep:
             seen = self._deobfuscator_share(len(x))
             rebuilt = self.deobfuscator(GradientReversal.apply(sent[:seen], lam))
             loss_r = F.mse_loss(rebuilt.float(), x[:seen])
+            loss_link = torch.zeros((), device=x.device)
+            if self.matcher is not None:
+                # λ_l ramps in with λ; the matcher descends L_link, the obfuscator ascends it
+                scale = cfg.lam_link * (lam / cfg.lam if cfg.lam > 0 else 1.0)
+                loss_link = self.matcher.loss(GradientReversal.apply(sent, scale), x).float()
         self.opt_obfuscator.zero_grad(set_to_none=True)
-        self.opt_deobfuscator.zero_grad(set_to_none=True)
-        (loss_obf_c + loss_r).backward()
+        for net in adversaries:
+            net.zero_grad(set_to_none=True)
+        (loss_obf_c + loss_r + loss_link).backward()
         if self.ddp is not None:
-            self.ddp.average_gradients(self.obfuscator, self.deobfuscator)
+            self.ddp.average_gradients(self.obfuscator, *adversaries)
         self.opt_obfuscator.step()
         self.opt_deobfuscator.step()
+        if self.matcher is not None:
+            self.opt_matcher.step()
         loss_c = F.cross_entropy(logits.detach().float(), y)
         correct = (logits.argmax(1) == y).sum()
-        return {"loss_c": loss_c, "loss_r": loss_r.detach(), "correct": correct}
+        return {"loss_c": loss_c, "loss_r": loss_r.detach(), "loss_link": loss_link.detach(),
+                "correct": correct}
 
     def _deobfuscator_share(self, batch: int) -> int:
         """How many of the batch's images the deobfuscator sees (the loader shuffles, so the
@@ -432,7 +454,7 @@ class ObfuscatorTrainer:
         self.loader.set_epoch(epoch)
         self.obfuscator.train()
         self.deobfuscator.train()
-        sums = torch.zeros(4, device=self.device)
+        sums = torch.zeros(5, device=self.device)
         lam = config.lam
         t0 = time.perf_counter()
         self.curve.phase = "adversarial"
@@ -445,14 +467,19 @@ class ObfuscatorTrainer:
             for s in self.schedulers:
                 s.step()
             sums += torch.stack([out["loss_c"].float() * len(y), out["loss_r"].float() * len(y),
-                                 out["correct"].float(), sums.new_tensor(float(len(y)))])
+                                 out["correct"].float(), sums.new_tensor(float(len(y))),
+                                 out["loss_link"].float() * len(y)])
             self.curve.on_step(batch)
         elapsed = time.perf_counter() - t0
         ddp.broadcast(self.obfuscator, self.deobfuscator)  # one set of BatchNorm statistics
-        loss_c, loss_r, correct, seen = ddp.all_sum(sums).tolist()
-        return {"loss_c": loss_c / seen, "loss_r": loss_r / seen,
-                "train_obfuscated_acc": correct / seen, "lambda": lam,
-                "images_per_s": seen / elapsed, "seconds": elapsed}
+        loss_c, loss_r, correct, seen, loss_link = ddp.all_sum(sums).tolist()
+        row = {"loss_c": loss_c / seen, "loss_r": loss_r / seen,
+               "train_obfuscated_acc": correct / seen, "lambda": lam,
+               "images_per_s": seen / elapsed, "seconds": elapsed}
+        if self.step.matcher is not None:
+            ddp.broadcast(self.step.matcher)
+            row["loss_link"] = loss_link / seen
+        return row
 
     def evaluate(self) -> dict[str, Any]:
         """The pair on the test split against the first classifier; for an ensemble also every
@@ -474,10 +501,14 @@ class ObfuscatorTrainer:
                            deobfuscator=self.deobfuscator.state_dict(), classifier=self.clf_info)
 
     def resume_state(self) -> dict[str, Any]:
-        return {"opt_obfuscator": self.step.opt_obfuscator.state_dict(),
-                "opt_deobfuscator": self.step.opt_deobfuscator.state_dict(),
-                "schedulers": [s.state_dict() for s in self.schedulers],
-                "curve": self.curve.state_dict()}
+        state = {"opt_obfuscator": self.step.opt_obfuscator.state_dict(),
+                 "opt_deobfuscator": self.step.opt_deobfuscator.state_dict(),
+                 "schedulers": [s.state_dict() for s in self.schedulers],
+                 "curve": self.curve.state_dict()}
+        if self.step.matcher is not None:
+            state["matcher"] = self.step.matcher.state_dict()
+            state["opt_matcher"] = self.step.opt_matcher.state_dict()
+        return state
 
     def load_resume_state(self, state: dict[str, Any]) -> None:
         self.obfuscator.load_state_dict(state["obfuscator"])
@@ -488,6 +519,9 @@ class ObfuscatorTrainer:
             s.load_state_dict(s_state)
         if "curve" in state:  # checkpoints written before the curve was resumable lack it
             self.curve.load_state_dict(state["curve"])
+        if self.step.matcher is not None:
+            self.step.matcher.load_state_dict(state["matcher"])
+            self.step.opt_matcher.load_state_dict(state["opt_matcher"])
 
     def format_row(self, row: dict[str, Any]) -> str:
         return format_row(row)
