@@ -106,7 +106,7 @@ def extract_obfuscator(name: str, out: Path, classifier: Path | None = None) -> 
     return out
 
 
-MEASURED_KEYS = ("privacy", "training_cost")
+MEASURED_KEYS = ("privacy", "training_cost", "transfer")
 
 
 def record_measured(name: str, measured: dict[str, Any], out_dir: Path = WEIGHTS
@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="instead: write entry --name's obfuscator pair as a checkpoint to PT "
                         "(it records the classifier --extract-classifier or --classifier names)")
     p.add_argument("--measured", type=Path, metavar="JSON",
-                   help="instead: add the sections of this JSON (privacy, training_cost; each "
-                        "with its 'source') to entry --name's card")
+                   help="instead: add the sections of this JSON (privacy, training_cost, "
+                        "transfer; each with its 'source') to entry --name's card")
     args = p.parse_args(argv)
     if args.measured:
         try:
