@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # issue 42 §1: both linkage attacks (the operator's, no training; the learned matcher, until
-# flat or 1,200 s of training) on the shipped obfuscators: the 20-epoch asymptote (the new
-# embedded default) and the previous 6-epoch default; gallery of 1,000 CIFAR-10 (JPEG-75) test
-# photos (100 per class), seed 0, one thread. Resumable (--resume keeps finished defenses).
-#   OBF=asymptote/model.pt OLD=old-default-obf.pt CLF=default-classifier.pt bash run_defaults.sh
+# flat or 1,200 s of training) on an obfuscator checkpoint, scored with the shipped fastnet;
+# gallery of 1,000 CIFAR-10 (JPEG-75) test photos (100 per class), seed 0, one thread.
+# Resumable (--resume keeps the finished defenses). Run from anywhere:
+#   bash results/cpu/linkage/run_defaults.sh [OBFUSCATOR.pt ...]
+# With no argument it attacks the embedded default (extracted to runs/, fp32 of its fp16 weights).
 set -euo pipefail
-REPO=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
-DATA=$(realpath "$REPO/../shared/data/cifar10-jpeg75.zip")
-exec "$REPO/.venv/bin/veil" attack --obfuscators "$OBF" "$OLD" --classifier "$CLF" \
+cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
+PY=.venv/bin/python
+mkdir -p runs
+[ -f runs/default-classifier.pt ] || $PY -m veil.zoo.build --extract-classifier runs/default-classifier.pt
+[ -f runs/default-obfuscator.pt ] || $PY -m veil.zoo.build \
+  --extract-obfuscator runs/default-obfuscator.pt --classifier runs/default-classifier.pt
+OBFUSCATORS=("$@")
+[ ${#OBFUSCATORS[@]} -gt 0 ] || OBFUSCATORS=(runs/default-obfuscator.pt)
+exec .venv/bin/veil attack --obfuscators "${OBFUSCATORS[@]}" --classifier runs/default-classifier.pt \
   --attacks link_operator link_matcher --budget hour --matcher-seconds 1200 \
-  --data "$DATA" --threads 1 --out "${OUT:-$REPO/results/cpu/linkage/defaults}" --resume --quiet
+  --data ../shared/data/cifar10-jpeg75.zip --threads 1 \
+  --out "${OUT:-results/cpu/linkage/defaults}" --resume --quiet
