@@ -356,3 +356,23 @@ def test_evaluate_reports_the_offloading_gain_against_a_device_alone_classifier(
     expected = round(100 * (result["table1"][0]["obfuscated_acc"] - row["accuracy"]), 2)
     assert row["offloading_gain_pp"] == expected
     assert "offloading gain (pp)" in out and row["verdict"] in out
+
+
+# --- MS-SSIM, the perceptual metric beside SSIM (issue 42 §1) -------------------------------
+def test_ms_ssim_is_one_for_identical_images_and_falls_with_noise():
+    from veil.metrics import ms_ssim
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=g)
+    assert torch.allclose(ms_ssim(x, x), torch.ones(4))
+    noise = torch.randn(x.shape, generator=g)
+    light = ms_ssim(x, (x + 0.05 * noise).clamp(0, 1))
+    heavy = ms_ssim(x, (x + 0.3 * noise).clamp(0, 1))
+    assert (light > heavy + 0.1).all() and (heavy < 0.9).all()
+
+
+def test_image_scores_carry_ms_ssim_from_32_pixels_up():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 32, 32, generator=g)
+    assert image_scores(x, x)["ms_ssim"]["mean"] == pytest.approx(1.0)
+    small = torch.rand(3, 3, 16, 16, generator=g)
+    assert "ms_ssim" not in image_scores(small, small)

@@ -116,7 +116,8 @@ def test_the_closure_reads_the_wheels_extras(wheel):
     requires = wheel_requires(wheel)
     edge, train = closure(requires, "edge"), closure(requires, "train")
     assert {"onnxruntime", "httpx", "numpy", "pillow"} <= edge and "torch" not in edge
-    assert {"torch", "tqdm", "pyyaml", "pytorch-msssim"} <= train and "onnx" not in train
+    assert {"torch", "tqdm", "pyyaml", "pytorch-msssim", "torchmetrics"} <= train
+    assert "onnx" not in train
     assert "matplotlib" in closure(requires, "eval") and "fastapi" in closure(requires, "serve")
 
 

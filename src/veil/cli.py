@@ -34,7 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # what to install when a subcommand's import fails for want of a package
 EXTRAS: dict[str, str] = {"torch": "train", "tqdm": "train", "yaml": "train",
-                          "pytorch_msssim": "train", "matplotlib": "eval", "onnx": "export",
+                          "pytorch_msssim": "train", "torchmetrics": "train",
+                          "matplotlib": "eval", "onnx": "export",
                           "onnxruntime": "edge", "httpx": "edge", "fastapi": "serve",
                           "uvicorn": "serve", "multipart": "serve", "httptools": "serve"}
 

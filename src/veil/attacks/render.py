@@ -79,19 +79,21 @@ def _attack_names(result: dict[str, Any]) -> list[str]:
 def _summary(result: dict[str, Any]) -> list[str]:
     names = _attack_names(result)
     header = ["defense", "kind", "accuracy %", "eavesdropper SSIM"]
-    header += [f"{ROW_NAMES[n]} SSIM" for n in names] + ["strongest", "PSNR (dB)"]
+    header += [f"{ROW_NAMES[n]} SSIM" for n in names] + ["strongest", "PSNR (dB)", "MS-SSIM"]
     rows = []
     for d in result["defenses"]:
         s = d["strongest"]
         rows.append([d["name"], d["kind"], pct(d["accuracy"]),
                      mean_std(d["eavesdropper"]["ssim"], 3),
                      *[mean_std((d["attacks"].get(n) or {}).get("ssim"), 3) for n in names],
-                     f"{s['attack']} {s['ssim']:.3f}", f"{s['psnr']:.2f}"])
+                     f"{s['attack']} {s['ssim']:.3f}", f"{s['psnr']:.2f}",
+                     f"{s['ms_ssim']:.3f}" if "ms_ssim" in s else "–"])
     ref = result["reference"]["mean_image"]
     return ["## Summary", "",
             "SSIM against the original (mean ± std over the test images; 1 = identical). "
             "Strongest: the attack (or the eavesdropper's plain view) with the highest mean "
-            "SSIM, and its mean PSNR. For reference, guessing the mean training image for every "
+            "SSIM, its mean PSNR and its mean MS-SSIM (three scales, which tracks what people "
+            "perceive more closely). For reference, guessing the mean training image for every "
             f"image gives SSIM {ref['ssim']['mean']:.3f} and PSNR {ref['psnr']['mean']:.2f} dB.",
             "", *table(header, rows, 2), ""]
 

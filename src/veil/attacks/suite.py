@@ -234,8 +234,11 @@ def _strongest(row: dict[str, Any]) -> dict[str, Any] | None:
     """The attack with the highest mean SSIM (the eavesdropper's view counts as an attack)."""
     scores = {"eavesdropper": row["eavesdropper"], **row["attacks"]}
     name = max(scores, key=lambda k: scores[k]["ssim"]["mean"])
-    return {"attack": name, "ssim": scores[name]["ssim"]["mean"],
-            "psnr": scores[name]["psnr"]["mean"]}
+    strongest = {"attack": name, "ssim": scores[name]["ssim"]["mean"],
+                 "psnr": scores[name]["psnr"]["mean"]}
+    if "ms_ssim" in scores[name]:
+        strongest["ms_ssim"] = scores[name]["ms_ssim"]["mean"]
+    return strongest
 
 
 def run_attack_suite(defenses: list[Defense], setup: AttackSetup,
