@@ -27,7 +27,8 @@ from veil.models.checkpoints import load_classifier, load_obfuscator_pair
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
 from veil.train.common import RunDirError
-from veil.train.obfuscator import GradientReversal
+from veil.train.losses import GradientReversal
+from veil.train.warm_start import pretrain_identity
 
 
 def tiny_classifier_config(out: Path, **kw) -> clf.ClassifierConfig:
@@ -369,7 +370,7 @@ def test_identity_warm_start_passes_the_image_through(trained_classifier, tmp_pa
     obfuscator = create_model("obfuscator")
     with torch.no_grad():
         before = torch.nn.functional.mse_loss(obfuscator(x), x).item()
-    obf.pretrain_identity(obfuscator, loader, steps=40, lr=5e-3, device=torch.device("cpu"))
+    pretrain_identity(obfuscator, loader, steps=40, lr=5e-3, device=torch.device("cpu"))
     with torch.no_grad():
         after = torch.nn.functional.mse_loss(obfuscator(x), x).item()
     assert after < 0.5 * before

@@ -15,13 +15,8 @@ from veil.models.checkpoints import load_classifier
 from veil.models.fold import fold_batchnorm
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
-from veil.train.warm_start import (
-    EncoderClassifier,
-    feature_distance,
-    pretrain_encoder,
-    pretrain_utility,
-    utility_loss,
-)
+from veil.train.losses import feature_distance, utility_loss
+from veil.train.warm_start import EncoderClassifier, pretrain_encoder, pretrain_utility
 
 
 @pytest.fixture(scope="module")

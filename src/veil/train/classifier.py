@@ -110,7 +110,7 @@ def train_classifier(config: ClassifierConfig, resume: bool = False, quiet: bool
 
 
 class ClassifierTrainer:
-    """A zoo classifier on plain images (see `loop.EpochTrainer`); DDP under torchrun."""
+    """A zoo classifier on plain images (a `common.EpochTrainer`); DDP under torchrun."""
 
     def __init__(self, config: ClassifierConfig, process: Process, ds: Dataset | None = None
                  ) -> None:

@@ -71,14 +71,8 @@ from .common import (
     start_process,
 )
 from .curve import LearningCurve
-from .warm_start import (
-    EncoderClassifier,
-    StageSaver,
-    pretrain_encoder,
-    pretrain_utility,
-    repeat_batches,
-    utility_loss,
-)
+from .losses import GradientReversal, utility_loss
+from .warm_start import StageSaver, run_warm_starts
 
 # --- the config and its recipes ---------------------------------------------------------------
 # the warm-start stages, in the order they run (train/warm_start.py)
@@ -199,17 +193,6 @@ def make_config(recipe: str = DEFAULT_RECIPE, **overrides: Any) -> ObfuscatorCon
 
 
 # --- one adversarial step, its schedules and the pair's evaluation --------------------------
-class GradientReversal(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -ctx.scale * grad, None
-
-
 class AdversarialStep:
     """One training step of obfuscator and deobfuscator against a frozen classifier, or against
     an ensemble of them (a list): `ensemble_mode` "mean" averages the members' classification
@@ -349,23 +332,6 @@ def evaluate_pair(obfuscator: nn.Module, deobfuscator: nn.Module, classifier: nn
 
 
 # --- the trainer -------------------------------------------------------------------------------
-def pretrain_identity(obfuscator: nn.Module, loader: TensorLoader, steps: int, lr: float,
-                      device: torch.device, precision: str = "fp32", quiet: bool = True) -> float:
-    """Train the obfuscator alone to reproduce its input (MSE) for `steps` batches; returns the
-    last batch's loss. A warm start: the encoder-decoder then passes the image through, which
-    the frozen classifier reads, instead of starting the adversarial phase from grey noise."""
-    optimizer = torch.optim.Adam(obfuscator.parameters(), lr=lr, fused=True)
-    obfuscator.train()
-    loss = torch.zeros(())
-    for x, _ in progress(repeat_batches(loader, steps), steps, "identity warm start", quiet):
-        with autocast(device, precision):
-            loss = F.mse_loss(obfuscator(x).float(), x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return loss.item()
-
-
 def lambda_at(config: ObfuscatorConfig, epoch_progress: float) -> float:
     """lambda ramped linearly from 0 over the first lam_ramp_epochs (epoch_progress from 0)."""
     if config.lam_ramp_epochs <= 0:
@@ -391,7 +357,7 @@ def train_obfuscator(config: ObfuscatorConfig, resume: bool = False, quiet: bool
 
 
 class ObfuscatorTrainer:
-    """The obfuscator pair against a frozen classifier (see `loop.EpochTrainer`)."""
+    """The obfuscator pair against a frozen classifier (a `common.EpochTrainer`)."""
 
     def __init__(self, config: ObfuscatorConfig, process: Process,
                  classifier: nn.Module | None = None) -> None:
@@ -437,7 +403,7 @@ class ObfuscatorTrainer:
         (same seed, same batches); rank 0's result is then given to all."""
         if not self.config.warm_start:
             return None
-        row = _warm_start(self.config, self.obfuscator, self.step.classifier, self.ds,
+        row = run_warm_starts(self.config, self.obfuscator, self.step.classifier, self.ds,
                           self.device, quiet, self.curve, self._saver)
         self.ddp.broadcast(self.obfuscator)
         return row
@@ -575,56 +541,6 @@ def _ensemble_members(config: ObfuscatorConfig, ds, device: torch.device,
         del clf_info["ensemble"]
     return members
 
-
-def _warm_start(config: ObfuscatorConfig, obfuscator: nn.Module, classifier: FrozenClassifier,
-                ds, device: torch.device, quiet: bool, curve: LearningCurve,
-                saver: Callable[[str, int], StageSaver]) -> dict[str, Any]:
-    """The warm-start stages the config asks for, in order; their metrics row (epoch 0). The
-    encoder and utility stages are saved after every pass (`saver(stage, steps_per_pass)`);
-    the short identity stage is not."""
-    loader = TensorLoader(ds.train, config.warm_start_batch_size, shuffle=True,
-                          crop_padding=config.crop_padding, flip=config.flip,
-                          drop_last=len(ds.train) >= 2 * config.warm_start_batch_size,
-                          seed=config.seed + 1, device=device,
-                          channels_last=config.channels_last)
-    loader.set_epoch(0)
-    row: dict[str, Any] = {"epoch": 0}
-    seconds = 0.0
-    common = {"device": device, "precision": config.precision, "quiet": quiet,
-              "on_step": curve.on_step}
-    epochs = config.warm_start_epochs
-    if epochs("identity") > 0:
-        curve.phase = "identity"
-        t0 = time.perf_counter()
-        row["identity_mse"] = pretrain_identity(
-            obfuscator, loader, round(epochs("identity") * len(loader)), config.lr, device,
-            config.precision, quiet)
-        seconds += time.perf_counter() - t0
-    if epochs("encoder") > 0:
-        curve.phase = "encoder"
-        curve.encoder_head = EncoderClassifier(obfuscator, len(ds.classes)).to(device)
-        stats = pretrain_encoder(curve.encoder_head, classifier, loader,
-                                 round(epochs("encoder") * len(loader)),
-                                 config.warm_start_lr, distill=config.distill,
-                                 temperature=config.temperature,
-                                 saver=saver("encoder", len(loader)), **common)
-        curve.encoder_head = None
-        seconds += stats["seconds"]
-        row.update(encoder_loss=stats["loss"], encoder_train_acc=stats["train_acc"],
-                   encoder_s=round(seconds, 2))
-    if epochs("utility") > 0:
-        curve.phase = "utility"
-        stats = pretrain_utility(obfuscator, classifier, loader,
-                                 round(epochs("utility") * len(loader)),
-                                 config.warm_start_lr, distill=config.distill,
-                                 temperature=config.temperature,
-                                 feature_weight=config.feature_weight,
-                                 quantize=config.quantize,
-                                 saver=saver("utility", len(loader)), **common)
-        seconds += stats["seconds"]
-        row.update(utility_loss=stats["loss"], utility_train_acc=stats["train_acc"])
-    row["wall_s"] = round(seconds, 2)
-    return row
 
 
 def format_row(row: dict[str, Any]) -> str:

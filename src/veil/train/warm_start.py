@@ -10,7 +10,9 @@ two image-to-image networks run forward and backward for every image. Two cheape
 2. `pretrain_utility`: the whole obfuscator trained for the frozen classifier alone (lambda = 0),
    without the deobfuscator, so again about half an adversarial step per image.
 
-Both losses are `utility_loss`, the classification term that the adversarial step also uses.
+Both losses are `losses.utility_loss`, the classification term the adversarial step also uses.
+`run_warm_starts` runs the stages a config asks for (with `pretrain_identity`, the short stage
+that teaches the obfuscator to pass the image through), in order, before the adversarial phase.
 A stage given a `StageSaver` is saved after every pass over the data and at its end, so a run
 killed during an hour of warm start loses at most one pass, and resumes bit for bit.
 """
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,11 @@ from ..core.eightbit import quantize_8bit_ste
 from ..core.runtime import autocast, progress
 from ..data import TensorLoader
 from ..models import FrozenClassifier
+from .curve import LearningCurve
+from .losses import utility_loss
+
+if TYPE_CHECKING:
+    from .obfuscator import ObfuscatorConfig
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 StepHook = Callable[[int], None]
@@ -57,34 +64,6 @@ class StageSaver:
     def save(self, state: dict[str, Any]) -> None:
         if self.write:
             save_checkpoint({"kind": "warm_start", **state, "extra": self.extra()}, self.path)
-
-
-def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float
-                 ) -> torch.Tensor:
-    """KL divergence between softened distributions, scaled by T^2 (Hinton et al.)."""
-    t = temperature
-    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1),
-                    log_target=True, reduction="batchmean") * t * t
-
-
-def feature_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """MSE between feature vectors, normalised by the teacher's mean square (scale-free)."""
-    student, teacher = student.float().flatten(1), teacher.float().flatten(1)
-    return F.mse_loss(student, teacher) / teacher.pow(2).mean().clamp_min(1e-8)
-
-
-def utility_loss(logits: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None,
-                 distill: float, temperature: float, features: torch.Tensor | None = None,
-                 teacher_features: torch.Tensor | None = None, feature_weight: float = 0.0
-                 ) -> torch.Tensor:
-    """CE + distill * KD(teacher) + feature_weight * feature distance: what the obfuscator
-    minimises for the classifier's sake."""
-    loss = F.cross_entropy(logits.float(), y)
-    if distill > 0 and teacher_logits is not None:
-        loss = loss + distill * distillation(logits.float(), teacher_logits.float(), temperature)
-    if feature_weight > 0 and features is not None and teacher_features is not None:
-        loss = loss + feature_weight * feature_distance(features, teacher_features)
-    return loss
 
 
 class EncoderClassifier(nn.Module):
@@ -218,3 +197,71 @@ def repeat_batches(loader: TensorLoader, steps: int, start: int = 0,
                 return
         epoch += 1
         loader.set_epoch(epoch)
+
+
+def pretrain_identity(obfuscator: nn.Module, loader: TensorLoader, steps: int, lr: float,
+                      device: torch.device, precision: str = "fp32", quiet: bool = True) -> float:
+    """Train the obfuscator alone to reproduce its input (MSE) for `steps` batches; returns the
+    last batch's loss. A warm start: the encoder-decoder then passes the image through, which
+    the frozen classifier reads, instead of starting the adversarial phase from grey noise."""
+    optimizer = torch.optim.Adam(obfuscator.parameters(), lr=lr, fused=True)
+    obfuscator.train()
+    loss = torch.zeros(())
+    for x, _ in progress(repeat_batches(loader, steps), steps, "identity warm start", quiet):
+        with autocast(device, precision):
+            loss = F.mse_loss(obfuscator(x).float(), x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+def run_warm_starts(config: ObfuscatorConfig, obfuscator: nn.Module, classifier: FrozenClassifier,
+                    ds, device: torch.device, quiet: bool, curve: LearningCurve,
+                    saver: Callable[[str, int], StageSaver]) -> dict[str, Any]:
+    """The warm-start stages the config asks for, in order; their metrics row (epoch 0). The
+    encoder and utility stages are saved after every pass (`saver(stage, steps_per_pass)`);
+    the short identity stage is not."""
+    loader = TensorLoader(ds.train, config.warm_start_batch_size, shuffle=True,
+                          crop_padding=config.crop_padding, flip=config.flip,
+                          drop_last=len(ds.train) >= 2 * config.warm_start_batch_size,
+                          seed=config.seed + 1, device=device,
+                          channels_last=config.channels_last)
+    loader.set_epoch(0)
+    row: dict[str, Any] = {"epoch": 0}
+    seconds = 0.0
+    common = {"device": device, "precision": config.precision, "quiet": quiet,
+              "on_step": curve.on_step}
+    epochs = config.warm_start_epochs
+    if epochs("identity") > 0:
+        curve.phase = "identity"
+        t0 = time.perf_counter()
+        row["identity_mse"] = pretrain_identity(
+            obfuscator, loader, round(epochs("identity") * len(loader)), config.lr, device,
+            config.precision, quiet)
+        seconds += time.perf_counter() - t0
+    if epochs("encoder") > 0:
+        curve.phase = "encoder"
+        curve.encoder_head = EncoderClassifier(obfuscator, len(ds.classes)).to(device)
+        stats = pretrain_encoder(curve.encoder_head, classifier, loader,
+                                 round(epochs("encoder") * len(loader)),
+                                 config.warm_start_lr, distill=config.distill,
+                                 temperature=config.temperature,
+                                 saver=saver("encoder", len(loader)), **common)
+        curve.encoder_head = None
+        seconds += stats["seconds"]
+        row.update(encoder_loss=stats["loss"], encoder_train_acc=stats["train_acc"],
+                   encoder_s=round(seconds, 2))
+    if epochs("utility") > 0:
+        curve.phase = "utility"
+        stats = pretrain_utility(obfuscator, classifier, loader,
+                                 round(epochs("utility") * len(loader)),
+                                 config.warm_start_lr, distill=config.distill,
+                                 temperature=config.temperature,
+                                 feature_weight=config.feature_weight,
+                                 quantize=config.quantize,
+                                 saver=saver("utility", len(loader)), **common)
+        seconds += stats["seconds"]
+        row.update(utility_loss=stats["loss"], utility_train_acc=stats["train_acc"])
+    row["wall_s"] = round(seconds, 2)
+    return row
