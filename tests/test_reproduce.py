@@ -19,7 +19,7 @@ from veil.cli import main
 from veil.pipeline import phases
 from veil.pipeline import reproduce as rep
 from veil.pipeline.plan import SCALES, TINY_SLOTS, Scale, build_phases
-from veil.pipeline.reproduce_budget import Clock, plan_epochs, share
+from veil.pipeline.reproduce_budget import Clock, guessed_speed, plan_epochs, share
 from veil.train import classifier as clf
 
 SLOTS = [s.name for s in TINY_SLOTS]
@@ -141,7 +141,7 @@ def test_the_paper_scale_plans_a_staged_obfuscator_with_its_warm_start():
     weight = rep.phase_weight(ctx, phase)
     without = rep.phase_weight(fake_context(replace(paper, obfuscator_warm_start=()), 50_000,
                                             10_000), phase)
-    speed = rep.guessed_speed(phase.slot.model, True)
+    speed = guessed_speed(phase.slot.model, True)
     assert weight - without == pytest.approx(2.0 * 0.25 * 50_000 / speed)  # encoder: 1/4 step
 
 

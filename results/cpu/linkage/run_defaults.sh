@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # issue 42 §1: both linkage attacks (the operator's, no training; the learned matcher, until
-# flat or 1,200 s of training) on an obfuscator checkpoint, scored with the shipped fastnet;
+# flat or $MATCHER_SECONDS (3,000) s of training) on an obfuscator checkpoint, scored with the shipped fastnet;
 # gallery of 1,000 CIFAR-10 (JPEG-75) test photos (100 per class), seed 0, one thread.
 # Resumable (--resume keeps the finished defenses). Run from anywhere:
 #   bash results/cpu/linkage/run_defaults.sh [OBFUSCATOR.pt ...]
@@ -15,6 +15,7 @@ mkdir -p runs
 OBFUSCATORS=("$@")
 [ ${#OBFUSCATORS[@]} -gt 0 ] || OBFUSCATORS=(runs/default-obfuscator.pt)
 exec .venv/bin/veil attack --obfuscators "${OBFUSCATORS[@]}" --classifier runs/default-classifier.pt \
-  --attacks link_operator link_matcher --budget hour --matcher-seconds 1200 \
+  --attacks link_operator link_matcher --budget hour --matcher-seconds "${MATCHER_SECONDS:-3000}" \
+  --matcher-eval-every 10000 \
   --data ../shared/data/cifar10-jpeg75.zip --threads 1 \
   --out "${OUT:-results/cpu/linkage/defaults}" --resume --quiet

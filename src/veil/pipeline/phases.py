@@ -7,7 +7,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,12 @@ from ..train.obfuscator import train_obfuscator
 from .context import Context
 from .plan import Phase, Slot, build_phases
 from .reproduce_budget import (
+    DECODER_GUESS,
     EpochPlan,
     checkpoint_seconds,
     classifier_speed,
     decoder_speed,
+    guessed_speed,
     obfuscator_speed,
     plan_epochs,
     warm_start_epochs_equivalent,
@@ -50,30 +52,8 @@ from .summary import reproduce_markdown
 ATTACKS = ["cotrained", "decoder"]
 
 
-def phase_outputs(ctx: Context, phase: Phase) -> list[Path]:
-    if phase.kind in ("classifier", "obfuscator"):
-        return [ctx.checkpoint(phase.kind, phase.slot)]
-    if phase.kind == "attack":
-        return [attack_file(ctx, phase.slot)]
-    if phase.kind == "tables":
-        return [ctx.out / "tables.json", ctx.out / "tables.md"]
-    return [ctx.out / "attacks.json", ctx.out / "attacks.md", ctx.out / "reproduce.md"]
-
-
 def attack_file(ctx: Context, slot: Slot) -> Path:
     return ctx.out / "attacks" / f"{slot.name}.json"
-
-
-def summarize(phase: Phase, result: dict[str, Any]) -> str:
-    m = result.get("metrics") or {}
-    if phase.kind == "classifier":
-        return f"test acc {m.get('test_acc', float('nan')):.2%}, {result['epochs']} epochs"
-    if phase.kind == "obfuscator":
-        return (f"obfuscated acc {m.get('obfuscated_acc', float('nan')):.2%}, deobfuscator SSIM "
-                f"{m.get('deobfuscator_ssim', float('nan')):.3f}, {result['epochs']} epochs")
-    if phase.kind == "attack":
-        return f"fresh decoder SSIM {result['decoder_ssim']:.3f}, {result['epochs']} epochs"
-    return "wrote " + ", ".join(Path(p).name for p in result.get("files", []))
 
 
 def _train_phase(ctx: Context, phase: Phase, make: Callable[[], tuple[Any, EpochPlan]],
@@ -266,10 +246,82 @@ def run_report(ctx: Context, phase: Phase, budget_s: float | None
     return {"files": [str(p) for p in [*written, md]]}
 
 
-RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "classifier": run_classifier, "obfuscator": run_obfuscator, "tables": run_tables,
-    "attack": run_attack, "report": run_report,
+# --- the phase table: what each kind of phase runs, writes, reports and weighs -------------------
+def _checkpoint_outputs(ctx: Context, phase: Phase) -> list[Path]:
+    return [ctx.checkpoint(phase.kind, phase.slot)]
+
+
+def _classifier_weight(ctx: Context, phase: Phase) -> float:
+    s, model = ctx.scale, phase.slot.model
+    epoch_s = (ctx.n_train(s.train_subset) + ctx.n_test() / 3) / guessed_speed(model) + 0.3
+    return s.epochs_for(model) * epoch_s + s.fixed_s
+
+
+def _obfuscator_weight(ctx: Context, phase: Phase) -> float:
+    s, n_train = ctx.scale, ctx.n_train(ctx.scale.obfuscator_subset)
+    warm = warm_start_epochs_equivalent(dict(s.obfuscator_warm_start)) * n_train
+    n = s.obfuscator_epochs * (n_train + ctx.n_test() / 1.5) + warm
+    return n / guessed_speed(phase.slot.model, True) + s.fixed_s
+
+
+def _attack_weight(ctx: Context, phase: Phase) -> float:
+    s = ctx.scale
+    n = s.attack_epochs * ctx.n_train(s.attack_subset) + 4 * ctx.n_test()
+    return n / DECODER_GUESS + s.fixed_s
+
+
+def _metric(result: dict[str, Any], key: str) -> float:
+    return (result.get("metrics") or {}).get(key, float("nan"))
+
+
+@dataclass(frozen=True)
+class PhaseKind:
+    """One kind of phase: `run` it within a budget (seconds or None), the files it leaves
+    (`outputs`: all present means done), its one-line `summary`, and its `weight`: a guess of
+    its seconds, only to split the budget between the pending phases."""
+
+    run: Callable[[Context, Phase, float | None], dict[str, Any]]
+    outputs: Callable[[Context, Phase], list[Path]]
+    summary: Callable[[dict[str, Any]], str]
+    weight: Callable[[Context, Phase], float]
+
+
+PHASE_KINDS: dict[str, PhaseKind] = {
+    "classifier": PhaseKind(
+        run_classifier, _checkpoint_outputs,
+        lambda r: f"test acc {_metric(r, 'test_acc'):.2%}, {r['epochs']} epochs",
+        _classifier_weight),
+    "obfuscator": PhaseKind(
+        run_obfuscator, _checkpoint_outputs,
+        lambda r: (f"obfuscated acc {_metric(r, 'obfuscated_acc'):.2%}, deobfuscator SSIM "
+                   f"{_metric(r, 'deobfuscator_ssim'):.3f}, {r['epochs']} epochs"),
+        _obfuscator_weight),
+    "tables": PhaseKind(
+        run_tables, lambda ctx, _: [ctx.out / "tables.json", ctx.out / "tables.md"],
+        lambda r: "wrote " + ", ".join(Path(p).name for p in r.get("files", [])),
+        lambda ctx, _: 6 * len(ctx.scale.slots) * ctx.n_test() / 20_000 + 2 * ctx.scale.fixed_s),
+    "attack": PhaseKind(
+        run_attack, lambda ctx, phase: [attack_file(ctx, phase.slot)],
+        lambda r: f"fresh decoder SSIM {r['decoder_ssim']:.3f}, {r['epochs']} epochs",
+        _attack_weight),
+    "report": PhaseKind(
+        run_report,
+        lambda ctx, _: [ctx.out / "attacks.json", ctx.out / "attacks.md", ctx.out / "reproduce.md"],
+        lambda r: "wrote " + ", ".join(Path(p).name for p in r.get("files", [])),
+        lambda ctx, _: 3 * ctx.scale.fixed_s),  # figures
 }
+
+
+def phase_outputs(ctx: Context, phase: Phase) -> list[Path]:
+    return PHASE_KINDS[phase.kind].outputs(ctx, phase)
+
+
+def summarize(phase: Phase, result: dict[str, Any]) -> str:
+    return PHASE_KINDS[phase.kind].summary(result)
+
+
+def phase_weight(ctx: Context, phase: Phase) -> float:
+    return PHASE_KINDS[phase.kind].weight(ctx, phase)
 
 
 def is_finished(ctx: Context, phase: Phase) -> bool:

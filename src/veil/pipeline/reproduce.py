@@ -44,40 +44,17 @@ from ..loading import (
     load_data,
 )
 from .context import Context
-from .phases import RUNNERS, is_finished, summarize
+from .phases import PHASE_KINDS, is_finished, phase_weight, summarize
 from .plan import SCALES, Phase, Scale, build_phases
 from .progress import Progress
 from .reproduce_budget import (
-    DECODER_GUESS,
     Clock,
-    guessed_speed,
     share,
-    warm_start_epochs_equivalent,
     warm_up,
 )
 from .summary import reproduce_markdown
 
 DEFAULT_OUT = "results/reproduce"
-
-
-# --- phase weights (a guess of each phase's seconds, only to split the budget) --------------
-def phase_weight(ctx: Context, phase: Phase) -> float:
-    s, n_test = ctx.scale, ctx.n_test()
-    if phase.kind == "classifier":
-        model = phase.slot.model
-        epoch_s = (ctx.n_train(s.train_subset) + n_test / 3) / guessed_speed(model) + 0.3
-        return s.epochs_for(model) * epoch_s + s.fixed_s
-    if phase.kind == "obfuscator":
-        n_train = ctx.n_train(s.obfuscator_subset)
-        warm = warm_start_epochs_equivalent(dict(s.obfuscator_warm_start)) * n_train
-        n = s.obfuscator_epochs * (n_train + n_test / 1.5) + warm
-        return n / guessed_speed(phase.slot.model, True) + s.fixed_s
-    if phase.kind == "attack":
-        n = s.attack_epochs * ctx.n_train(s.attack_subset) + 4 * n_test
-        return n / DECODER_GUESS + s.fixed_s
-    if phase.kind == "tables":
-        return 6 * len(s.slots) * n_test / 20_000 + 2 * s.fixed_s
-    return 3 * s.fixed_s  # report: figures
 
 
 def phase_budget(ctx: Context, pending: list[Phase]) -> float | None:
@@ -111,7 +88,7 @@ def run_phases(ctx: Context, phases: list[Phase]) -> None:
             tag += f" (budget {budget_s:.0f}s of {ctx.clock.remaining():.0f}s left)"
         ctx.log(tag)
         t0 = time.perf_counter()
-        result = RUNNERS[phase.kind](ctx, phase, budget_s)
+        result = PHASE_KINDS[phase.kind].run(ctx, phase, budget_s)
         wall = time.perf_counter() - t0
         ctx.progress.update(phase.name, status="done", wall_s=round(wall, 2), result=result)
         ctx.log(f"    {summarize(phase, result)} ({wall:.0f}s)")
