@@ -19,10 +19,12 @@ import pytest
 from hostile_server import (
     CLASSES,
     HostileServer,
+    compressed,
     endless_body,
     good_answer,
     prediction,
     rate_limited,
+    send_json,
     trickle,
     trickle_headers,
 )
@@ -118,6 +120,76 @@ def test_an_endless_body_stops_at_the_size_cap_with_bounded_memory():
     assert elapsed < 30
 
 
+BOMB = compressed(layers=2, size=64 * 2**20)
+
+
+@pytest.mark.parametrize("where", ["healthz", "v1", "v2 metadata", "blackbox"])
+def test_a_compressed_answer_is_refused_before_it_is_inflated(where, tmp_path):
+    health = BOMB if where in ("healthz", "v2 metadata") else {"classes": CLASSES,
+                                                               "max_images": 16}
+    protocol = {"protocol": "v2", "model": "m"} if where == "v2 metadata" else {}
+    tracemalloc.start()
+    try:
+        with HostileServer(BOMB, health=health) as server, \
+                _client(server, **protocol) as client, pytest.raises(ServerError) as err:
+            if where == "blackbox":  # the query step's own use of the client
+                client.check_server()
+                query(client, sample_images(2), CLASSES, "probs",
+                      QueryLog.open(tmp_path / JOURNAL))
+            else:
+                client.classify(list(sample_images(2)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "the answer is compressed (Content-Encoding 'gzip, gzip'), which this client " \
+           "refuses unread" in str(err.value)
+    assert peak < 16 * 2**20, f"peak Python memory {peak:,} bytes for a 64 MiB bomb"
+
+
+def test_a_label_or_error_with_control_characters_is_printed_escaped(artifacts_onnx, capsys,
+                                                                     tmp_path):
+    forged = "cat\nim9.png: dog 99.0%\x1b]0;owned\x07\x1b[2J"
+    classes = [forged if c == "cat" else c for c in CLASSES]
+
+    def answer(n, handler):
+        index = classes.index(forged)
+        top = [{"label": forged, "class_index": index, "probability": 0.9}]
+        return {"predictions": [{"index": i, "label": forged, "class_index": index,
+                                 "confidence": 0.9, "top_k": top} for i in range(n)]}
+
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(sample_images(1)[0]))
+    with HostileServer(answer, health={"classes": classes, "max_images": 16}) as server:
+        assert main(["classify", str(image), "--server", server.url, "--obfuscator",
+                     str(artifacts_onnx)]) == 0
+    out = capsys.readouterr().out
+    assert out == f"{image}: cat\\nim9.png: dog 99.0%\\x1b]0;owned\\x07\\x1b[2J 90.0%\n"
+
+    def error(n, handler):
+        send_json(handler, {"error": "bad\x1b[31m", "detail": "boom\nim9.png: dog 99.0%\x1b[0m"},
+                  500)
+    with HostileServer(error) as server:
+        assert main(["classify", str(image), "--server", server.url, "--obfuscator",
+                     str(artifacts_onnx)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err
+    assert "answered 500 (bad\\x1b[31m): boom\\nim9.png: dog 99.0%\\x1b[0m" in err
+
+
+@pytest.mark.parametrize("top_k", ["0", "-1"])
+def test_veil_classify_refuses_a_top_k_below_one_before_sending(artifacts_onnx, capsys,
+                                                                tmp_path, top_k):
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(sample_images(1)[0]))
+    with HostileServer() as server, pytest.raises(SystemExit):
+        main(["classify", str(image), "--server", server.url, "--obfuscator",
+              str(artifacts_onnx), "--protocol", "v2", "--model", "m", "--top-k", top_k])
+    assert f"--top-k: must be at least 1, got {top_k}" in capsys.readouterr().err
+    assert server.requests == 0
+    with pytest.raises(ValueError, match="top_k must be a whole number of at least 1"):
+        VeilClient(server.url, _as_sent, top_k=int(top_k))
+
+
 @pytest.mark.parametrize("answer", [trickle(0.1), trickle_headers(0.1)],
                          ids=["body", "headers"])
 def test_a_trickling_server_is_given_up_on_after_the_request_timeout(answer):
@@ -156,7 +228,7 @@ def test_veil_classify_reports_a_hostile_server_in_one_line(artifacts_onnx, caps
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip().count("\n") == 0 and "Traceback" not in err
-    assert f"{server.url} answered 0 (timeout): no complete answer within 0.5 s" in err
+    assert f"{server.url} gave no answer (timeout): no complete answer within 0.5 s" in err
 
 
 def test_veil_classify_prints_what_was_answered_before_a_bad_answer(artifacts_onnx, capsys,

@@ -389,7 +389,9 @@ def test_veil_classify_protocol_v2(server, artifacts, tmp_path, capsys):
     image.write_bytes(png_bytes(sample_images(1)[0]))
     assert main(["classify", str(image), "--server", server, "--obfuscator",
                  str(artifacts.onnx), "--protocol", "v2", "--model", MODEL]) == 0
-    assert capsys.readouterr().out.startswith(f"{image}: ")
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{image}: ")
+    assert "sent 1 obfuscated image(s) as 8-bit tensors, 3072 bytes" in err
     assert main(["classify", str(image), "--server", server, "--obfuscator",
                  str(artifacts.onnx), "--protocol", "v2", "--model", "resnet50"]) == 2
     err = capsys.readouterr().err
@@ -401,8 +403,9 @@ class TritonLike:
     FP32 [N, 3, 32, 32] in [0, 1], as a PyTorch model exported to Triton would, answering the
     classification extension from `predictor`. `received` keeps each tensor it was sent."""
 
-    def __init__(self, predictor, answer=None) -> None:
+    def __init__(self, predictor, answer=None, max_batch: int | None = None) -> None:
         self.received: list[np.ndarray] = []
+        self.refused = 0
         owner = self
 
         def infer(n, handler) -> None:
@@ -410,6 +413,10 @@ class TritonLike:
             length = int(handler.headers["Inference-Header-Content-Length"])
             head = json.loads(body[:length])
             tensor = np.frombuffer(body[length:], "<f4").reshape(head["inputs"][0]["shape"])
+            if max_batch is not None and len(tensor) > max_batch:  # a limit it does not publish
+                owner.refused += 1
+                send_json(handler, {"error": f"at most {max_batch} images"}, 413)
+                return
             owner.received.append(tensor)
             images = np.round(tensor * 255).astype(np.uint8).transpose(0, 2, 3, 1)
             k = head["outputs"][0]["parameters"]["classification"]
@@ -450,6 +457,19 @@ def test_the_edge_client_feeds_a_float_nchw_model_exactly_its_8bit_image(predict
 
 
 @pytest.mark.hostile
+def test_a_413_splits_the_batch_until_the_server_takes_it(predictor, artifacts):
+    images = sample_images(5)
+    with TritonLike(predictor, max_batch=2) as triton_like, VeilClient(
+            triton_like.url, artifacts.onnx, top_k=2, batch_size=8, protocol="v2",
+            model="m") as client:
+        got = client.classify(list(images))
+        sent = client.obfuscated(list(images))
+    assert [len(t) for t in triton_like.received] == [2, 1, 2]
+    assert triton_like.refused == 2 and client.batch_size == 1
+    assert [p.class_index for p in got] == list(predictor(sent).argmax(1))
+
+
+@pytest.mark.hostile
 @pytest.mark.parametrize("bad, message", [
     (lambda r: {**r, "outputs": []}, "the answer has no output 'OUTPUT__0'"),
     (lambda r: {"outputs": [{**r["outputs"][0], "shape": [1, 10]}]},
@@ -460,6 +480,16 @@ def test_the_edge_client_feeds_a_float_nchw_model_exactly_its_8bit_image(predict
      "confidence nan is not a probability"),
     (lambda r: {"outputs": [{**r["outputs"][0], "data": [7, "0.1:1:x"]}]},
      "classification entry 7 is not"),
+    (lambda r: {"outputs": [{**r["outputs"][0], "data": ["0.9:12:x", "0.1:1:automobile"]}]},
+     "classification entry '0.9:12:x' names class 12; the model has classes 0 to 9"),
+    (lambda r: {"outputs": [{**r["outputs"][0], "data": ["0.9:-7:x", "0.1:1:automobile"]}]},
+     "names class -7"),
+    (lambda r: {"outputs": [{**r["outputs"][0], "data": ["0.01:1:automobile", "0.9:3:cat"]}]},
+     "the classification of image 0 is not sorted by score"),
+    (lambda r: {"outputs": [{**r["outputs"][0], "data": ["0.9:3:", "0.1:1:automobile"]}]},
+     "classification entry '0.9:3:' has an empty label"),
+    (lambda r: {"outputs": [{**r["outputs"][0], "data": ["0.6:3:cat", "0.3:3:dog"]}]},
+     "class 3 is labelled both 'cat' and 'dog'"),
 ])
 def test_a_bad_v2_answer_is_one_error_naming_the_server(predictor, artifacts, bad, message):
     with TritonLike(predictor, bad) as triton_like, VeilClient(
