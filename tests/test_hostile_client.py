@@ -353,8 +353,69 @@ def test_a_killed_query_run_resumes_and_counts_every_image_sent_exactly(tmp_path
 def test_a_journal_torn_by_a_kill_is_cut_at_its_last_whole_line(tmp_path):
     journal = tmp_path / JOURNAL
     journal.write_text(json.dumps({"send": [0, 1]}) + "\n"
-                       + json.dumps({"answer": [0, 1], "targets": [[1.0], [1.0]]}) + "\n"
+                       + json.dumps({"answer": [0, 1], "targets": [[1.0, 0.0], [0.5, 0.5]]})
+                       + "\n"
                        + json.dumps({"send": [2, 3]}) + "\n" + '{"answer": [2, 3], "tar')
     log = QueryLog.open(journal)
     assert log.sent == 4 and sorted(log.targets) == [0, 1] and log.requests == 2
     assert journal.read_text().endswith('{"send": [2, 3]}\n')
+
+
+# --- stored query state is trusted no more than a server --------------------------------------
+def _journal(path, *records, tail: str = "") -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + tail)
+
+
+UNIFORM = [0.1] * 10
+
+
+@pytest.mark.parametrize("records, message", [
+    ([{"answer": [0, 1], "targets": [UNIFORM, UNIFORM]}],
+     "line 1: an answer without the send record of its images"),
+    ([{"send": [0, 1]}, {"answer": [0, 2], "targets": [UNIFORM, UNIFORM]}],
+     "line 2: an answer without the send record of its images"),
+    ([{"send": [0]}, {"answer": [0], "targets": [[-3.0] + [0.4] * 10]}],
+     "the target of image 0: a negative target"),
+    ([{"send": [0]}, {"answer": [0], "targets": [[float("nan")] * 10]}],
+     "the target of image 0: a target that is not a finite number"),
+    ([{"send": [0]}, {"answer": [0], "targets": [[0.5, 0.5]]}],
+     "the target of image 0: 2 classes, the run's data has 10"),
+    ([{"send": [0]}, {"answer": [0], "targets": [[0.9] * 10]}],
+     "a row of targets that does not add up to 1"),
+    ([{"send": [0]}, {"answer": [0], "targets": [UNIFORM], "rate_limited": -4}],
+     "rate_limited -4 is not a count"),
+    ([{"send": [0, 99]}], "images [0, 99] are not distinct indices of the run's images"),
+    ([{"send": [3, 3]}], "images [3, 3] are not distinct"),
+    ([{"send": [0]}, {"answer": [0], "targets": [UNIFORM]}, {"send": [0]}],
+     "line 3: sends image 0 again, which has an answer"),
+    ([{"send": [0]}, {"tally": 5}], "line 2: neither a send nor an answer record"),
+])
+def test_a_forged_journal_is_refused_naming_the_file_and_line(tmp_path, records, message):
+    path = tmp_path / JOURNAL
+    _journal(path, *records)
+    before = path.read_bytes()
+    with pytest.raises(ValueError) as err:
+        QueryLog.open(path, n_images=20, n_classes=10)
+    assert str(err.value).startswith(f"{path}, line ") and message in str(err.value)
+    assert path.read_bytes() == before, "nothing is cut from a journal that is refused"
+
+
+def test_a_bad_line_mid_journal_is_an_error_not_the_silent_end_of_it(tmp_path):
+    path = tmp_path / JOURNAL
+    path.write_text(json.dumps({"send": [0, 1]}) + "\n" + '{"answer": [0, 1], "tar\n'
+                    + json.dumps({"send": [2, 3]}) + "\n")  # a send record after the bad line
+    with pytest.raises(ValueError, match=r"line 2: .*the journal is damaged or was edited"):
+        QueryLog.open(path)
+    assert path.read_text().endswith('{"send": [2, 3]}\n')
+
+
+def test_a_journal_is_bound_to_its_run(tmp_path):
+    path = tmp_path / JOURNAL
+    log = QueryLog.open(path, run="run-a", n_images=4, n_classes=10)
+    log.append({"send": [0, 1]})
+    assert QueryLog.open(path, run="run-a").sent == 2
+    with pytest.raises(ValueError, match="line 1: written for another run"):
+        QueryLog.open(path, run="run-b")
+    _journal(path, {"send": [0, 1]})
+    with pytest.raises(ValueError, match=f"{path}: names no run"):
+        QueryLog.open(path, run="run-a")
