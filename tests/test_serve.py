@@ -1019,3 +1019,26 @@ def test_one_host_cannot_hold_every_connection(predictor):
 def test_connection_limits_must_be_positive(field):
     with pytest.raises(ValueError, match=field):
         ConnectionLimits(**{field: 0})
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("option, message", [
+    (["--port", "85116"], "argument --port: port 85116: must be from 1 to 65535"),
+    (["--port", "-1"], "argument --port: port -1: must be from 1 to 65535"),
+    (["--inference-timeout", "nan"], "the inference timeout must be positive and finite"),
+    (["--inference-timeout", "inf"], "the inference timeout must be positive and finite"),
+    (["--head-timeout", "inf"], "head_timeout_s must be positive and finite (at most 86400 s)"),
+    (["--max-wait-ms", "1e9"], "max_wait_ms must be from 0 to 1000, got 1000000000.0"),
+    (["--max-wait-ms", "nan"], "max_wait_ms must be from 0 to 1000, got nan"),
+    (["--max-batch", "0"], "max_batch must be at least 1, got 0"),
+])
+def test_a_serve_option_out_of_range_is_refused_before_the_banner(artifacts, capsys, option,
+                                                                  message):
+    try:
+        code = main(["serve", "--classifier", str(artifacts.classifier), *option])
+        usage = False
+    except SystemExit as e:  # argparse's own refusal, after its usage lines
+        code, usage = e.code, True
+    out, err = capsys.readouterr()
+    assert code == 2 and message in err, err
+    assert "serving" not in out and (usage or len(err.strip().splitlines()) == 1), err
