@@ -419,3 +419,16 @@ def test_a_journal_is_bound_to_its_run(tmp_path):
     _journal(path, {"send": [0, 1]})
     with pytest.raises(ValueError, match=f"{path}: names no run"):
         QueryLog.open(path, run="run-a")
+    path.write_text('{"send": [0, 1]')  # only a torn line: nothing was sent, the run is named
+    assert QueryLog.open(path, run="run-a").sent == 0
+    assert path.read_text() == json.dumps({"run": "run-a"}) + "\n"
+
+
+def test_a_whole_record_without_its_newline_is_cut_as_torn(tmp_path):
+    path = tmp_path / JOURNAL
+    _journal(path, {"send": [0, 1]}, {"answer": [0, 1], "targets": [UNIFORM, UNIFORM]},
+             tail=json.dumps({"send": [2, 3]}))  # killed before the newline: never sent
+    log = QueryLog.open(path)
+    assert log.sent == 2 and log.requests == 1 and sorted(log.targets) == [0, 1]
+    log.append({"send": [2, 3]})
+    assert QueryLog.open(path).sent == 4

@@ -135,6 +135,7 @@ class QueryLog:
     targets: dict[int, list[float] | None] = field(default_factory=dict)  # None: a bad answer
     pending: list[int] | None = None  # the last send record's images, until answered
     records: int = 0
+    named: bool = False  # whether the first line names the run
 
     @classmethod
     def open(cls, path: Path, run: str | None = None, n_images: int | None = None,
@@ -142,28 +143,27 @@ class QueryLog:
         log = cls(path, run, n_images, n_classes)
         if path.exists():
             log._read(read_bounded(path, MAX_JOURNAL_BYTES))
-        elif run is not None:
+        if run is not None and not log.named:
+            if log.records:
+                raise ValueError(f"{path}: names no run (written by an older veil?); move it "
+                                 "away to query again")
             log.append({"run": run})
         return log
 
     def _read(self, data: bytes) -> None:
-        lines, good = data.splitlines(keepends=True), 0
+        # a kill can tear only the last write, which then lacks its newline: a send record
+        # torn so was never followed by its request, an answer's images are counted as sent
+        *lines, torn = data.split(b"\n")
         for number, line in enumerate(lines, 1):
             try:
                 self._replay(json.loads(line))
-            except (ValueError, KeyError, TypeError) as e:
-                if number == len(lines) and not line.endswith(b"\n"):
-                    break  # a line torn by a kill ends the journal; it is cut off below
+            except (ValueError, TypeError) as e:
                 raise ValueError(f"{self.path}, line {number}: {printable(str(e))[:160]}; the "
                                  "journal is damaged or was edited (move it away to query "
                                  "again)") from None
-            good += len(line)
-        if self.run is not None and self.records and not data.startswith(b'{"run"'):
-            raise ValueError(f"{self.path}: names no run (written by an older veil?); move it "
-                             "away to query again")
-        if good != len(data):
+        if torn:
             with open(self.path, "r+b") as f:
-                f.truncate(good)
+                f.truncate(len(data) - len(torn))
 
     def _replay(self, record: Any) -> None:
         if not isinstance(record, dict):
@@ -179,7 +179,7 @@ class QueryLog:
             self.requests += 1
             self.pending = indices
         elif "answer" in record:
-            self._answer(self._indices(record["answer"]), record["targets"],
+            self._answer(self._indices(record["answer"]), record.get("targets"),
                          record.get("rate_limited", 0))
         else:
             raise JournalError("neither a send nor an answer record")
@@ -191,6 +191,7 @@ class QueryLog:
         if self.run is not None and run != self.run:
             raise JournalError("written for another run (other public data, --query-budget, "
                                "--seed or --answers)")
+        self.named = True
 
     def _answer(self, indices: list[int], targets: Any, waits: Any) -> None:
         if indices != self.pending:
