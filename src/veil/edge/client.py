@@ -332,8 +332,8 @@ class VeilClient:
         layers = [e.strip().lower() for e in encoding.split(",")]
         if any(e not in ("identity", "") for e in layers):
             raise self._bad(f"the answer is compressed (Content-Encoding "
-                            f"{printable(encoding)[:40]!r}), which this client refuses unread; "
-                            "it asks for identity", response.status_code)
+                            f"'{encoding[:40]}'), which this client refuses unread; it asks "
+                            "for identity", response.status_code)  # ServerError escapes it
 
     def _too_big(self, status: int) -> ServerError:
         return self._bad(f"the answer is larger than the client's cap of "
