@@ -5,10 +5,10 @@ is involved: the client under test meets a real socket and real bytes."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -157,12 +157,17 @@ def rate_limited(times: int, retry_after: str = "0.05"
 def compressed(layers: int = 2, size: int = 64 * 2**20
                ) -> Callable[[int, BaseHTTPRequestHandler], None]:
     """A compression bomb: `size` bytes of spaces gzipped `layers` times (64 MiB: 64 KB, then
-    a few hundred bytes), sent with `Content-Encoding: gzip, gzip`, to any request."""
-    data = b" " * size
-    for _ in range(layers):
-        data = gzip.compress(data, compresslevel=9)
+    a few hundred bytes), sent with `Content-Encoding: gzip, gzip`, to any request. Built on
+    first use, not when a test module is collected."""
+    built: list[bytes] = []
 
     def answer(n: int, handler: BaseHTTPRequestHandler) -> None:
+        if not built:  # 1 MiB at a time: building it holds no 64 MiB buffer
+            data = _gzip(b" " * 2**20 for _ in range(size >> 20))
+            for _ in range(layers - 1):
+                data = _gzip([data])
+            built.append(data)
+        data = built[0]
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Encoding", ", ".join(["gzip"] * layers))
@@ -170,3 +175,8 @@ def compressed(layers: int = 2, size: int = 64 * 2**20
         handler.end_headers()
         handler.wfile.write(data)
     return answer
+
+
+def _gzip(pieces: Any) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip format
+    return b"".join(packer.compress(p) for p in pieces) + packer.flush()
