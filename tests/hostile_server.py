@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,11 +30,12 @@ def good_answer(n: int) -> dict[str, Any]:
 class HostileServer:
     """`with HostileServer(answer) as server:` serves on a free port; `answer(n_images,
     handler)` writes the whole response for a classify request of n images (or returns a dict
-    to send as JSON). `server.images` counts the images received, `server.requests` the
-    requests."""
+    to send as JSON); `health` is every GET's JSON, or a function like `answer` that writes
+    it. `server.images` counts the images received, `server.requests` the requests."""
 
     def __init__(self, answer: Callable[[int, BaseHTTPRequestHandler], Any] | None = None,
-                 health: dict[str, Any] | None = None, keep_body: bool = False) -> None:
+                 health: dict[str, Any] | Callable | None = None,
+                 keep_body: bool = False) -> None:
         self.answer = answer or (lambda n, handler: good_answer(n))
         self.health = health if health is not None else {"classes": CLASSES, "max_images": 16}
         self.images = 0
@@ -48,7 +50,10 @@ class HostileServer:
                 pass
 
             def do_GET(self) -> None:
-                send_json(self, owner.health)
+                if callable(owner.health):
+                    owner.health(0, self)
+                else:
+                    send_json(self, owner.health)
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -147,3 +152,31 @@ def rate_limited(times: int, retry_after: str = "0.05"
             return None
         return good_answer(n)
     return answer
+
+
+def compressed(layers: int = 2, size: int = 64 * 2**20
+               ) -> Callable[[int, BaseHTTPRequestHandler], None]:
+    """A compression bomb: `size` bytes of spaces gzipped `layers` times (64 MiB: 64 KB, then
+    a few hundred bytes), sent with `Content-Encoding: gzip, gzip`, to any request. Built on
+    first use, not when a test module is collected."""
+    built: list[bytes] = []
+
+    def answer(n: int, handler: BaseHTTPRequestHandler) -> None:
+        if not built:  # 1 MiB at a time: building it holds no 64 MiB buffer
+            data = _gzip(b" " * 2**20 for _ in range(size >> 20))
+            for _ in range(layers - 1):
+                data = _gzip([data])
+            built.append(data)
+        data = built[0]
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Encoding", ", ".join(["gzip"] * layers))
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+    return answer
+
+
+def _gzip(pieces: Any) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip format
+    return b"".join(packer.compress(p) for p in pieces) + packer.flush()

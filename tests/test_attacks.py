@@ -295,6 +295,27 @@ def test_a_resumed_row_edited_by_hand_is_refused(finished_attack, capsys):
 
 
 @pytest.mark.hostile
+@pytest.mark.parametrize("key, problem", [
+    ("attacks", "has no 'attacks'"), ("strongest", "has no 'strongest'"),
+    ("eavesdropper", "has no 'eavesdropper'"), ("accuracy", "has no 'accuracy'"),
+    ("examples", "has no 'examples'"),
+])
+def test_a_resumed_row_missing_a_part_is_refused_even_with_a_recomputed_check(
+        finished_attack, capsys, key, problem):
+    from veil.attacks import partial
+
+    out, run = finished_attack
+    result = json.loads((out / "attacks.json").read_text())
+    row = result["defenses"][0]
+    del row[key]
+    row["check"] = partial.row_check(partial._from_complete(result)["header"], row)
+    (out / "attacks.json").write_text(json.dumps(result))
+    code, _, err = veil([*run, "--resume"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"cannot resume from {out / 'attacks.json'}: the row of 'pixelate4' {problem}" in err
+
+
+@pytest.mark.hostile
 @pytest.mark.parametrize("content, problem", [
     ("[1, 2]", "no header of settings"),
     ('{"rows": []}', "no header of settings"),

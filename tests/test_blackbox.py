@@ -128,3 +128,50 @@ def test_a_blackbox_run_killed_in_the_obfuscators_warm_start_resumes(server_clas
     assert len(received) == 100 + 2 * 20, "the rerun queried nothing again, only measured"
     obfuscator = load_checkpoint(out / "obfuscator" / "model.pt")
     assert obfuscator["config"]["warm_start"] == {"encoder": 2.0}
+
+
+# --- a forged or damaged queries.npz is refused before anything learns from it ----------------
+def _forge(path, run_of, queried, changes) -> None:
+    import io
+
+    arrays = {"images": queried, "probs": np.full((len(queried), 10), 0.1, np.float32),
+              "requests": np.int64(2), "sent": np.int64(len(queried)),
+              "bad_answers": np.int64(0), "rate_limited": np.int64(0),
+              "answers": np.str_("probs"), "run": np.str_(run_of), **changes}
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: v for k, v in arrays.items() if v is not None})
+    path.write_bytes(buffer.getvalue())
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("changes, message", [
+    ({"probs": np.full((20, 10), -3.0, np.float32)}, "probs: a negative target"),
+    ({"probs": np.full((20, 10), np.nan, np.float32)}, "probs: a target that is not a finite"),
+    ({"sent": np.int64(-100)}, "sent -100 is not a count"),
+    ({"sent": np.int64(5)}, "counts that do not add up for 20 images"),
+    ({"bad_answers": np.int64(3)}, "counts that do not add up for 20 images"),
+    ({"images": np.zeros((20, 16, 16, 3), np.uint8)},
+     "images (16, 16, 3) with 10 classes, the run's are (32, 32, 3)"),
+    ({"probs": np.full((8, 10), 0.1, np.float32)}, "probs: 8 rows for 20 images"),
+    ({"sent": None}, "holds no 'sent' array"),
+    ({"run": np.str_("another")}, "written for another run"),
+    ("truncated", "cannot be read as an .npz of arrays"),
+])
+def test_a_forged_queries_file_is_one_error_naming_it(tmp_path, capsys, changes, message):
+    from veil.data import load_dataset
+    from veil.pipeline.blackbox import run_id
+
+    images = load_dataset("sample").train.subset(20, 0).images
+    out = tmp_path / "bb"
+    out.mkdir()
+    path = out / "queries.npz"
+    _forge(path, run_id(images, 10, "probs"), images,
+           {} if changes == "truncated" else changes)
+    if changes == "truncated":
+        path.write_bytes(path.read_bytes()[:3000])
+    code = main(["blackbox", "--classifier-url", "http://127.0.0.1:9", "--data", "sample",
+                 "--out", str(out), "--query-budget", "20", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{path}" in err and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (out / "surrogate").exists(), "nothing was trained on it"

@@ -19,10 +19,12 @@ import pytest
 from hostile_server import (
     CLASSES,
     HostileServer,
+    compressed,
     endless_body,
     good_answer,
     prediction,
     rate_limited,
+    send_json,
     trickle,
     trickle_headers,
 )
@@ -118,6 +120,76 @@ def test_an_endless_body_stops_at_the_size_cap_with_bounded_memory():
     assert elapsed < 30
 
 
+BOMB = compressed(layers=2, size=64 * 2**20)
+
+
+@pytest.mark.parametrize("where", ["healthz", "v1", "v2 metadata", "blackbox"])
+def test_a_compressed_answer_is_refused_before_it_is_inflated(where, tmp_path):
+    health = BOMB if where in ("healthz", "v2 metadata") else {"classes": CLASSES,
+                                                               "max_images": 16}
+    protocol = {"protocol": "v2", "model": "m"} if where == "v2 metadata" else {}
+    tracemalloc.start()
+    try:
+        with HostileServer(BOMB, health=health) as server, \
+                _client(server, **protocol) as client, pytest.raises(ServerError) as err:
+            if where == "blackbox":  # the query step's own use of the client
+                client.check_server()
+                query(client, sample_images(2), CLASSES, "probs",
+                      QueryLog.open(tmp_path / JOURNAL))
+            else:
+                client.classify(list(sample_images(2)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "the answer is compressed (Content-Encoding 'gzip, gzip'), which this client " \
+           "refuses unread" in str(err.value)
+    assert peak < 16 * 2**20, f"peak Python memory {peak:,} bytes for a 64 MiB bomb"
+
+
+def test_a_label_or_error_with_control_characters_is_printed_escaped(artifacts_onnx, capsys,
+                                                                     tmp_path):
+    forged = "cat\nim9.png: dog 99.0%\x1b]0;owned\x07\x1b[2J"
+    classes = [forged if c == "cat" else c for c in CLASSES]
+
+    def answer(n, handler):
+        index = classes.index(forged)
+        top = [{"label": forged, "class_index": index, "probability": 0.9}]
+        return {"predictions": [{"index": i, "label": forged, "class_index": index,
+                                 "confidence": 0.9, "top_k": top} for i in range(n)]}
+
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(sample_images(1)[0]))
+    with HostileServer(answer, health={"classes": classes, "max_images": 16}) as server:
+        assert main(["classify", str(image), "--server", server.url, "--obfuscator",
+                     str(artifacts_onnx)]) == 0
+    out = capsys.readouterr().out
+    assert out == f"{image}: cat\\nim9.png: dog 99.0%\\x1b]0;owned\\x07\\x1b[2J 90.0%\n"
+
+    def error(n, handler):
+        send_json(handler, {"error": "bad\x1b[31m", "detail": "boom\nim9.png: dog 99.0%\x1b[0m"},
+                  500)
+    with HostileServer(error) as server:
+        assert main(["classify", str(image), "--server", server.url, "--obfuscator",
+                     str(artifacts_onnx)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err
+    assert "answered 500 (bad\\x1b[31m): boom\\nim9.png: dog 99.0%\\x1b[0m" in err
+
+
+@pytest.mark.parametrize("top_k", ["0", "-1"])
+def test_veil_classify_refuses_a_top_k_below_one_before_sending(artifacts_onnx, capsys,
+                                                                tmp_path, top_k):
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(sample_images(1)[0]))
+    with HostileServer() as server, pytest.raises(SystemExit):
+        main(["classify", str(image), "--server", server.url, "--obfuscator",
+              str(artifacts_onnx), "--protocol", "v2", "--model", "m", "--top-k", top_k])
+    assert f"--top-k: must be at least 1, got {top_k}" in capsys.readouterr().err
+    assert server.requests == 0
+    with pytest.raises(ValueError, match="top_k must be a whole number of at least 1"):
+        VeilClient(server.url, _as_sent, top_k=int(top_k))
+
+
 @pytest.mark.parametrize("answer", [trickle(0.1), trickle_headers(0.1)],
                          ids=["body", "headers"])
 def test_a_trickling_server_is_given_up_on_after_the_request_timeout(answer):
@@ -156,7 +228,7 @@ def test_veil_classify_reports_a_hostile_server_in_one_line(artifacts_onnx, caps
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip().count("\n") == 0 and "Traceback" not in err
-    assert f"{server.url} answered 0 (timeout): no complete answer within 0.5 s" in err
+    assert f"{server.url} gave no answer (timeout): no complete answer within 0.5 s" in err
 
 
 def test_veil_classify_prints_what_was_answered_before_a_bad_answer(artifacts_onnx, capsys,
@@ -281,8 +353,82 @@ def test_a_killed_query_run_resumes_and_counts_every_image_sent_exactly(tmp_path
 def test_a_journal_torn_by_a_kill_is_cut_at_its_last_whole_line(tmp_path):
     journal = tmp_path / JOURNAL
     journal.write_text(json.dumps({"send": [0, 1]}) + "\n"
-                       + json.dumps({"answer": [0, 1], "targets": [[1.0], [1.0]]}) + "\n"
+                       + json.dumps({"answer": [0, 1], "targets": [[1.0, 0.0], [0.5, 0.5]]})
+                       + "\n"
                        + json.dumps({"send": [2, 3]}) + "\n" + '{"answer": [2, 3], "tar')
     log = QueryLog.open(journal)
     assert log.sent == 4 and sorted(log.targets) == [0, 1] and log.requests == 2
     assert journal.read_text().endswith('{"send": [2, 3]}\n')
+
+
+# --- stored query state is trusted no more than a server --------------------------------------
+def _journal(path, *records, tail: str = "") -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + tail)
+
+
+UNIFORM = [0.1] * 10
+
+
+@pytest.mark.parametrize("records, message", [
+    ([{"answer": [0, 1], "targets": [UNIFORM, UNIFORM]}],
+     "line 1: an answer without the send record of its images"),
+    ([{"send": [0, 1]}, {"answer": [0, 2], "targets": [UNIFORM, UNIFORM]}],
+     "line 2: an answer without the send record of its images"),
+    ([{"send": [0]}, {"answer": [0], "targets": [[-3.0] + [0.4] * 10]}],
+     "the target of image 0: a negative target"),
+    ([{"send": [0]}, {"answer": [0], "targets": [[float("nan")] * 10]}],
+     "the target of image 0: a target that is not a finite number"),
+    ([{"send": [0]}, {"answer": [0], "targets": [[0.5, 0.5]]}],
+     "the target of image 0: 2 classes, the run's data has 10"),
+    ([{"send": [0]}, {"answer": [0], "targets": [[0.9] * 10]}],
+     "a row of targets that does not add up to 1"),
+    ([{"send": [0]}, {"answer": [0], "targets": [UNIFORM], "rate_limited": -4}],
+     "rate_limited -4 is not a count"),
+    ([{"send": [0, 99]}], "images [0, 99] are not distinct indices of the run's images"),
+    ([{"send": [3, 3]}], "images [3, 3] are not distinct"),
+    ([{"send": [0]}, {"answer": [0], "targets": [UNIFORM]}, {"send": [0]}],
+     "line 3: sends image 0 again, which has an answer"),
+    ([{"send": [0]}, {"tally": 5}], "line 2: neither a send nor an answer record"),
+])
+def test_a_forged_journal_is_refused_naming_the_file_and_line(tmp_path, records, message):
+    path = tmp_path / JOURNAL
+    _journal(path, *records)
+    before = path.read_bytes()
+    with pytest.raises(ValueError) as err:
+        QueryLog.open(path, n_images=20, n_classes=10)
+    assert str(err.value).startswith(f"{path}, line ") and message in str(err.value)
+    assert path.read_bytes() == before, "nothing is cut from a journal that is refused"
+
+
+def test_a_bad_line_mid_journal_is_an_error_not_the_silent_end_of_it(tmp_path):
+    path = tmp_path / JOURNAL
+    path.write_text(json.dumps({"send": [0, 1]}) + "\n" + '{"answer": [0, 1], "tar\n'
+                    + json.dumps({"send": [2, 3]}) + "\n")  # a send record after the bad line
+    with pytest.raises(ValueError, match=r"line 2: .*the journal is damaged or was edited"):
+        QueryLog.open(path)
+    assert path.read_text().endswith('{"send": [2, 3]}\n')
+
+
+def test_a_journal_is_bound_to_its_run(tmp_path):
+    path = tmp_path / JOURNAL
+    log = QueryLog.open(path, run="run-a", n_images=4, n_classes=10)
+    log.append({"send": [0, 1]})
+    assert QueryLog.open(path, run="run-a").sent == 2
+    with pytest.raises(ValueError, match="line 1: written for another run"):
+        QueryLog.open(path, run="run-b")
+    _journal(path, {"send": [0, 1]})
+    with pytest.raises(ValueError, match=f"{path}: names no run"):
+        QueryLog.open(path, run="run-a")
+    path.write_text('{"send": [0, 1]')  # only a torn line: nothing was sent, the run is named
+    assert QueryLog.open(path, run="run-a").sent == 0
+    assert path.read_text() == json.dumps({"run": "run-a"}) + "\n"
+
+
+def test_a_whole_record_without_its_newline_is_cut_as_torn(tmp_path):
+    path = tmp_path / JOURNAL
+    _journal(path, {"send": [0, 1]}, {"answer": [0, 1], "targets": [UNIFORM, UNIFORM]},
+             tail=json.dumps({"send": [2, 3]}))  # killed before the newline: never sent
+    log = QueryLog.open(path)
+    assert log.sent == 2 and log.requests == 1 and sorted(log.targets) == [0, 1]
+    log.append({"send": [2, 3]})
+    assert QueryLog.open(path).sent == 4

@@ -917,6 +917,33 @@ def test_21_small_headers_are_431_and_20_are_served(guarded_server):
     assert request(19).startswith(b"HTTP/1.1 200")  # 19 + Host = 20 fields
 
 
+@pytest.mark.hostile
+@pytest.mark.parametrize("path, shape", [
+    (b"/v2/models/fastnet_tiny/infer", {"error": "more than 20 header fields",
+                                        "code": "head_too_large"}),
+    (b"/healthz", {"error": "head_too_large", "detail": "more than 20 header fields"})])
+def test_a_refused_head_is_answered_in_the_json_shape_of_its_api(guarded_server, path, shape):
+    with _connect(guarded_server) as sock:
+        sock.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                     + b"".join(b"X-%d: v\r\n" % i for i in range(30)) + b"\r\n")
+        reply = _read_all(sock)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431") and b"content-type: application/json" in head
+    assert json.loads(body) == shape
+
+
+@pytest.mark.hostile
+def test_a_content_length_httptools_cannot_parse_is_a_json_400_under_v2(guarded_server):
+    with _connect(guarded_server) as sock:
+        sock.sendall(b"POST /v2/models/fastnet_tiny/infer HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 12abc\r\n\r\n{}")
+        reply = _read_all(sock)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), reply[:80]
+    assert json.loads(body) == {"error": "Invalid HTTP request received.",
+                                "code": "bad_http_request"}
+
+
 @pytest.mark.parametrize("trickle", [b"", b"GET /healthz HTTP/1.1\r\nX-Slow: "],
                          ids=["silent", "slowloris"])
 @pytest.mark.hostile
@@ -992,3 +1019,26 @@ def test_one_host_cannot_hold_every_connection(predictor):
 def test_connection_limits_must_be_positive(field):
     with pytest.raises(ValueError, match=field):
         ConnectionLimits(**{field: 0})
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("option, message", [
+    (["--port", "85116"], "argument --port: port 85116: must be from 1 to 65535"),
+    (["--port", "-1"], "argument --port: port -1: must be from 1 to 65535"),
+    (["--inference-timeout", "nan"], "the inference timeout must be positive and finite"),
+    (["--inference-timeout", "inf"], "the inference timeout must be positive and finite"),
+    (["--head-timeout", "inf"], "head_timeout_s must be positive and finite (at most 86400 s)"),
+    (["--max-wait-ms", "1e9"], "max_wait_ms must be from 0 to 1000, got 1000000000.0"),
+    (["--max-wait-ms", "nan"], "max_wait_ms must be from 0 to 1000, got nan"),
+    (["--max-batch", "0"], "max_batch must be at least 1, got 0"),
+])
+def test_a_serve_option_out_of_range_is_refused_before_the_banner(artifacts, capsys, option,
+                                                                  message):
+    try:
+        code = main(["serve", "--classifier", str(artifacts.classifier), *option])
+        usage = False
+    except SystemExit as e:  # argparse's own refusal, after its usage lines
+        code, usage = e.code, True
+    out, err = capsys.readouterr()
+    assert code == 2 and message in err, err
+    assert "serving" not in out and (usage or len(err.strip().splitlines()) == 1), err

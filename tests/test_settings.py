@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import asdict, fields
 
 import pytest
@@ -212,9 +213,9 @@ def test_the_new_name_wins_over_the_old(capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("lam: abc\n", "setting lam = 'abc': expected a number"),
+    ("lam: abc\n", "setting lam = 'abc': expected a finite number"),
     ("epochs: 2.5\n", "setting epochs = 2.5: expected a whole number"),
-    ("warm_start: [encoder]\n", "expected a mapping of text to a number"),
+    ("warm_start: [encoder]\n", "expected a mapping of text to a finite number"),
     ("lamb: 1\n", "unknown setting 'lamb' (did you mean 'lam'?"),
     ("- 1\n", "expected a mapping of settings, got list"),
 ])
@@ -224,3 +225,78 @@ def test_a_bad_config_file_is_one_line_naming_the_setting(tmp_path, capsys, cont
     assert main(["train", "obfuscator", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+# --- hostile settings: every source validated alike, files bounded before they are read -------
+@pytest.mark.hostile
+@pytest.mark.parametrize("args, message", [
+    (["--lam", "nan"], "setting lam = nan: expected a finite number"),
+    (["--lam", "inf"], "setting lam = inf: expected a finite number"),
+    (["--lr", "nan"], "setting lr = nan: expected a finite number"),
+    (["--lr=-inf"], "setting lr = -inf: expected a finite number"),
+    (["--set", "seed=" + "9" * 26], "setting seed = 99999999999999999999999999: must be from"),
+])
+def test_a_non_finite_or_unusable_flag_is_refused_like_set_refuses_it(tmp_path, capsys, args,
+                                                                      message):
+    code = main(["train", "obfuscator", "--classifier", str(tmp_path / "none.pt"), "--out",
+                 str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("content, message", [
+    ("lam: .nan\n", "setting lam = nan: expected a finite number"),
+    ("lr: .inf\n", "setting lr = inf: expected a finite number"),
+    ("encoder_epochs: .nan\n",
+     "setting warm_start = {'encoder': nan}: expected a mapping of text to a finite number"),
+    ("warm_start: {encoder: .nan}\n",
+     "setting warm_start = {'encoder': nan}: expected a mapping of text to a finite number"),
+    ("1: 2\n", "key 1 is not a setting name (a setting is named by text"),
+    ("null: 2\n", "key None is not a setting name"),
+    ("lam: '" + "x" * 100_000 + "'\n", "setting lam = 'xxxxxxxx"),
+])
+def test_a_hostile_value_in_a_config_file_is_one_short_line(tmp_path, capsys, content, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    assert main(["train", "obfuscator", "--config", str(path), "--out", str(tmp_path / "o"),
+                 "--print-config"]) == 2
+    *notice, err = capsys.readouterr().err.strip().splitlines()  # encoder_epochs: a notice
+    assert message in err and len(err) < 400 and len(notice) <= 1, err[:400]
+
+
+# issue 45: 9 aliases of 9 aliases, 8 deep, under one setting: 43 million strings from 300 bytes
+BILLION_LAUGHS = "ensemble:\n- &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"- &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(7))
+
+
+@pytest.mark.hostile
+def test_a_yaml_alias_bomb_is_refused_unexpanded(tmp_path, capsys):
+    path = tmp_path / "laughs.yaml"
+    path.write_text(BILLION_LAUGHS)
+    assert len(BILLION_LAUGHS) < 400
+    assert main(["train", "obfuscator", "--config", str(path), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {path}: not valid YAML (alias *a: settings files take no anchors or " \
+           "aliases" in err
+    assert len(err.strip().splitlines()) == 1 and len(err) < 600, err[:600]
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "too large"])
+def test_a_config_that_is_not_a_small_regular_file_is_refused_unread(tmp_path, capsys, kind):
+    path = tmp_path / "c.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would wait for a writer forever
+    elif kind == "device":
+        path = "/dev/zero"  # reading it would never end
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.write_text("lam: 1.0\n" + "#" * 2**20 + "\n")
+    assert main(["train", "obfuscator", "--config", str(path), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    expected = ("1,048,586 bytes, more than the 1,048,576 it may have" if kind == "too large"
+                else "not a regular file")
+    assert f"--config {path}: {expected}" in err and len(err.strip().splitlines()) == 1, err

@@ -16,6 +16,7 @@ who computes the hash again: whoever can write OUT owns its results anyway.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,34 @@ def row_check(header: dict[str, Any], row: dict[str, Any]) -> str:
     """The hash that binds a finished row to the settings of the run that made it."""
     body = {k: v for k, v in row.items() if k != "check"}
     return sha256_bytes(json.dumps({"header": header, "row": body}, sort_keys=True).encode())
+
+
+def row_problem(row: dict[str, Any]) -> str | None:
+    """What a finished row lacks that the result and `veil report` read, or None: a row whose
+    check was computed again over a broken body is refused here rather than as a traceback."""
+    parts = {"attacks": dict, "eavesdropper": dict, "strongest": dict, "examples": dict}
+    missing = [k for k, kind in parts.items() if not isinstance(row.get(k), kind)]
+    if missing or "accuracy" not in row:
+        return f"has no {(missing or ['accuracy'])[0]!r}"
+    accuracy = row["accuracy"]
+    if accuracy is not None and not (_number(accuracy) and 0 <= accuracy <= 1):
+        return f"has accuracy {str(accuracy)[:20]}, not a share from 0 to 1"
+    for name, scores in {"eavesdropper": row["eavesdropper"], **row["attacks"]}.items():
+        if not all(isinstance(scores, dict) and isinstance(scores.get(k), dict)
+                   and _number(scores[k].get("mean")) for k in ("psnr", "ssim")):
+            return f"has no mean PSNR and SSIM for {str(name)[:40]!r}"
+    strongest, examples = row["strongest"], row["examples"]
+    if not (isinstance(strongest.get("attack"), str) and _number(strongest.get("ssim"))
+            and _number(strongest.get("psnr"))):
+        return "has no strongest attack with its SSIM and PSNR"
+    if not (isinstance(examples.get("indices"), list) and isinstance(examples.get("labels"), list)
+            and isinstance(examples.get("rows"), dict)):
+        return "has no examples (indices, labels and rows)"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _from_complete(result: Any) -> dict[str, Any]:
@@ -64,6 +93,10 @@ def _read(path: Path, complete: bool) -> dict[str, Any]:
         if not isinstance(rows, list) or not all(
                 isinstance(r, dict) and isinstance(r.get("name"), str) for r in rows):
             raise ValueError("its rows are not a list of named defenses")
+        for row in rows:
+            problem = row_problem(row)
+            if problem:
+                raise ValueError(f"the row of {row['name'][:40]!r} {problem}")
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot resume from {path}: {e}; delete it to start over") from None
     return stored

@@ -1,7 +1,7 @@
 """The bottom layer: the rules every other part of veil shares, each in one place.
 
-Nothing here imports any other part of veil, and `eightbit`, `files` and `wire` import neither
-torch nor anything beyond numpy, so the torch-free edge client can use them.
+Nothing here imports any other part of veil, and `eightbit`, `files`, `text` and `wire` import
+neither torch nor anything beyond numpy, so the torch-free edge client can use them.
 
 - `eightbit`: what leaves the device is round(clip(x, 0, 1) * 255) as uint8
 - `files`: atomic writes and sha256s
@@ -11,5 +11,6 @@ torch nor anything beyond numpy, so the torch-free edge client can use them.
 - `markdown`: the Markdown table every report uses
 - `options`: the command-line options commands share, and the one place they become settings
 - `env`: every environment variable veil reads
+- `text`: outside text made safe to print (escaped, one line, bounded)
 - `wire`: the edge-to-server format (PNG signature, where an export's manifest lives)
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 
@@ -51,3 +52,23 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read_bounded(path: str | os.PathLike, limit: int) -> bytes:
+    """A small file's bytes: anything but a regular file (a FIFO that would block, a device
+    such as /dev/zero that never ends) or a file over `limit` bytes is a ValueError saying
+    which, raised before it is read; OSError as the system gives it (no such file, ...)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{info.st_size:,} bytes, more than the {limit:,} it may have")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:  # it grew since
+            raise ValueError(f"more than the {limit:,} bytes it may have")
+        return data
+    finally:
+        os.close(fd)

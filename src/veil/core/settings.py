@@ -18,8 +18,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from .files import read_bounded
+from .text import printable, shown
+
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _NONE = {"none", "null"}
+MAX_SETTINGS_BYTES = 1 << 20  # a settings file is a few hundred bytes; a megabyte is plenty
 
 
 def setting_names(cls: type) -> list[str]:
@@ -31,7 +35,8 @@ def unknown_setting(cls: type, name: str, where: str) -> ValueError:
     names = setting_names(cls)
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return ValueError(f"{where}: unknown setting {name!r} ({hint}valid: {', '.join(names)})")
+    return ValueError(f"{where}: unknown setting {shown(name)} ({hint}valid: "
+                      f"{', '.join(names)})")
 
 
 def parse_setting(cls: type, pair: str) -> tuple[str, Any]:
@@ -140,17 +145,14 @@ def read_settings_file(path: Path, cls: type, recipe: str | None = None) -> dict
     """The settings in a YAML file (a run folder's config.yaml, or one written by hand): old
     names upgraded (over `recipe`, the recipe the run starts from where it is not the file's),
     an unknown key an error that names it."""
-    import yaml
-
     where = f"--config {path}"
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise ValueError(f"{where}: cannot read it ({err.strerror})") from err
-    except yaml.YAMLError as err:
-        raise ValueError(f"{where}: not valid YAML ({err})") from err
+    data = _load_yaml(path, where)
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+    for name in data:
+        if not isinstance(name, str):
+            raise ValueError(f"{where}: key {shown(name)} is not a setting name (a setting "
+                             "is named by text, e.g. 'lam')")
     base = cls.base_for({**data, "recipe": recipe}) if recipe and hasattr(cls, "base_for") \
         else None
     data = upgrade_names(cls, data, str(path), base=base)
@@ -161,6 +163,33 @@ def read_settings_file(path: Path, cls: type, recipe: str | None = None) -> dict
     return data
 
 
+def _load_yaml(path: Path, where: str) -> Any:
+    """A settings file's YAML: a regular file of at most MAX_SETTINGS_BYTES, without aliases
+    (nine aliases of nine aliases, eight deep, are 43 million values from 300 bytes)."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{str(event.anchor)[:40]}: settings files take no "
+                                "anchors or aliases (write each value out)", event.start_mark)
+            return super().compose_node(parent, index)
+
+    try:
+        text = read_bounded(path, MAX_SETTINGS_BYTES).decode("utf-8")
+        return yaml.load(text, Loader=NoAliases)  # noqa: S506 (a SafeLoader)
+    except OSError as err:
+        raise ValueError(f"{where}: cannot read it ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not UTF-8 text") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{where}: not valid YAML ({printable(str(err))[:300]})") from None
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
 def check_types(config: Any) -> None:
     """Raise if a field of the dataclass instance `config` holds a value of the wrong type
     (a whole number is a float; YAML and Python callers are checked alike)."""
@@ -168,7 +197,8 @@ def check_types(config: Any) -> None:
     for f in fields(config):
         value = getattr(config, f.name)
         if not _matches(hints[f.name], value):
-            raise ValueError(f"setting {f.name} = {value!r}: expected {_describe(hints[f.name])}")
+            raise ValueError(f"setting {f.name} = {shown(value)}: expected "
+                             f"{_describe(hints[f.name])}")
 
 
 def _matches(hint: Any, value: Any) -> bool:
@@ -182,11 +212,18 @@ def _matches(hint: Any, value: Any) -> bool:
     if origin is dict:
         return isinstance(value, dict) and all(
             _matches(args[0], k) and _matches(args[1], v) for k, v in value.items())
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is float:  # nan and inf too are refused from every source, as --set refuses them
+        return isinstance(value, int | float) and not isinstance(value, bool) and _finite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, hint)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _describe(hint: Any) -> str:
@@ -199,5 +236,5 @@ def _describe(hint: Any) -> str:
         return f"a list of {_describe(args[0])}"
     if origin is dict:
         return f"a mapping of {_describe(args[0])} to {_describe(args[1])}"
-    return {bool: "true or false", int: "a whole number", float: "a number",
+    return {bool: "true or false", int: "a whole number", float: "a finite number",
             str: "text"}.get(hint, str(hint))

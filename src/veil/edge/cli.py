@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..core import env
+from ..core.text import printable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,16 +34,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_token_options(parser)
     parser.add_argument("--save-obfuscated", type=Path, default=None, metavar="DIR",
                         help="write the PNG bytes sent for each image into DIR")
-    parser.add_argument("--top-k", type=int, default=1, help="labels per image (default: 1)")
+    parser.add_argument("--top-k", type=whole_number, default=1,
+                        help="labels per image (default: 1)")
     parser.add_argument("--protocol", choices=["v1", "v2"], default="v1",
                         help="v1: veil serve's /v1/classify (default); v2: the Open Inference "
                              "Protocol (veil serve, Triton, KServe), with --model")
     parser.add_argument("--model", default=None,
                         help="with --protocol v2: the served model's name")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per request")
+    parser.add_argument("--batch-size", type=whole_number, default=32,
+                        help="images per request (fewer if the server says so)")
     parser.add_argument("--threads", type=int, default=1, help="obfuscator threads")
     add_server_limits(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def whole_number(text: str) -> int:
+    """A count option's type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 class _RefuseTokenArgument(argparse.Action):
@@ -95,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         return 0
     total = sum(p.sent_bytes for p in predictions)
-    print(f"sent {len(predictions)} obfuscated PNG(s), {total} bytes"
+    what = "PNG(s)" if args.protocol == "v1" else "image(s) as 8-bit tensors"
+    print(f"sent {len(predictions)} obfuscated {what}, {total} bytes"
           + (f"; copies in {args.save_obfuscated}" if args.save_obfuscated else ""),
           file=sys.stderr)
     return 0
@@ -105,9 +120,10 @@ def _print(predictions: list, as_json: bool) -> None:
     if as_json:
         print(json.dumps([asdict(p) for p in predictions], indent=2))
         return
-    for p in predictions:
-        others = ", ".join(f"{label} {prob:.1%}" for label, prob in p.top_k[1:])
-        print(f"{p.source}: {p.label} {p.confidence:.1%}" + (f"  ({others})" if others else ""))
+    for p in predictions:  # labels come from the server: escaped, they cannot forge a line
+        others = ", ".join(f"{printable(label)} {prob:.1%}" for label, prob in p.top_k[1:])
+        print(f"{printable(p.source)}: {printable(p.label)} {p.confidence:.1%}"
+              + (f"  ({others})" if others else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

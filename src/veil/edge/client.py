@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from ..core.text import printable
 from .images import IMAGE_SIZE, ImageInput, encode_png, load_image
 from .obfuscators import load_obfuscator
 from .v2 import HEADER_LENGTH, BadModel, ModelInput, infer_request, model_input
@@ -52,7 +53,10 @@ class ServerError(RuntimeError):
     (status, machine-readable code, message; the message names the server)."""
 
     def __init__(self, status: int, code: str, detail: str, server: str = "the server") -> None:
-        super().__init__(f"{server} answered {status} ({code}): {detail}")
+        # the server's words, escaped: they reach a terminal (ANSI/OSC sequences, fake lines)
+        code, detail = printable(code), printable(detail)
+        answered = f"answered {status}" if status else "gave no answer"
+        super().__init__(f"{server} {answered} ({code}): {detail}")
         self.status, self.code, self.detail, self.server = status, code, detail, server
 
 
@@ -118,6 +122,8 @@ class VeilClient:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")
         if not (timeout > 0 and request_timeout > 0 and max_response_bytes > 0):
             raise ValueError("timeout, request_timeout and max_response_bytes must be positive")
         if bad_answers not in ("error", "skip"):
@@ -130,6 +136,7 @@ class VeilClient:
                              "served model's name (--model)")
         self.protocol, self.model = protocol, model
         self.v2_input: ModelInput | None = None  # from the model's metadata, once checked
+        self.v2_labels: dict[int, str] = {}  # class index -> the label the model gave it
         self.obfuscator = (obfuscator if callable(obfuscator)
                            else load_obfuscator(obfuscator, threads))
         self.batch_size, self.top_k = batch_size, top_k
@@ -183,18 +190,30 @@ class VeilClient:
         payloads = pngs if self.protocol == "v1" else [im.tobytes() for im in images]
         self.check_server()
         predictions: list[Prediction] = []
-        for start in range(0, len(payloads), self.batch_size):
+        start = 0
+        while start < len(payloads):  # the batch size may shrink on the way (a 413)
             chunk = payloads[start:start + self.batch_size]
             try:
                 predictions += self.send(chunk, names[start:start + len(chunk)])
             except (ServerError, ConnectionError) as e:
                 raise NotClassified(e, predictions, names[start:]) from e
+            start += len(chunk)
         return predictions
 
     def send(self, payloads: list[bytes], names: list[str]) -> list[Prediction]:
         """One request of already-encoded images (PNGs for v1, 8-bit pixels for v2; at most
-        the server's limit) -> predictions."""
-        results = self._post(payloads) if self.protocol == "v1" else self._infer(payloads)
+        the server's limit) -> predictions. A v2 server (whose metadata need not say its
+        batch limit) that answers 413 gets the images again in two halves, and the client
+        keeps the smaller batch size."""
+        try:
+            results = self._post(payloads) if self.protocol == "v1" else self._infer(payloads)
+        except ServerError as e:
+            if self.protocol == "v1" or e.status != 413 or len(payloads) < 2:
+                raise
+            half = len(payloads) // 2
+            self.batch_size = min(self.batch_size, half)
+            return (self.send(payloads[:half], names[:half])
+                    + self.send(payloads[half:], names[half:]))
         if len(results) != len(names):
             missing = names[len(results):] or names
             raise self._bad(f"sent {len(names)} image(s) but got {len(results)} "
@@ -235,7 +254,8 @@ class VeilClient:
                                content=body, headers={HEADER_LENGTH: header_length,
                                                       "content-type": "application/octet-stream"})
         try:
-            return v2_predictions(self._json(answer), spec, len(payloads), self.top_k)
+            return v2_predictions(self._json(answer), spec, len(payloads), self.top_k,
+                                  self.v2_labels)
         except BadModel as e:
             raise self._bad(str(e), answer.status) from None
 
@@ -284,11 +304,12 @@ class VeilClient:
 
         try:
             with self.http.stream(method, path, **kwargs) as response:
+                self._check_encoding(response)
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > self.max_response_bytes:
                     raise self._too_big(response.status_code)
                 body = bytearray()
-                for piece in response.iter_bytes():
+                for piece in _raw_pieces(response):
                     body += piece
                     if len(body) > self.max_response_bytes:
                         raise self._too_big(response.status_code)
@@ -302,6 +323,17 @@ class VeilClient:
         except httpx.HTTPError as e:
             raise ConnectionError(f"cannot reach the veil server at {self.server}: "
                                   f"{str(e) or type(e).__name__}") from None
+
+    def _check_encoding(self, response: Any) -> None:
+        """Refuses, before a byte of the body is read, an answer in any Content-Encoding but
+        identity: httpx would inflate it (a 2 KB gzip bomb is a gigabyte) before the size cap
+        could count it. The client asks for identity only."""
+        encoding = response.headers.get("content-encoding", "identity")
+        layers = [e.strip().lower() for e in encoding.split(",")]
+        if any(e not in ("identity", "") for e in layers):
+            raise self._bad(f"the answer is compressed (Content-Encoding "
+                            f"'{encoding[:40]}'), which this client refuses unread; it asks "
+                            "for identity", response.status_code)  # ServerError escapes it
 
     def _too_big(self, status: int) -> ServerError:
         return self._bad(f"the answer is larger than the client's cap of "
@@ -391,6 +423,12 @@ class VeilClient:
         if spec.max_batch is not None:
             self.batch_size = min(self.batch_size, spec.max_batch)
         self.v2_input = spec
+
+
+def _raw_pieces(response: Any) -> Iterable[bytes]:
+    """The body as sent (never inflated: only identity gets this far). An in-memory answer
+    (a test transport) is already read whole, so httpx only iterates its bytes."""
+    return response.iter_bytes() if response.is_stream_consumed else response.iter_raw()
 
 
 def retry_after_seconds(value: str | None) -> float:

@@ -35,6 +35,7 @@ class ModelInput:
     size: tuple[int, int]
     output: str
     max_batch: int | None  # a fixed first dimension, else None
+    classes: int | None = None  # the output's last dimension, where the metadata fixes it
 
     def encode(self, images: np.ndarray) -> bytes:
         """uint8 (N, H, W, 3) images -> the tensor's bytes, little-endian."""
@@ -77,7 +78,16 @@ def model_input(metadata: Any, model: str) -> ModelInput:
     names = [o["name"] for o in outputs]
     output = "probabilities" if "probabilities" in names else names[0]
     return ModelInput(model, name, datatype, channels_first, (h, w), output,
-                      shape[0] if shape[0] > 0 else None)
+                      shape[0] if shape[0] > 0 else None,
+                      _classes(outputs[names.index(output)].get("shape")))
+
+
+def _classes(shape: Any) -> int | None:
+    """The number of classes an output of shape [N, classes] fixes (None: not fixed)."""
+    if (isinstance(shape, list) and shape and isinstance(shape[-1], int)
+            and not isinstance(shape[-1], bool) and shape[-1] > 0):
+        return shape[-1]
+    return None
 
 
 def infer_request(spec: ModelInput, images: np.ndarray, top_k: int) -> tuple[bytes, str]:
@@ -92,9 +102,12 @@ def infer_request(spec: ModelInput, images: np.ndarray, top_k: int) -> tuple[byt
     return head + data, str(len(head))
 
 
-def predictions(answer: Any, spec: ModelInput, n: int, top_k: int) -> list[dict[str, Any]]:
+def predictions(answer: Any, spec: ModelInput, n: int, top_k: int,
+                labels: dict[int, str] | None = None) -> list[dict[str, Any]]:
     """An infer answer's classification output -> veil's per-image prediction objects (as
-    /v1/classify gives them, so the client checks both alike)."""
+    /v1/classify gives them, so the client checks both alike). Each entry's index must be one
+    of the model's classes, each row sorted by score, and a class keep one label: `labels`
+    (index -> label) holds those seen so far, across answers."""
     if not isinstance(answer, dict) or not isinstance(answer.get("outputs"), list):
         raise BadModel("the answer holds no list of outputs")
     output = next((o for o in answer["outputs"]
@@ -106,22 +119,38 @@ def predictions(answer: Any, spec: ModelInput, n: int, top_k: int) -> list[dict[
         raise BadModel(f"output {spec.output!r} has shape {str(output.get('shape'))[:30]}, "
                        f"not the [{n}, {top_k}] classification asked for (does the server "
                        "support the classification extension?)")
-    return [_prediction(i, data[i * top_k:(i + 1) * top_k]) for i in range(n)]
+    labels = {} if labels is None else labels
+    return [_prediction(i, data[i * top_k:(i + 1) * top_k], spec.classes, labels)
+            for i in range(n)]
 
 
-def _prediction(index: int, entries: list[Any]) -> dict[str, Any]:
-    top = [_entry(e) for e in entries]
+def _prediction(index: int, entries: list[Any], classes: int | None,
+                labels: dict[int, str]) -> dict[str, Any]:
+    top = [_entry(e, classes, labels) for e in entries]
+    scores = [t["probability"] for t in top]
+    if any(a < b for a, b in zip(scores, scores[1:], strict=False)):  # NaN compares False
+        raise BadModel(f"the classification of image {index} is not sorted by score: "
+                       f"{', '.join(repr(e)[:40] for e in entries[:4])}")
     return {"index": index, "label": top[0]["label"], "class_index": top[0]["class_index"],
             "confidence": top[0]["probability"], "top_k": top}
 
 
-def _entry(entry: Any) -> dict[str, Any]:
-    """'score:index:label' (or 'score:index' from a model without labels)."""
+def _entry(entry: Any, classes: int | None, labels: dict[int, str]) -> dict[str, Any]:
+    """'score:index:label' (or 'score:index' from a model without labels), of a class the
+    model has, with the label that class had before."""
     parts = entry.split(":", 2) if isinstance(entry, str) else []
     try:
         score, index = float(parts[0]), int(parts[1])
     except (IndexError, ValueError):
         raise BadModel(f"classification entry {repr(entry)[:40]} is not "
                        "'score:index:label'") from None
-    label = parts[2] if len(parts) == 3 and parts[2] else str(index)
+    if index < 0 or (classes is not None and index >= classes):
+        raise BadModel(f"classification entry {repr(entry)[:40]} names class {index}; the "
+                       f"model has classes 0 to {'...' if classes is None else classes - 1}")
+    if len(parts) == 3 and not parts[2]:
+        raise BadModel(f"classification entry {repr(entry)[:40]} has an empty label")
+    label = parts[2] if len(parts) == 3 else str(index)
+    if labels.setdefault(index, label) != label:
+        raise BadModel(f"class {index} is labelled both {labels[index][:40]!r} and "
+                       f"{label[:40]!r}")
     return {"label": label, "class_index": index, "probability": score}

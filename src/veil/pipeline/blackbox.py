@@ -19,6 +19,7 @@ OUT/blackbox.json. Finished steps are reused when the command is run again with 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -29,16 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from ..core.files import atomic_write
+from ..core.files import atomic_write, read_bounded
 from ..core.markdown import table
 from ..core.options import add_data, add_quiet, add_threads, parse_warm_start
 from ..core.runtime import environment, progress
+from ..core.text import printable, shown
 from ..data import load_dataset
 from ..edge.cli import add_server_limits, add_token_options, resolve_token
 from ..edge.client import Prediction, VeilClient
+from ..train.surrogate import load_queries, read_npz, target_problem
 
 QUERIES = "queries.npz"
 JOURNAL = "queries.journal"  # the query step's progress until queries.npz is written
+MAX_JOURNAL_BYTES = 2**30  # two lines a request: a million images of 100 classes fit
+COUNTS = ("requests", "sent", "bad_answers", "rate_limited")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,43 +108,115 @@ def answer_target(prediction: Prediction, classes: list[str], kind: str) -> np.n
     return row / row.sum() if row.sum() > 0 else np.full_like(row, 1 / len(row))
 
 
+class JournalError(ValueError):
+    """One record of a query journal that the run cannot have written."""
+
+
 @dataclass
 class QueryLog:
     """What was sent and answered so far, kept in an append-only journal (one JSON line per
     request before it is sent, one per answer) so a killed run resumes without sending an
     answered image again, and counts every image that ever left exactly (and the rate-limit
-    waits of every answered request)."""
+    waits of every answered request).
+
+    Read back, the journal is trusted no more than a server: with `run` given, its first line
+    must name that run; every answer must follow the send record of the same images; targets
+    must pass the live rule (`target_problem`), indices be images of the run. Only a last line
+    a kill tore mid-write (no newline) is cut off; any other bad line is an error naming the
+    file and the line, since dropping it could drop send records and undercount."""
 
     path: Path
+    run: str | None = None  # the run's fingerprint, the journal's first line
+    n_images: int | None = None  # the run's images (indices below), where known
+    n_classes: int | None = None  # the length of every target, where known
     sent: int = 0
     requests: int = 0
     rate_limited: int = 0
     targets: dict[int, list[float] | None] = field(default_factory=dict)  # None: a bad answer
+    pending: list[int] | None = None  # the last send record's images, until answered
+    records: int = 0
+    named: bool = False  # whether the first line names the run
 
     @classmethod
-    def open(cls, path: Path) -> QueryLog:
-        log = cls(path)
-        good = 0
+    def open(cls, path: Path, run: str | None = None, n_images: int | None = None,
+             n_classes: int | None = None) -> QueryLog:
+        log = cls(path, run, n_images, n_classes)
         if path.exists():
-            data = path.read_bytes()
-            for line in data.splitlines(keepends=True):
-                try:
-                    log._replay(json.loads(line))
-                except (ValueError, KeyError, TypeError):
-                    break  # a line torn by a kill ends the journal; it is cut off below
-                good += len(line)
-            if good != len(data):
-                with open(path, "r+b") as f:
-                    f.truncate(good)
+            log._read(read_bounded(path, MAX_JOURNAL_BYTES))
+        if run is not None and not log.named:
+            if log.records:
+                raise ValueError(f"{path}: names no run (written by an older veil?); move it "
+                                 "away to query again")
+            log.append({"run": run})
         return log
 
-    def _replay(self, record: dict[str, Any]) -> None:
-        if "send" in record:
-            self.sent += len(record["send"])
+    def _read(self, data: bytes) -> None:
+        # a kill can tear only the last write, which then lacks its newline: a send record
+        # torn so was never followed by its request, an answer's images are counted as sent
+        *lines, torn = data.split(b"\n")
+        for number, line in enumerate(lines, 1):
+            try:
+                self._replay(json.loads(line))
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{self.path}, line {number}: {printable(str(e))[:160]}; the "
+                                 "journal is damaged or was edited (move it away to query "
+                                 "again)") from None
+        if torn:
+            with open(self.path, "r+b") as f:
+                f.truncate(len(data) - len(torn))
+
+    def _replay(self, record: Any) -> None:
+        if not isinstance(record, dict):
+            raise JournalError("not a JSON object")
+        if "run" in record:
+            self._header(record["run"])
+        elif "send" in record:
+            indices = self._indices(record["send"])
+            answered = [i for i in indices if i in self.targets]
+            if answered:
+                raise JournalError(f"sends image {answered[0]} again, which has an answer")
+            self.sent += len(indices)
             self.requests += 1
+            self.pending = indices
+        elif "answer" in record:
+            self._answer(self._indices(record["answer"]), record.get("targets"),
+                         record.get("rate_limited", 0))
         else:
-            self.targets.update(zip(record["answer"], record["targets"], strict=True))
-            self.rate_limited += record.get("rate_limited", 0)
+            raise JournalError("neither a send nor an answer record")
+        self.records += 1
+
+    def _header(self, run: Any) -> None:
+        if self.records:
+            raise JournalError("a run header after the first line")
+        if self.run is not None and run != self.run:
+            raise JournalError("written for another run (other public data, --query-budget, "
+                               "--seed or --answers)")
+        self.named = True
+
+    def _answer(self, indices: list[int], targets: Any, waits: Any) -> None:
+        if indices != self.pending:
+            raise JournalError("an answer without the send record of its images")
+        if not isinstance(targets, list) or len(targets) != len(indices):
+            raise JournalError(f"{len(indices)} images answered, but not one target each")
+        for index, target in zip(indices, targets, strict=True):
+            problem = None if target is None else target_problem(np.asarray([target]))
+            if not problem and target is not None and self.n_classes not in (None, len(target)):
+                problem = f"{len(target)} classes, the run's data has {self.n_classes}"
+            if problem:
+                raise JournalError(f"the target of image {index}: {problem}")
+        if isinstance(waits, bool) or not isinstance(waits, int) or waits < 0:
+            raise JournalError(f"rate_limited {shown(waits)} is not a count")
+        self.targets.update(zip(indices, targets, strict=True))
+        self.rate_limited += waits
+        self.pending = None
+
+    def _indices(self, value: Any) -> list[int]:
+        if (not isinstance(value, list) or not value
+                or not all(type(i) is int and 0 <= i < (self.n_images or 2**63) for i in value)
+                or len(set(value)) != len(value)):
+            raise JournalError(f"images {shown(value)} are not distinct indices of the run's "
+                               "images")
+        return value
 
     def append(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
@@ -231,12 +308,13 @@ def run(args: argparse.Namespace) -> int:
 def _query_step(args: argparse.Namespace, out: Path, images: np.ndarray, n_classes: int
                 ) -> dict[str, int]:
     """The surrogate's training set queried once (resumed from OUT/queries.journal after a
-    kill): OUT/queries.npz holds the images with a valid answer and their targets."""
-    path = out / QUERIES
+    kill): OUT/queries.npz holds the images with a valid answer and their targets, bound to
+    the run (its images and --answers) like the journal."""
+    path, run = out / QUERIES, run_id(images, n_classes, args.answers)
     if not path.exists():
         kind, k = parse_answers(args.answers)
         top_k = {"probs": n_classes, "label": 1}.get(kind, k)
-        log = QueryLog.open(out / JOURNAL)
+        log = QueryLog.open(out / JOURNAL, run, len(images), n_classes)
         with _client(args, _as_sent, top_k=top_k) as client:
             classes = _server_classes(client, n_classes)
             query(client, images, classes, kind, log, args.quiet)
@@ -247,16 +325,52 @@ def _query_step(args: argparse.Namespace, out: Path, images: np.ndarray, n_class
                      len(valid), n_classes),
                  requests=np.int64(log.requests), sent=np.int64(log.sent),
                  bad_answers=np.int64(len(images) - len(valid)),
-                 rate_limited=np.int64(log.rate_limited), answers=np.str_(args.answers))
+                 rate_limited=np.int64(log.rate_limited), answers=np.str_(args.answers),
+                 run=np.str_(run))
         atomic_write(path, buffer.getvalue())
         (out / JOURNAL).unlink()
-    with np.load(path, allow_pickle=False) as z:
-        if len(z["images"]) == 0:
-            raise ValueError(f"the server at {args.classifier_url} gave no valid answer to any "
-                             f"of {int(z['sent'])} images")
-        return {"training_images_sent": int(z["sent"]), "training_requests": int(z["requests"]),
-                "bad_answers": int(z["bad_answers"]), "rate_limited": int(z["rate_limited"]),
-                "answers": str(z["answers"])}
+    counts = read_queries(path, run, images, n_classes)
+    if counts["bad_answers"] == len(images):
+        raise ValueError(f"the server at {args.classifier_url} gave no valid answer to any "
+                         f"of {counts['sent']} images")
+    return {"training_images_sent": counts["sent"], "training_requests": counts["requests"],
+            "bad_answers": counts["bad_answers"], "rate_limited": counts["rate_limited"],
+            "answers": args.answers}
+
+
+def run_id(images: np.ndarray, n_classes: int, answers: str) -> str:
+    """What binds a run's stored queries to it: the images it queries, the answers asked."""
+    digest = hashlib.sha256(json.dumps([answers, n_classes, images.shape]).encode())
+    digest.update(np.ascontiguousarray(images).data)
+    return digest.hexdigest()
+
+
+def read_queries(path: Path, run: str, images: np.ndarray, n_classes: int) -> dict[str, int]:
+    """A finished query step's counts, once its .npz is shown to be this run's and to add up
+    (every check names the file)."""
+    arrays = read_npz(path, ("run", *COUNTS))
+    if arrays["run"].shape != () or str(arrays["run"]) != run:
+        raise ValueError(f"{path}: written for another run (other public data, --query-budget, "
+                         "--seed or --answers); move it away to query again")
+    counts = {}
+    for name in COUNTS:
+        value = arrays[name]
+        if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
+            raise ValueError(f"{path}: {name} {shown(value.tolist())} is not a count")
+        counts[name] = int(value)
+    if counts["bad_answers"] < len(images):
+        kept, probs = load_queries(path)
+        if kept.shape[1:] != images.shape[1:] or probs.shape[1] != n_classes:
+            raise ValueError(f"{path}: images {kept.shape[1:]} with {probs.shape[1]} classes, "
+                             f"the run's are {images.shape[1:]} with {n_classes}")
+        answered = len(kept) + counts["bad_answers"]
+    else:
+        answered = counts["bad_answers"]
+    if answered != len(images) or not 1 <= counts["requests"] <= counts["sent"] \
+            or counts["sent"] < len(images):
+        raise ValueError(f"{path}: counts that do not add up for {len(images)} images "
+                         f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    return counts
 
 
 def _limits(args: argparse.Namespace) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def create_app(predictor: Backend, config: ServerConfig | None = None,
         finally:
             await batcher.stop()
 
-    app = FastAPI(title="veil", version=_version(), lifespan=lifespan,
+    # redirect_slashes off: `POST .../infer/` is a 404 naming the path, not an empty 307
+    app = FastAPI(title="veil", version=_version(), lifespan=lifespan, redirect_slashes=False,
                   description="Classifies 8-bit obfuscated images with a frozen classifier. "
                               "Put TLS in front of this server.")
     app.state.predictor, app.state.config, app.state.metrics = predictor, config, metrics

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core import env
-from .limits import ConnectionLimits
+from .limits import ConnectionLimits, check_port
 from .worker import InferenceProcess
 
 if TYPE_CHECKING:
@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a run folder's classifier.pt2)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: "
                         "%(default)s); put TLS in front for anything but loopback")
-    parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    parser.add_argument("--port", type=_port, default=8000,
+                        help="port, 1 to 65535 (default: %(default)s)")
     parser.add_argument("--max-batch", type=int, default=32,
                         help="most images per forward pass (default: %(default)s)")
     parser.add_argument("--max-wait-ms", type=float, default=2.0,
@@ -82,6 +83,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "enforces its own)")
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"])
+
+
+def _port(text: str) -> int:
+    try:
+        return check_port(int(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e) if text.strip().lstrip("-").isdigit()
+                                         else f"not a whole number: {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:

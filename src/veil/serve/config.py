@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from starlette.formparsers import MultiPartParser
 
+from .limits import MAX_WAIT_MS, check_seconds
+
 CLASSIFY = "/v1/classify"
 ROUTES = {CLASSIFY, "/healthz", "/metrics", "/openapi.json", "/docs", "/redoc"}
 # with a token set these need it too (they show limits, error counts and the API); /healthz stays
@@ -26,10 +28,14 @@ class ServerConfig:
     public_metrics: bool = False  # with a token: let /metrics and the API docs be read without
 
     def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+        if not 0 <= self.max_wait_ms <= MAX_WAIT_MS:  # nan too
+            raise ValueError(f"max_wait_ms must be from 0 to {MAX_WAIT_MS:g}, got "
+                             f"{self.max_wait_ms!r}")
         if self.max_images < 1:
             raise ValueError(f"max_images must be at least 1, got {self.max_images}")
         if not 1024 <= self.max_body_bytes <= MultiPartParser.spool_max_size:
             raise ValueError(f"max_body_bytes must be between 1024 and "
                              f"{MultiPartParser.spool_max_size} (uploads must stay in memory)")
-        if self.body_timeout_s <= 0:
-            raise ValueError("body_timeout_s must be positive")
+        check_seconds("body_timeout_s", self.body_timeout_s)

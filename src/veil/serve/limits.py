@@ -4,6 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_SECONDS = 86_400.0  # a timeout of more than a day guards nothing
+MAX_WAIT_MS = 1_000.0  # a request waiting over a second for others to join its batch: a typo
+
+
+def check_seconds(name: str, value: float, most: float = MAX_SECONDS) -> None:
+    """A timeout must be a number of seconds above 0 and at most `most`: nan, inf, 0 and
+    negative values are refused (inf would switch the guard off, nan fail every request)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= most:
+        raise ValueError(f"{name} must be positive and finite (at most {most:g} s), "
+                         f"got {value!r}")
+
+
+def check_port(port: int) -> int:
+    """A TCP port to listen on: 1 to 65535 (larger ones wrap around, modulo 65536)."""
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port}: must be from 1 to 65535")
+    return port
+
 
 @dataclass(frozen=True)
 class ConnectionLimits:
@@ -18,5 +36,4 @@ class ConnectionLimits:
                      "max_connections_per_host"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.head_timeout_s > 0:
-            raise ValueError(f"head_timeout_s must be positive, got {self.head_timeout_s}")
+        check_seconds("head_timeout_s", self.head_timeout_s)

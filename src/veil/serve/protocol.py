@@ -3,13 +3,15 @@ connections per client host.
 
 uvicorn's httptools protocol parses request heads of any size and waits for them forever, so
 one client can hold memory (a 64 MiB header) or every connection slot (slowloris: a byte a
-second). `guarded_protocol(limits)` subclasses it; a refused connection gets a short plain-text
-answer (431, 408 or 503) and is closed before the app ever sees the request.
+second). `guarded_protocol(limits)` subclasses it; a refused connection gets a short JSON answer
+(431, 408 or 503; a request httptools cannot parse, 400) in the error shape of the path asked for
+(veil's, or the Open Inference Protocol's under /v2) and is closed before the app sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from typing import Any
 
@@ -17,14 +19,20 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .limits import ConnectionLimits
 
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large",
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
             503: "Service Unavailable"}
+_CODES = {400: "bad_http_request", 408: "head_timeout", 431: "head_too_large",
+          503: "too_many_connections"}
 
 
-def refusal(status: int, message: str) -> bytes:
-    """A complete HTTP/1.1 response that closes the connection."""
-    body = message.encode()
-    return (f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+def refusal(status: int, message: str, path: bytes = b"") -> bytes:
+    """A complete HTTP/1.1 response that closes the connection: a JSON error in the shape of
+    the path's API (serve/errors.py), as far as the request line was read."""
+    code = _CODES[status]
+    v2 = path == b"/v2" or path.startswith((b"/v2/", b"/v2?"))
+    body = json.dumps({"error": message, "code": code} if v2
+                      else {"error": code, "detail": message}).encode()
+    return (f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
 
 
@@ -124,14 +132,19 @@ class GuardedProtocol(HttpToolsProtocol):
         self.logger.warning("%s: refused with %d: %s", self.client[0] if self.client else "?",
                             status, message)
         if not self.transport.is_closing():
-            self.transport.write(refusal(status, message))
+            self.transport.write(refusal(status, message, getattr(self, "url", b"")))
             self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """What httptools cannot parse (a bad Content-Length, a broken request line)."""
+        self._refuse(400, msg)
 
 
 # What GuardedProtocol relies on in uvicorn's private HttpToolsProtocol (uvicorn has no public
 # hooks for a head's size, its header count or its time); pyproject.toml pins the uvicorn range
 HOOKS = ("connection_made", "connection_lost", "data_received", "on_message_begin",
-         "on_headers_complete", "on_body", "on_message_complete", "on_response_complete")
+         "on_headers_complete", "on_body", "on_message_complete", "on_response_complete",
+         "send_400_response")
 ATTRIBUTES = ("headers", "client", "transport", "loop", "logger")
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from .auth import auth_docs, bearer_check
 from .batching import MicroBatcher
@@ -40,6 +41,9 @@ INPUT, OUTPUT, MODEL_VERSION = "images", "probabilities", "1"
 EXTENSIONS = ["binary_tensor_data", "classification"]
 HEADER_LENGTH = "inference-header-content-length"
 MAX_JSON_DEPTH = 8  # [N][H][W][3] nests four deep; more is not an image
+# parsing a request body or encoding an answer larger than this runs in a worker thread, so a
+# big JSON tensor (64 images: 0.4 s) never holds up /healthz or other requests
+OFF_LOOP_BYTES = 64 * 1024
 
 
 def model_paths(model: str) -> dict[str, str]:
@@ -78,7 +82,7 @@ def parse_infer(body: bytes, header_length: str | None, image_size: tuple[int, i
     """An infer request's body -> its images and wanted outputs, or an ApiError naming the
     first thing wrong with it."""
     head, binary = _split_body(body, header_length)
-    request = _json_object(head)
+    request = _json_object(head, header_length)
     if request.get("id") is not None and not isinstance(request["id"], str):
         raise ApiError(400, "invalid_request", "'id' must be a string")
     inputs = request.get("inputs")
@@ -87,8 +91,8 @@ def parse_infer(body: bytes, header_length: str | None, image_size: tuple[int, i
                                                f"'{INPUT}'")
     images = _images(inputs[0], binary, image_size, max_images)
     parameters = _parameters(request, "the request")
-    outputs = _outputs(request.get("outputs"), bool(parameters.get("binary_data_output")),
-                       n_classes)
+    outputs = _outputs(request.get("outputs"),
+                       _flag(parameters, "binary_data_output", False, "the request"), n_classes)
     return InferRequest(request.get("id"), images, outputs)
 
 
@@ -104,14 +108,36 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:n], body[n:]
 
 
-def _json_object(head: bytes) -> dict[str, Any]:
+def _json_object(head: bytes, header_length: str | None) -> dict[str, Any]:
     try:
         request = json.loads(head)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "invalid_json", "the inference request is not valid JSON") from None
+    except (ValueError, RecursionError) as e:
+        raise ApiError(400, "invalid_json", _json_problem(e, header_length)) from None
     if not isinstance(request, dict):
         raise ApiError(400, "invalid_request", "the inference request must be a JSON object")
     return request
+
+
+def _json_problem(error: Exception, header_length: str | None) -> str:
+    """What to tell a client whose JSON header does not parse: with binary data, the length
+    it declared for the header (or left out) is the likelier culprit."""
+    where = (f": {error.msg} at byte {error.pos}" if isinstance(error, json.JSONDecodeError)
+             else " (not UTF-8 text)" if isinstance(error, UnicodeDecodeError) else "")
+    if header_length is not None:
+        return (f"the first {header_length} bytes (Inference-Header-Content-Length) are not a "
+                f"JSON header{where}")
+    if isinstance(error, UnicodeDecodeError) or "Extra data" in where:
+        return (f"the inference request is not valid JSON{where}: binary data after the JSON "
+                "needs an Inference-Header-Content-Length header")
+    return f"the inference request is not valid JSON{where}"
+
+
+def _flag(parameters: dict[str, Any], key: str, default: bool, what: str) -> bool:
+    value = parameters.get(key, default)
+    if not isinstance(value, bool):  # the string "false" is true to Python
+        raise ApiError(422, "invalid_parameter", f"{key} of {what} must be true or false, got "
+                                                 f"{json.dumps(value)[:20]}")
+    return value
 
 
 def _parameters(entry: dict[str, Any], what: str) -> dict[str, Any]:
@@ -147,7 +173,11 @@ def _images(tensor: dict[str, Any], binary: bytes, size: tuple[int, int],
 
 
 def _binary_pixels(size_bytes: Any, binary: bytes, count: int) -> np.ndarray:
-    if isinstance(size_bytes, bool) or size_bytes != count or len(binary) != count:
+    if type(size_bytes) is not int:  # not a bool, a float or a string that equals count
+        raise ApiError(400, "wrong_data_size", f"binary_data_size of input '{INPUT}' must be a "
+                                               f"whole number of bytes, got "
+                                               f"{json.dumps(size_bytes)[:20]}")
+    if size_bytes != count or len(binary) != count:
         raise ApiError(400, "wrong_data_size", f"input '{INPUT}' of {count} bytes, but "
                                                f"binary_data_size is {str(size_bytes)[:20]} and "
                                                f"{len(binary)} bytes follow the JSON header")
@@ -180,19 +210,23 @@ def _outputs(requested: Any, binary_default: bool, n_classes: int) -> tuple[Want
         return (Wanted(binary_default),)
     if not isinstance(requested, list) or not requested:
         raise ApiError(400, "invalid_request", "'outputs' must be a non-empty list")
-    wanted = []
-    for entry in requested:
+    wanted: list[Wanted] = []
+    for entry in requested:  # stops at the first bad entry: a list of 31,000 costs nothing
         if not isinstance(entry, dict) or entry.get("name") != OUTPUT:
             name = entry.get("name") if isinstance(entry, dict) else entry
             raise ApiError(400, "unknown_output", f"output {str(name)[:40]!r}: this model "
                                                   f"has one output, '{OUTPUT}'")
+        if wanted:  # each answered output costs memory and time: one answer per name
+            raise ApiError(400, "repeated_output", f"output '{OUTPUT}' is asked for more than "
+                                                   "once")
         parameters = _parameters(entry, f"output '{OUTPUT}'")
         classes = parameters.get("classification", 0)
         if isinstance(classes, bool) or not isinstance(classes, int) or not (
                 0 <= classes <= n_classes):
             raise ApiError(422, "invalid_parameter", f"classification must be an integer from "
                                                      f"0 to {n_classes}")
-        wanted.append(Wanted(bool(parameters.get("binary_data", binary_default)), classes))
+        binary = _flag(parameters, "binary_data", binary_default, f"output '{OUTPUT}'")
+        wanted.append(Wanted(binary, classes))
     return tuple(wanted)
 
 
@@ -296,18 +330,32 @@ def make_infer(predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
             if encoding != "identity":
                 raise ApiError(415, "compressed_body", f"Content-Encoding {encoding[:20]!r}: "
                                                        "send the request uncompressed")
-            parsed = parse_infer(request.scope.get("veil.body", b""),
-                                 request.headers.get(HEADER_LENGTH), predictor.image_size,
-                                 config.max_images, n_classes)
+            body = request.scope.get("veil.body", b"")
+            parsed = await _off_loop(len(body), parse_infer, body,
+                                     request.headers.get(HEADER_LENGTH), predictor.image_size,
+                                     config.max_images, n_classes)
         finally:
             mark_arrived(request)
         if on_receive is not None:
             on_receive([parsed.images.tobytes()], parsed.images)
         probs = await batcher.submit(parsed.images)
-        body, headers = infer_answer(parsed, probs, predictor.classes, model)
-        return Response(body, headers=headers)
+        answer, headers = await _off_loop(_answer_bytes(parsed, probs), infer_answer, parsed,
+                                          probs, predictor.classes, model)
+        return Response(answer, headers=headers)
 
     return infer
+
+
+async def _off_loop(size: int, work: Any, *args: Any) -> Any:
+    """work(*args), in a worker thread when `size` bytes make it slow enough to stall the
+    event loop."""
+    return work(*args) if size <= OFF_LOOP_BYTES else await run_in_threadpool(work, *args)
+
+
+def _answer_bytes(request: InferRequest, probs: np.ndarray) -> int:
+    """A bound on the answer's size: one output (a repeated name is refused), at most a few
+    dozen bytes a value in JSON."""
+    return 32 * probs.size * len(request.outputs)
 
 
 def served_model(predictor: Backend) -> str:
@@ -365,6 +413,12 @@ def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
              summary="Open Inference Protocol: model readiness")
     async def model_ready(name: str) -> JSONResponse:
         check_model(name)
+        return status(ready(), "ready")
+
+    @app.get("/v2/models/{name}/versions/{version}/ready", responses={404: ERRORS[400], 503: {}},
+             summary="Open Inference Protocol: model readiness")
+    async def versioned_model_ready(name: str, version: str) -> JSONResponse:
+        check_model(name, version)
         return status(ready(), "ready")
 
     extra = _infer_spec(config.max_images)

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .limits import check_seconds
+
 log = logging.getLogger("veil.serve")
 _OK, _ERROR, _MODEL_FAULT = b"\x00", b"\x01", b"\x02"
 
@@ -46,8 +48,7 @@ class InferenceProcess:
     def __init__(self, checkpoint: str | os.PathLike, threads: int | None = None,
                  start_timeout_s: float = 300.0, batch_timeout_s: float = 10.0,
                  verify: bool = True) -> None:
-        if batch_timeout_s <= 0:
-            raise ValueError(f"the inference timeout must be positive, got {batch_timeout_s}")
+        check_seconds("the inference timeout", batch_timeout_s)
         self.checkpoint, self.threads, self.verify = str(checkpoint), threads, verify
         self.start_timeout_s, self.batch_timeout_s = start_timeout_s, batch_timeout_s
         self.restarts = self.timeouts = 0

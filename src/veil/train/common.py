@@ -33,6 +33,7 @@ from ..core.runtime import configure_backends, environment, resolve_device
 from ..core.settings import check_types, upgrade_names
 
 C = TypeVar("C")
+SEEDS = (-(2**63), 2**64 - 1)
 
 
 @dataclass
@@ -60,6 +61,8 @@ class RunConfig:
         at_least(self, epochs=0, batch_size=1, crop_padding=0)
         at_least(self, train_subset=1, test_subset=1, threads=1)
         positive(self, "lr")
+        if not SEEDS[0] <= self.seed <= SEEDS[1]:  # what torch.manual_seed takes
+            raise ValueError(f"setting seed = {self.seed}: must be from {SEEDS[0]} to {SEEDS[1]}")
         one_of(self, "precision", ("fp32", "bf16", "fp16"))
         if self.image_size is not None:
             check_image_size(self.image_size, "setting image_size")

@@ -11,6 +11,7 @@ on the public test split's own labels.
 from __future__ import annotations
 
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.runtime import progress, quiet_default
+from ..core.text import printable
 from ..data import Dataset, Split, load_dataset
 from .classifier import ClassifierConfig, ClassifierTrainer, classifier_step, make_config
 from .common import Process, fit, start_process
@@ -36,12 +38,53 @@ def make_surrogate_config(model: str, queries: str | Path, **overrides: Any) -> 
                               "label_smoothing": 0.0})
 
 
+TARGET_SLACK = 1e-3  # how far a row of targets may add up from 1 (float32 rounding, a server's)
+
+
+def target_problem(targets: np.ndarray) -> str | None:
+    """What makes rows of answer targets unfit to learn from, or None: the one rule for a
+    target made from a live answer and for one read back from a journal or an .npz."""
+    if targets.ndim != 2 or targets.shape[1] < 2 or targets.dtype.kind not in "fiu":
+        return f"{targets.dtype} of shape {targets.shape}, not rows of class probabilities"
+    if not np.isfinite(targets).all():
+        return "a target that is not a finite number"
+    if (targets < 0).any():
+        return "a negative target"
+    if not np.allclose(targets.sum(1, dtype=np.float64), 1, rtol=0, atol=TARGET_SLACK):
+        return "a row of targets that does not add up to 1"
+    return None
+
+
+def read_npz(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz, read whole; a damaged or truncated file, a missing array
+    or one that is not plain data is a ValueError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise KeyError(missing[0])
+            return {k: z[k] for k in keys}
+    except KeyError as e:
+        raise ValueError(f"{path}: holds no {e.args[0]!r} array (damaged, or not written by "
+                         "veil blackbox)") from None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: cannot be read as an .npz of arrays ({printable(str(e))[:120]})"
+                         ) from None
+
+
 def load_queries(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        images, probs = z["images"], z["probs"].astype(np.float32)
-    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(probs):
-        raise ValueError(f"{path}: expected uint8 images (N, H, W, 3) and probs (N, classes)")
-    return images, probs
+    """The queried images, uint8 (N, H, W, 3), and their targets, float32 (N, classes), each
+    checked (targets by `target_problem`); a problem is a ValueError naming the file."""
+    arrays = read_npz(path, ("images", "probs"))
+    images, probs = arrays["images"], arrays["probs"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or not len(images):
+        raise ValueError(f"{path}: images are {images.dtype} of shape {images.shape}, not "
+                         "uint8 (N, H, W, 3)")
+    problem = target_problem(probs) or (None if len(probs) == len(images) else
+                                        f"{len(probs)} rows for {len(images)} images")
+    if problem:
+        raise ValueError(f"{path}: probs: {problem}")
+    return images, probs.astype(np.float32)
 
 
 def train_surrogate(config: SurrogateConfig, resume: bool = False, quiet: bool | None = None
@@ -62,6 +105,10 @@ class SurrogateTrainer(ClassifierTrainer):
         if probs.shape[1] != len(public.classes):
             raise ValueError(f"{config.queries}: answers over {probs.shape[1]} classes, but "
                              f"the public data has {len(public.classes)}")
+        if images.shape[1:3] != public.test.images.shape[1:3]:
+            raise ValueError(f"{config.queries}: images of {images.shape[2]}x{images.shape[1]}, "
+                             f"but the public data's are {public.test.images.shape[2]}x"
+                             f"{public.test.images.shape[1]}")
         test = public.test.subset(config.test_subset, config.seed)
         ds = Dataset(public.name, public.classes,
                      Split(images, np.arange(len(images), dtype=np.int64)), test,
