@@ -663,3 +663,24 @@ def test_a_run_with_the_linkage_adversary_logs_its_loss_and_resumes_exactly(
     assert [r["epoch"] for r in resumed] == [1, 2]
     assert resumed[-1]["loss_link"] == pytest.approx(straight[-1]["loss_link"], rel=1e-4)
     assert resumed[-1]["obfuscated_acc"] == pytest.approx(straight[-1]["obfuscated_acc"])
+
+
+def test_a_run_can_start_from_a_trained_pair_and_skips_the_warm_start(trained_classifier,
+                                                                     tmp_path):
+    from veil.models.checkpoints import load_obfuscator_pair
+    from veil.train.common import start_process
+    first = tiny_obfuscator_config(trained_classifier, tmp_path / "a", epochs=1,
+                                   train_subset=100)
+    obf.train_obfuscator(first, quiet=True)
+    start, start_deobfuscator, _ = load_obfuscator_pair(tmp_path / "a" / "model.pt")
+    config = tiny_obfuscator_config(trained_classifier, tmp_path / "b", epochs=1,
+                                    train_subset=100, init=str(tmp_path / "a" / "model.pt"),
+                                    warm_start={"encoder": 1.0})
+    trainer = obf.ObfuscatorTrainer(config, start_process(config, resume=False))
+    for mine, theirs in ((trainer.obfuscator, start), (trainer.deobfuscator, start_deobfuscator)):
+        assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(),
+                                                     theirs.state_dict().values(), strict=True))
+    assert trainer.warm_start(quiet=True) is None  # the encoder stage is skipped
+    narrow = replace(config, out=str(tmp_path / "c"), width=0.5)
+    with pytest.raises(ValueError, match="an obfuscator of width 1, but this run's width is 0.5"):
+        obf.ObfuscatorTrainer(narrow, start_process(narrow, resume=False))

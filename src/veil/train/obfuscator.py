@@ -54,7 +54,7 @@ from ..core.settings import setting_names, unknown_setting, upgrade_names
 from ..data import TensorLoader, load_dataset
 from ..metrics import psnr, ssim
 from ..models import FrozenClassifier, create_model
-from ..models.checkpoints import load_classifier, with_normalization
+from ..models.checkpoints import load_classifier, load_obfuscator_pair, with_normalization
 from ..models.external import check_classifier, export_classifier
 from ..models.matcher import Matcher
 from ..models.obfuscator import scaled_channels
@@ -125,6 +125,9 @@ class ObfuscatorConfig(RunConfig):
     # batch, and the obfuscator minimises L_c − λ·L_r − λ_l·L_link (0: no matcher)
     lam_link: float = 0.0
     link_width: int = 16
+    # fine-tuning: start the obfuscator and deobfuscator from this obfuscator checkpoint (of the
+    # same width) instead of random weights; then no warm-start stage runs
+    init: str | None = None
 
     RENAMED: ClassVar[dict[str, str]] = {
         "warmup_epochs": "lam_ramp_epochs", "identity_epochs": "warm_start.identity",
@@ -371,6 +374,8 @@ class ObfuscatorTrainer:
         seed_everything(config.seed)
         self.obfuscator = create_model("obfuscator", width=config.width).to(device)
         self.deobfuscator = create_model("deobfuscator").to(device)
+        if config.init:
+            _start_from(config, self.obfuscator, self.deobfuscator)
         if config.channels_last:
             for m in (self.obfuscator, self.deobfuscator, *members):
                 m.to(memory_format=torch.channels_last)
@@ -401,10 +406,10 @@ class ObfuscatorTrainer:
     def warm_start(self, quiet: bool) -> dict[str, Any] | None:
         """The warm-start stages the config asks for. Under torchrun every rank runs them alike
         (same seed, same batches); rank 0's result is then given to all."""
-        if not self.config.warm_start:
+        if not self.config.warm_start or self.config.init:
             return None
         row = run_warm_starts(self.config, self.obfuscator, self.step.classifier, self.ds,
-                          self.device, quiet, self.curve, self._saver)
+                              self.device, quiet, self.curve, self._saver)
         self.ddp.broadcast(self.obfuscator)
         return row
 
@@ -491,6 +496,17 @@ class ObfuscatorTrainer:
 
     def format_row(self, row: dict[str, Any]) -> str:
         return format_row(row)
+
+
+def _start_from(config: ObfuscatorConfig, obfuscator: nn.Module, deobfuscator: nn.Module
+                ) -> None:
+    """Load the pair of the checkpoint `config.init` into the fresh pair (fine-tuning)."""
+    start, start_deobfuscator, _ = load_obfuscator_pair(config.init)
+    if start.width != config.width:
+        raise ValueError(f"setting init = {config.init}: an obfuscator of width {start.width:g}, "
+                         f"but this run's width is {config.width:g}")
+    obfuscator.load_state_dict(start.state_dict())
+    deobfuscator.load_state_dict(start_deobfuscator.state_dict())
 
 
 def _frozen_target(config: ObfuscatorConfig, ds, device: torch.device, process: Process,
