@@ -117,7 +117,7 @@ class VeilClient:
                  request_timeout: float = REQUEST_TIMEOUT,
                  max_response_bytes: int = MAX_RESPONSE_BYTES,
                  bad_answers: str = "error", protocol: str = "v1",
-                 model: str | None = None) -> None:
+                 model: str | None = None, class_names: Sequence[str] | None = None) -> None:
         import httpx
 
         if batch_size < 1:
@@ -139,6 +139,11 @@ class VeilClient:
         self.v2_labels: dict[int, str] = {}  # class index -> the label the model gave it
         self.obfuscator = (obfuscator if callable(obfuscator)
                            else load_obfuscator(obfuscator, threads))
+        # names of the classes, for a v2 model that answers plain score tensors: given, or the
+        # obfuscator's manifest (the classes of the classifier it was trained for)
+        manifest = getattr(self.obfuscator, "manifest", None) or {}
+        names = class_names if class_names is not None else manifest.get("classes")
+        self.class_names = [str(c) for c in names] if names else None
         self.batch_size, self.top_k = batch_size, top_k
         self.request_timeout, self.max_response_bytes = request_timeout, max_response_bytes
         self.bad_answers = bad_answers
@@ -255,7 +260,7 @@ class VeilClient:
                                                       "content-type": "application/octet-stream"})
         try:
             return v2_predictions(self._json(answer), spec, len(payloads), self.top_k,
-                                  self.v2_labels)
+                                  self.v2_labels, self.class_names)
         except BadModel as e:
             raise self._bad(str(e), answer.status) from None
 

@@ -4,8 +4,12 @@ or of any Triton / KServe deployment of a classifier.
 The model's metadata says how it takes the obfuscated images: UINT8 as they are, or FP32/FP16
 scaled to [0, 1] (what veil's classifiers compute from the 8-bit image), as [N, H, W, 3] or
 [N, 3, H, W]. Any normalisation beyond that is the served model's own. The answer is asked in
-the classification extension (`score:index[:label]` strings of the top k), so the model's
-output must be probabilities (a softmax) for the scores to pass the client's checks.
+the classification extension (`score:index[:label]` strings of the top k: veil serve, Triton).
+A server without it (KServe's Python server, MLServer) answers the output tensor itself,
+[N, classes] numbers: then the top k are computed here, from probabilities as they are or from
+logits through a softmax, and the class names come from the obfuscator's manifest (or the
+caller). Either way the answer is checked: its shape against the metadata, finite scores, a
+distribution where the output's name says it is one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+PROBABILITY_NAMES = ("probabilities", "probs", "softmax", "output_probabilities")
+NUMERIC = ("FP32", "FP16", "FP64")
 HEADER_LENGTH = "inference-header-content-length"
 SCALED = {"FP32": "<f4", "FP16": "<f2"}
 
@@ -103,7 +109,8 @@ def infer_request(spec: ModelInput, images: np.ndarray, top_k: int) -> tuple[byt
 
 
 def predictions(answer: Any, spec: ModelInput, n: int, top_k: int,
-                labels: dict[int, str] | None = None) -> list[dict[str, Any]]:
+                labels: dict[int, str] | None = None,
+                class_names: list[str] | None = None) -> list[dict[str, Any]]:
     """An infer answer's classification output -> veil's per-image prediction objects (as
     /v1/classify gives them, so the client checks both alike). Each entry's index must be one
     of the model's classes, each row sorted by score, and a class keep one label: `labels`
@@ -115,13 +122,55 @@ def predictions(answer: Any, spec: ModelInput, n: int, top_k: int,
     if output is None:
         raise BadModel(f"the answer has no output {spec.output!r}")
     data = output.get("data")
+    if output.get("datatype") in NUMERIC:  # no classification extension: the tensor itself
+        return tensor_predictions(output, spec, n, top_k, class_names)
     if output.get("shape") != [n, top_k] or not isinstance(data, list) or len(data) != n * top_k:
         raise BadModel(f"output {spec.output!r} has shape {str(output.get('shape'))[:30]}, "
-                       f"not the [{n}, {top_k}] classification asked for (does the server "
-                       "support the classification extension?)")
+                       f"not the [{n}, {top_k}] classification asked for, nor a tensor of "
+                       "scores")
     labels = {} if labels is None else labels
     return [_prediction(i, data[i * top_k:(i + 1) * top_k], spec.classes, labels)
             for i in range(n)]
+
+
+def tensor_predictions(output: dict[str, Any], spec: ModelInput, n: int, top_k: int,
+                       class_names: list[str] | None = None) -> list[dict[str, Any]]:
+    """A plain [N, classes] output (probabilities, or logits) -> the top k of each image,
+    computed on the device; labelled with `class_names` (index order), else by index."""
+    shape, data = output.get("shape"), output.get("data")
+    classes = spec.classes or (shape[1] if isinstance(shape, list) and len(shape) == 2 else None)
+    if (not isinstance(classes, int) or isinstance(classes, bool) or shape != [n, classes]
+            or not isinstance(data, list) or len(data) != n * classes):
+        raise BadModel(f"output {spec.output!r} has shape {str(shape)[:30]}, not the "
+                       f"[{n}, {spec.classes or 'classes'}] of the model's metadata")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
+        raise BadModel(f"output {spec.output!r} holds values that are not numbers")
+    scores = np.asarray(data, dtype=np.float64).reshape(n, classes)
+    if not np.isfinite(scores).all():
+        raise BadModel(f"output {spec.output!r} holds NaN or infinite scores")
+    if class_names is not None and len(class_names) != classes:
+        raise BadModel(f"the model has {classes} classes, the obfuscator's manifest names "
+                       f"{len(class_names)}: it was trained for another classifier")
+    is_distribution = bool((scores >= -1e-6).all()
+                           and np.allclose(scores.sum(1), 1.0, atol=1e-3))
+    if spec.output.lower() in PROBABILITY_NAMES and not is_distribution:
+        raise BadModel(f"output {spec.output!r} is named as probabilities, but its rows are "
+                       "not distributions (negative, or not summing to 1)")
+    probabilities = scores if is_distribution else _softmax(scores)
+    names = class_names or [str(i) for i in range(classes)]
+    out = []
+    for i, row in enumerate(probabilities):
+        order = np.argsort(-row, kind="stable")[:min(top_k, classes)]
+        top = [{"label": names[j], "class_index": int(j), "probability": float(row[j])}
+               for j in order]
+        out.append({"index": i, "label": top[0]["label"], "class_index": top[0]["class_index"],
+                    "confidence": top[0]["probability"], "top_k": top})
+    return out
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
 
 
 def _prediction(index: int, entries: list[Any], classes: int | None,
