@@ -12,7 +12,6 @@ then the server is stopped.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ import torch
 
 from .core.eightbit import from_uint8_array, to_uint8
 from .data import load_dataset
+from .eval.render import DEMO_SCHEMA
+from .eval.schemas import write_result
 
 DEFAULT_OUT = "results/demo"
 
@@ -37,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     nets, trained = _load_nets(args.pretrained)
     onnx_path = _export(nets["obfuscator"], nets["card"], out)
     sample = load_dataset("sample").test
-    summary = _classify_over_http(nets, sample, onnx_path, out)
-    summary["trained"] = trained
-    (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\nwrote {out / 'demo.json'}, {out / 'demo_grid.png'} and {onnx_path}")
+    summary = {"schema": DEMO_SCHEMA, **_classify_over_http(nets, sample, onnx_path, out),
+               "trained": trained}
+    written = write_result(summary, out)
+    print(f"\nwrote {', '.join(str(p) for p in written)}, {out / 'demo_grid.png'} and "
+          f"{onnx_path}")
     return 0
 
 

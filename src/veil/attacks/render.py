@@ -202,3 +202,21 @@ def attacks_figures(result: dict[str, Any], out: Path) -> list[Path]:
 
 
 RENDERER = ("attacks", attacks_markdown, attacks_figures)
+
+
+def curves_markdown(curves: dict[str, Any]) -> str:
+    """`attacker_curves.json`: why each fresh attacker stopped, and its validation curve."""
+    rows = [[d["defense"], a["decoder"], a["loss"], a["stopped"], f"{a['images']:,}",
+             f"{a['train_s']:.0f}",
+             " → ".join(f"{p['ssim']:.3f}" for p in a["points"])]
+            for d in curves["defenses"] for a in d["attackers"]]
+    return "\n".join([
+        "# Fresh attackers' learning curves", "",
+        "Validation SSIM on training images held out of each attacker's training, at every "
+        "evaluation; an attacker stops when its curve is flat (converged) or its budget runs "
+        "out.", "",
+        *table(["defense", "decoder", "loss", "stopped", "images", "train s",
+                "validation SSIM"], rows, 4), ""])
+
+
+CURVES_RENDERER = ("attacker_curves", curves_markdown, lambda result, out: [])

@@ -105,3 +105,50 @@ def tables_figures(result: dict[str, Any], out: Path) -> list[Path]:
         paths.append(save_grid(out / grid_figure_name("table2", t["obfuscator"]), grid_rows(g),
                                g["labels"], g["scale"], t["obfuscator"]))
     return paths
+
+
+# --- veil blackbox ---------------------------------------------------------------------------
+BLACKBOX_SCHEMA = "veil-blackbox/1"
+
+
+def blackbox_markdown(report: dict[str, Any]) -> str:
+    """`veil blackbox`'s result (blackbox.json)."""
+    q, o = report["queries"], report["obfuscator"]
+    rows = [["real server, plain images", f"{100 * report['server_plain_acc']:.2f}"],
+            ["real server, obfuscated images", f"{100 * report['server_obfuscated_acc']:.2f}"],
+            ["surrogate, plain images (its test split)",
+             f"{100 * report['surrogate']['test_acc']:.2f}"],
+            ["surrogate, obfuscated images", f"{100 * o['surrogate_obfuscated_acc']:.2f}"]]
+    return "\n".join([
+        "# veil blackbox: an obfuscator for a classifier that can only be queried", "",
+        f"Server {report['server']}; {q['training_images_sent']:,} public training images sent "
+        f"to distil the surrogate ({report['surrogate']['model']}, "
+        f"{report['surrogate']['epochs']} epochs, from answers of kind "
+        # results written before answer kinds and rate limits were recorded had probabilities
+        f"{q.get('answers', 'probabilities')}; {q.get('bad_answers', 0):,} invalid answers "
+        f"skipped, {q.get('rate_limited', 0):,} rate-limit waits), "
+        f"{q['measuring_images_sent']:,} test images "
+        f"sent to measure ({report['measured_on']:,} plain, the same obfuscated). "
+        f"Seed {report['seed']}.", "",
+        *table(["accuracy on the public test split", "%"], rows, text_columns=1), "",
+        f"Co-trained deobfuscator SSIM: {o['deobfuscator_ssim']:.3f} (a post-hoc attacker: "
+        "`veil attack`).", ""])
+
+
+# --- veil demo -------------------------------------------------------------------------------
+DEMO_SCHEMA = "veil.demo/1"
+
+
+def demo_markdown(result: dict[str, Any]) -> str:
+    """`veil demo`'s summary (demo.json); the grid beside it is drawn by the demo itself."""
+    rows = [["images (the bundled sample)", str(result["images"])],
+            ["plain accuracy (the classifier on the original images)",
+             pct(result["plain_accuracy"])],
+            ["obfuscated accuracy, over HTTP", pct(result["obfuscated_accuracy_over_http"])],
+            ["bytes sent per image (mean, PNG)", f"{result['mean_bytes_sent_per_image']:,.0f}"]]
+    return "\n".join([
+        "# veil demo", "",
+        f"Zoo entry `{result['pretrained']}`"
+        + ("" if result.get("trained", True) else " (untrained stand-in weights)") + ".", "",
+        *table(["", "value"], rows, text_columns=1), "",
+        "![original / sent / reconstructed](demo_grid.png)", ""])

@@ -10,12 +10,30 @@ from ..report.results import Renderer, render_with, write_result_with
 
 
 def _renderers() -> dict[str, Renderer]:
+    """Every result schema veil writes -> its renderer (file stem, Markdown, figures)."""
+    from ..attacks.fresh_decoder import CURVE_SCHEMA
+    from ..attacks.render import CURVES_RENDERER
     from ..attacks.render import RENDERER as ATTACKS_RENDERER
     from ..attacks.render import SCHEMA as ATTACKS
-    from .render import tables_figures, tables_markdown
+    from ..models.complexity import SCHEMA as MODELS
+    from ..models.complexity import report_markdown
+    from .render import (
+        BLACKBOX_SCHEMA,
+        DEMO_SCHEMA,
+        blackbox_markdown,
+        demo_markdown,
+        tables_figures,
+        tables_markdown,
+    )
     from .tables import SCHEMA as TABLES
 
-    return {TABLES: ("tables", tables_markdown, tables_figures), ATTACKS: ATTACKS_RENDERER}
+    def no_figures(result: dict[str, Any], out: Path) -> list[Path]:
+        return []
+
+    return {TABLES: ("tables", tables_markdown, tables_figures), ATTACKS: ATTACKS_RENDERER,
+            CURVE_SCHEMA: CURVES_RENDERER, MODELS: ("models", report_markdown, no_figures),
+            BLACKBOX_SCHEMA: ("blackbox", blackbox_markdown, no_figures),
+            DEMO_SCHEMA: ("demo", demo_markdown, no_figures)}
 
 
 def renderer(result: dict[str, Any], where: str = "result") -> Renderer:
@@ -54,7 +72,8 @@ def regenerate(target: str | Path) -> list[Path]:
     elif target.is_dir():
         files = sorted(p for p in target.glob("*.json") if _has_schema(p))
         if not files:
-            raise FileNotFoundError(f"{target}: no veil result JSON (tables.json, attacks.json)")
+            raise FileNotFoundError(f"{target}: no veil result JSON (one of the schemas "
+                                    f"{', '.join(sorted(_renderers()))})")
     else:
         raise FileNotFoundError(f"not found: {target}")
     written = []
@@ -68,4 +87,4 @@ def _has_schema(path: Path) -> bool:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return False
-    return isinstance(data, dict) and str(data.get("schema", "")).startswith("veil.")
+    return isinstance(data, dict) and data.get("schema") in _renderers()

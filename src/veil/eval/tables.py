@@ -104,7 +104,7 @@ def evaluate_tables(classifiers: list[LoadedClassifier], obfuscators: list[Loade
                     "Fresh-decoder and inversion attacks: `veil attack`.",
         },
         "classifiers": clf_rows,
-        "device_alone": devices,
+        **({"device_alone": devices} if devices else {}),
         "obfuscators": obf_rows,
         "table1": table1,
         "table2": table2,

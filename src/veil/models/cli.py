@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     markdown = report_markdown(report)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "models.json", json.dumps(report, indent=2) + "\n")
+    atomic_write(out / "models.json", json.dumps(report, indent=1) + "\n")
     atomic_write(out / "models.md", markdown)
     print(markdown)
     print(f"wrote {out / 'models.json'} and {out / 'models.md'}")

@@ -30,6 +30,7 @@ PAPER_OVERHEAD: dict[str, tuple[float, float]] = {
 }
 PAPER_OBFUSCATOR_PARAMS = 324_518
 PAPER_OBFUSCATOR_MACS = 2.6e7
+SCHEMA = "veil.models/1"
 COUNTING_NOTE = ("per 3x{size}x{size} image; MACs = FLOPs / 2 from torch.utils.flop_counter."
                  "FlopCounterMode (convolutions and matrix products only)")
 
@@ -113,6 +114,7 @@ def models_report(names: list[str] | None = None, image_size: int = 32) -> dict[
             refused[n] = str(err)
     obf = model_complexity(OBFUSCATOR, image_size)
     return {
+        "schema": SCHEMA,
         "input_shape": [3, image_size, image_size],
         "counting": COUNTING_NOTE.format(size=image_size),
         "models": [asdict(m) for m in models],

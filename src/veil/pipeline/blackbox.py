@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 
 from ..core.files import atomic_write, read_bounded
-from ..core.markdown import table
 from ..core.options import add_data, add_quiet, add_threads, parse_warm_start
 from ..core.runtime import environment, progress
 from ..core.text import printable, shown
 from ..data import load_dataset
 from ..edge.cli import add_server_limits, add_token_options, resolve_token
 from ..edge.client import Prediction, VeilClient
+from ..eval.render import BLACKBOX_SCHEMA, blackbox_markdown
 from ..train.surrogate import load_queries, read_npz, target_problem
 
 QUERIES = "queries.npz"
@@ -299,9 +299,9 @@ def run(args: argparse.Namespace) -> int:
     report = _measure_step(args, out, public, obfuscator, surrogate)
     report["queries"] = {**queries, "measuring_images_sent": 2 * report["measured_on"]}
     atomic_write(out / "blackbox.json", json.dumps(report, indent=1) + "\n")
-    atomic_write(out / "blackbox.md", _markdown(report))
+    atomic_write(out / "blackbox.md", blackbox_markdown(report))
     if not args.quiet:
-        print(_markdown(report))
+        print(blackbox_markdown(report))
     return 0
 
 
@@ -420,7 +420,7 @@ def _measure_step(args: argparse.Namespace, out: Path, public, obfuscator: Path,
     url, token, limits = args.classifier_url, resolve_token(args), _limits(args)
     trained = load_checkpoint(obfuscator)["metrics"]
     return {
-        "schema": "veil-blackbox/1", "server": url, "data": str(args.data), "seed": args.seed,
+        "schema": BLACKBOX_SCHEMA, "server": url, "data": str(args.data), "seed": args.seed,
         "measured_on": int(len(test)),
         "server_plain_acc": server_accuracy(url, token, test.images, test.labels, **limits),
         "server_obfuscated_acc": server_accuracy(url, token, test.images, test.labels,
@@ -435,24 +435,3 @@ def _measure_step(args: argparse.Namespace, out: Path, public, obfuscator: Path,
                        "deobfuscator_ssim": trained["deobfuscator_ssim"]},
         "environment": environment(),
     }
-
-
-def _markdown(report: dict[str, Any]) -> str:
-    q, o = report["queries"], report["obfuscator"]
-    rows = [["real server, plain images", f"{100 * report['server_plain_acc']:.2f}"],
-            ["real server, obfuscated images", f"{100 * report['server_obfuscated_acc']:.2f}"],
-            ["surrogate, plain images (its test split)",
-             f"{100 * report['surrogate']['test_acc']:.2f}"],
-            ["surrogate, obfuscated images", f"{100 * o['surrogate_obfuscated_acc']:.2f}"]]
-    return "\n".join([
-        "# veil blackbox: an obfuscator for a classifier that can only be queried", "",
-        f"Server {report['server']}; {q['training_images_sent']:,} public training images sent "
-        f"to distil the surrogate ({report['surrogate']['model']}, "
-        f"{report['surrogate']['epochs']} epochs, from answers of kind {q['answers']}; "
-        f"{q['bad_answers']:,} invalid answers skipped, {q['rate_limited']:,} rate-limit "
-        f"waits), {q['measuring_images_sent']:,} test images "
-        f"sent to measure ({report['measured_on']:,} plain, the same obfuscated). "
-        f"Seed {report['seed']}.", "",
-        *table(["accuracy on the public test split", "%"], rows, text_columns=1), "",
-        f"Co-trained deobfuscator SSIM: {o['deobfuscator_ssim']:.3f} (a post-hoc attacker: "
-        "`veil attack`).", ""])

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..core.files import atomic_write
 
-SCHEMA = "reproduce-progress/1"  # not "veil.*": `veil report DIR` skips it
+SCHEMA = "reproduce-progress/1"  # not a result: `veil report DIR` skips it
 PROGRESS = "progress.json"
 
 
