@@ -42,10 +42,8 @@ from veil.core.files import atomic_write
 from veil.core.markdown import table
 from veil.core.runtime import environment
 from veil.data import load_dataset
-from veil.data.loader import random_crop, random_flip
 from veil.edge.client import VeilClient
-from veil.edge.obfuscators import TorchObfuscator
-from veil.pipeline.blackbox import QueryLog, query, server_accuracy
+from veil.pipeline.blackbox import QueryLog, obfuscate_augmented, query, server_accuracy
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.server import BackgroundServer
@@ -125,20 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(args.out / "blackbox_refine.md", markdown(result))
     print(markdown(result))
     return 0
-
-
-def obfuscate_augmented(obfuscator: Path, images: np.ndarray, seed: int, threads: int
-                        ) -> np.ndarray:
-    """Each image randomly cropped (zero padding 4) and flipped, as the training loader does,
-    then obfuscated to 8 bits as a device would send it."""
-    generator = torch.Generator().manual_seed(seed)
-    run = TorchObfuscator(obfuscator, threads)
-    out = []
-    for start in range(0, len(images), 500):
-        x = torch.from_numpy(images[start:start + 500]).permute(0, 3, 1, 2)
-        x = random_flip(random_crop(x, 4, generator), generator)
-        out.append(run(x.permute(0, 2, 3, 1).contiguous().numpy()))
-    return np.concatenate(out)
 
 
 def answers(url: str, images: np.ndarray, classes: list[str], stem: Path) -> int:

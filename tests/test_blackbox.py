@@ -41,7 +41,7 @@ def test_blackbox_end_to_end_counts_every_image_it_sends(server_classifier, tmp_
     q = report["queries"]
     assert q == {"training_images_sent": 150, "training_requests": 10,  # 16 images a request
                  "measuring_images_sent": 120, "bad_answers": 0, "rate_limited": 0,
-                 "answers": "probs"}
+                 "answers": "probs", "refinement_images_sent": 0}
     assert sent_first == 150 + 120, "every image that reached the server is counted"
     assert len(received) == sent_first + 120, "a rerun only measures again; it queries nothing"
     with np.load(out / "queries.npz") as z:
@@ -175,3 +175,47 @@ def test_a_forged_queries_file_is_one_error_naming_it(tmp_path, capsys, changes,
     assert code == 2 and f"{path}" in err and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (out / "surrogate").exists(), "nothing was trained on it"
+
+
+def test_the_python_api_builds_no_parser_and_settings_are_checked_when_made():
+    import inspect
+
+    import veil.api
+    from veil.pipeline.blackbox import BlackboxSettings
+
+    assert "argparse" not in inspect.getsource(veil.api)
+    settings = BlackboxSettings("http://127.0.0.1:1", "sample", "out")
+    assert (settings.query_budget, settings.answers, settings.surrogate) == (10_000, "probs",
+                                                                            "fastnet")
+    with pytest.raises(ValueError, match="--query-budget must be at least 1, got 0"):
+        BlackboxSettings("http://127.0.0.1:1", "sample", "out", query_budget=0)
+    with pytest.raises(ValueError, match="--answers 'top3'"):
+        BlackboxSettings("http://127.0.0.1:1", "sample", "out", answers="top3")
+
+
+def test_refine_rounds_query_the_obfuscators_own_images_and_resume_without_sending(
+        server_classifier, tmp_path):
+    import veil
+
+    settings = dict(data="sample", out=tmp_path / "bb", query_budget=40,
+                    surrogate="fastnet_tiny", surrogate_epochs=1, recipe="fast", epochs=1,
+                    batch_size=40, eval_images=20, refine_rounds=1, refine_surrogate_epochs=1,
+                    quiet=True)
+    with BackgroundServer(create_app(Predictor.from_checkpoint(server_classifier),
+                                     ServerConfig(max_images=16))) as url:
+        result = veil.train_blackbox_obfuscator(url, **settings)
+        again = veil.train_blackbox_obfuscator(url, **settings)  # every step resumes
+    report = result.report
+    assert report["queries"]["refinement_images_sent"] == 40
+    assert report["refinement"][0]["images_sent"] == 40
+    assert result.checkpoint == tmp_path / "bb" / "obfuscator" / "model.pt"
+    assert report["obfuscator"]["path"] == str(tmp_path / "bb" / "refine1" / "obfuscator"
+                                               / "model.pt")
+    tuned = load_checkpoint(tmp_path / "bb" / "refine1" / "obfuscator" / "model.pt")
+    assert tuned["config"]["init"] == str(tmp_path / "bb" / "obfuscator" / "model.pt")
+    assert tuned["config"]["classifier"].endswith("refine1/surrogate/model.pt")
+    refined = load_checkpoint(tmp_path / "bb" / "refine1" / "surrogate" / "model.pt")
+    assert refined["config"]["init"] == str(tmp_path / "bb" / "surrogate" / "model.pt")
+    assert len(np.load(tmp_path / "bb" / "refine1" / "merged.npz")["images"]) == 80
+    assert again.report["queries"] == report["queries"]
+    assert "1 refinement round(s)" in (tmp_path / "bb" / "blackbox.md").read_text()

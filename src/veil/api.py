@@ -21,8 +21,6 @@ A classifier that can only be queried (a `veil serve` URL, no weights):
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,7 +29,7 @@ from typing import Any
 from torch import nn
 
 from .models.checkpoints import load_obfuscator_pair
-from .pipeline import blackbox
+from .pipeline.blackbox import BlackboxSettings, train_blackbox
 from .train.obfuscator import DEFAULT_RECIPE, ObfuscatorConfig, make_config
 from .train.obfuscator import train_obfuscator as _train
 
@@ -98,20 +96,14 @@ def train_blackbox_obfuscator(classifier_url: str, data: str | Path, out: str | 
     """`veil blackbox`: an obfuscator for a classifier reachable only through `veil serve`'s
     /v1/classify. `options` are the command's settings by name (query_budget=, surrogate=,
     surrogate_epochs=, recipe=, epochs=, eval_images=, quiet=, ...), with its defaults."""
-    parser = argparse.ArgumentParser(prog="train_blackbox_obfuscator()")
-    blackbox.add_arguments(parser)
-    args = parser.parse_args(["--classifier-url", classifier_url, "--data", str(data),
-                              "--out", str(out)])
-    unknown = sorted(set(options) - set(vars(args)))
+    names = {f.name for f in fields(BlackboxSettings)}
+    unknown = sorted(set(options) - names)
     if unknown:
-        settings = sorted(set(vars(args)) - {"classifier_url", "data", "out", "token"})
+        settings = sorted(names - {"classifier_url", "data", "out", "token"})
         raise TypeError(f"train_blackbox_obfuscator() got an unknown setting {unknown[0]!r}; "
                         f"settings: {', '.join(settings)}")
-    vars(args).update(options)
-    if token is not None:
-        args.token = token
-    blackbox.run(args)
+    report = train_blackbox(BlackboxSettings(classifier_url, str(data), str(out), token=token,
+                                             **options))
     checkpoint = Path(out) / "obfuscator" / "model.pt"
     obfuscator, deobfuscator, _ = load_obfuscator_pair(checkpoint)
-    report = json.loads((Path(out) / "blackbox.json").read_text())
     return BlackBoxObfuscator(obfuscator, deobfuscator, report, checkpoint)

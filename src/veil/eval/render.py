@@ -131,6 +131,10 @@ def blackbox_markdown(report: dict[str, Any]) -> str:
         f"sent to measure ({report['measured_on']:,} plain, the same obfuscated). "
         f"Seed {report['seed']}.", "",
         *table(["accuracy on the public test split", "%"], rows, text_columns=1), "",
+        *([f"{len(report['refinement'])} refinement round(s) (the server's answers to the "
+           "obfuscator's own images, the surrogate and the obfuscator fine-tuned on them): "
+           f"{q['refinement_images_sent']:,} more images sent; the accuracies above are the "
+           "last round's.", ""] if report.get("refinement") else []),
         f"Co-trained deobfuscator SSIM: {o['deobfuscator_ssim']:.3f} (a post-hoc attacker: "
         "`veil attack`).", ""])
 

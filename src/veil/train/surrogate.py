@@ -30,12 +30,14 @@ from .common import Process, fit, start_process
 @dataclass
 class SurrogateConfig(ClassifierConfig):
     queries: str = ""  # the .npz of queried images and the answered probabilities
+    init: str | None = None  # fine-tune: start from this surrogate checkpoint's weights
 
 
-def make_surrogate_config(model: str, queries: str | Path, **overrides: Any) -> SurrogateConfig:
+def make_surrogate_config(model: str, queries: str | Path, init: str | Path | None = None,
+                          **overrides: Any) -> SurrogateConfig:
     base = make_config(model, **overrides)
-    return SurrogateConfig(**{**vars(base), "queries": str(queries),
-                              "label_smoothing": 0.0})
+    return SurrogateConfig(**{**vars(base), "queries": str(queries), "label_smoothing": 0.0,
+                              "init": None if init is None else str(init)})
 
 
 TARGET_SLACK = 1e-3  # how far a row of targets may add up from 1 (float32 rounding, a server's)
@@ -114,6 +116,10 @@ class SurrogateTrainer(ClassifierTrainer):
                      Split(images, np.arange(len(images), dtype=np.int64)), test,
                      public.source_sha256)
         super().__init__(config, process, ds)
+        if config.init:
+            from ..core.checkpoint import load_checkpoint
+
+            self.model.load_state_dict(load_checkpoint(config.init)["model"])
         self.targets = torch.from_numpy(probs).to(process.device)
 
     def soft_cross_entropy(self, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
