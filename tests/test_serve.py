@@ -579,8 +579,9 @@ def test_fast_png_decoding_matches_pillow():
 
 @pytest.mark.hostile
 def test_a_failing_forward_pass_is_a_500_and_serving_continues(predictor, obfuscated):
-    class Flaky:
+    class Flaky:  # a Backend (serve.backend) whose first forward pass fails
         classes, info, image_size = predictor.classes, predictor.info, predictor.image_size
+        state, restarts, timeouts = "ok", 0, 0
         calls = 0
 
         def __call__(self, images):
@@ -749,7 +750,8 @@ def _png(rows: bytes, width: int = 32, height: int = 32, extra: bytes = b"") -> 
 
 @pytest.mark.hostile
 def test_a_png_whose_image_data_ends_early_is_refused(http, obfuscated):
-    from veil.serve.validation import ApiError, decode_png
+    from veil.serve.errors import ApiError
+    from veil.serve.validation import decode_png
     row = b"\x00" + bytes(range(96))
     half = _png(row * 16)  # a complete zlib stream that holds 16 of the 32 rows
     with pytest.raises(ApiError, match=r"image data ends early \(16 of 32 rows\)"):
@@ -765,7 +767,8 @@ def test_a_crc_error_in_any_chunk_is_refused_the_same_way():
     import struct
     import zlib
 
-    from veil.serve.validation import ApiError, decode_png
+    from veil.serve.errors import ApiError
+    from veil.serve.validation import decode_png
     text = b"Comment\x00hello"
     bad_text = (struct.pack(">I", len(text)) + b"tEXt" + text
                 + struct.pack(">I", zlib.crc32(b"tEXt" + text) ^ 1))
@@ -824,8 +827,9 @@ def test_a_stuck_inference_process_is_replaced_and_the_batch_answered_503(artifa
 
 @pytest.mark.hostile
 def test_healthz_says_degraded_while_the_inference_process_is_replaced(artifacts):
-    class Restarting:
+    class Restarting:  # a Backend (serve.backend) whose inference process is being replaced
         classes, info, image_size, state = ["a", "b"], {"model_name": "x"}, (32, 32), "restarting"
+        restarts, timeouts = 1, 0
 
         def __call__(self, images):
             raise AssertionError("not called")

@@ -32,9 +32,10 @@ from urllib.parse import quote
 import numpy as np
 
 from ..core.text import printable
+from ..core.wire import CLASSIFY, FIELD, HEADER_LENGTH, HEALTH, v2_model_path
 from .images import IMAGE_SIZE, ImageInput, encode_png, load_image
 from .obfuscators import load_obfuscator
-from .v2 import HEADER_LENGTH, BadModel, ModelInput, infer_request, model_input
+from .v2 import BadModel, ModelInput, infer_request, model_input
 from .v2 import predictions as v2_predictions
 
 Obfuscate = Callable[[np.ndarray], np.ndarray]
@@ -237,12 +238,12 @@ class VeilClient:
         return predictions
 
     def health(self) -> dict[str, Any]:
-        return self._json(self._request("GET", "/healthz"))
+        return self._json(self._request("GET", HEALTH))
 
     def _post(self, payloads: list[bytes]) -> list[Any]:
-        files = [("files", (f"image-{i}.png", data, "image/png"))
+        files = [(FIELD, (f"image-{i}.png", data, "image/png"))
                  for i, data in enumerate(payloads)]
-        answer = self._request("POST", "/v1/classify", files=files, params={"top_k": self.top_k})
+        answer = self._request("POST", CLASSIFY, files=files, params={"top_k": self.top_k})
         predictions = self._json(answer).get("predictions")
         if not isinstance(predictions, list):
             raise self._bad("the answer holds no list of predictions", answer.status)
@@ -255,7 +256,7 @@ class VeilClient:
         h, w = spec.size
         images = np.frombuffer(b"".join(payloads), np.uint8).reshape(len(payloads), h, w, 3)
         body, header_length = infer_request(spec, images, self.top_k)
-        answer = self._request("POST", f"/v2/models/{quote(spec.model, safe='')}/infer",
+        answer = self._request("POST", f"{v2_model_path(quote(spec.model, safe=''))}/infer",
                                content=body, headers={HEADER_LENGTH: header_length,
                                                       "content-type": "application/octet-stream"})
         try:
@@ -415,7 +416,7 @@ class VeilClient:
     def _check_v2_model(self) -> None:
         """The served model's metadata: its input tensor, its size, its batch limit."""
         assert self.model is not None
-        answer = self._request("GET", f"/v2/models/{quote(self.model, safe='')}")
+        answer = self._request("GET", v2_model_path(quote(self.model, safe="")))
         try:
             spec = model_input(self._json(answer), self.model)
         except BadModel as e:

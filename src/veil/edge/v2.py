@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-PROBABILITY_NAMES = ("probabilities", "probs", "softmax", "output_probabilities")
+from ..core.wire import V2_OUTPUT
+
+PROBABILITY_NAMES = (V2_OUTPUT, "probs", "softmax", "output_probabilities")
 NUMERIC = ("FP32", "FP16", "FP64")
-HEADER_LENGTH = "inference-header-content-length"
 SCALED = {"FP32": "<f4", "FP16": "<f2"}
 
 
@@ -82,7 +83,7 @@ def model_input(metadata: Any, model: str) -> ModelInput:
         raise BadModel(f"model {model!r} input shape {shape} is not [N, H, W, 3] or "
                        "[N, 3, H, W] with fixed H and W")
     names = [o["name"] for o in outputs]
-    output = "probabilities" if "probabilities" in names else names[0]
+    output = V2_OUTPUT if V2_OUTPUT in names else names[0]
     return ModelInput(model, name, datatype, channels_first, (h, w), output,
                       shape[0] if shape[0] > 0 else None,
                       _classes(outputs[names.index(output)].get("shape")))

@@ -12,34 +12,27 @@ and are never logged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..core.wire import CLASSIFY, FIELD
 from .auth import auth_docs, bearer_check
+from .backend import Backend, OnReceive
 from .batching import MicroBatcher
-from .config import CLASSIFY, FIELD, ROUTES, ServerConfig
-from .errors import add_error_handlers
+from .config import ROUTES, ServerConfig
+from .errors import ApiError, add_error_handlers
 from .middleware import Endpoint, GuardMiddleware, mark_arrived
 from .multipart import Part, split_simple
 from .prometheus import MEDIA_TYPE as METRICS_MEDIA_TYPE
 from .prometheus import Metrics
 from .schemas import ERRORS, ClassifyResponse, Health
 from .v2 import add_v2_routes, make_infer, model_paths, served_model, served_paths
-from .validation import ApiError, decode_png
-
-if TYPE_CHECKING:  # the app runs without torch when the classifier runs in a child process
-    from .inference import Predictor
-    from .worker import InferenceProcess
-
-    Backend = Predictor | InferenceProcess
-
-OnReceive = Callable[[list[bytes], np.ndarray], None]
+from .validation import decode_png
 
 
 # --- the app -----------------------------------------------------------------------------------
@@ -48,8 +41,7 @@ def create_app(predictor: Backend, config: ServerConfig | None = None,
     """The ASGI app. `on_receive(raw_pngs, images)` sees every accepted upload (tests only)."""
     config = config or ServerConfig()
     metrics = Metrics()
-    metrics.watch_inference(lambda: getattr(predictor, "restarts", 0),
-                            lambda: getattr(predictor, "timeouts", 0))
+    metrics.watch_inference(lambda: predictor.restarts, lambda: predictor.timeouts)
     batcher = MicroBatcher(predictor, config.max_batch, config.max_wait_ms, metrics)
 
     @asynccontextmanager
@@ -122,7 +114,7 @@ def _add_routes(app: FastAPI, predictor: Backend, config: ServerConfig, metrics:
              responses={503: {"model": Health}})
     async def healthz() -> JSONResponse:
         # an inference process that is being replaced (dead or stuck) makes the server degraded
-        inference = getattr(predictor, "state", "ok")
+        inference = predictor.state
         body = {"status": "ok" if inference == "ok" else "degraded", "inference": inference,
                 "classifier": classifier, "classes": predictor.classes,
                 "image_size": list(predictor.image_size), "max_images": config.max_images,

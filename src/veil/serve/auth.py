@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
-from .validation import ApiError
+from .errors import ApiError
 
 
 def auth_docs(token: str | None) -> list[Any]:

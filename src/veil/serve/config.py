@@ -6,14 +6,13 @@ from dataclasses import dataclass
 
 from starlette.formparsers import MultiPartParser
 
+from ..core.wire import CLASSIFY, HEALTH
 from .limits import MAX_WAIT_MS, check_seconds
 
-CLASSIFY = "/v1/classify"
-ROUTES = {CLASSIFY, "/healthz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+ROUTES = {CLASSIFY, HEALTH, "/metrics", "/openapi.json", "/docs", "/redoc"}
 # with a token set these need it too (they show limits, error counts and the API); /healthz stays
 # open for load balancers and the edge client's first contact
 TOKEN_GUARDED = {"/metrics", "/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"}
-FIELD = "files"
 
 
 @dataclass(frozen=True)

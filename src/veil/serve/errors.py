@@ -1,4 +1,6 @@
-"""Every error as one JSON shape, `{"error": code, "detail": text}`, counted in /metrics; under
+"""Every exception the server answers, with its status, in one place: `ApiError` (what is wrong
+with a request), `ModelFault` and `InferenceTimeout` (the served model's), and the handlers that
+turn each into one JSON shape, `{"error": code, "detail": text}`, counted in /metrics; under
 /v2 the Open Inference Protocol's, `{"error": text}` (with veil's `code` beside it)."""
 
 from __future__ import annotations
@@ -11,8 +13,24 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .prometheus import Metrics
-from .validation import ApiError
-from .worker import InferenceTimeout, ModelFault
+
+
+class ApiError(Exception):
+    """An error answered to the client as JSON {"error": code, "detail": message}."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class InferenceTimeout(RuntimeError):
+    """The inference process did not answer a batch in time; it has been replaced."""
+
+
+class ModelFault(RuntimeError):
+    """The classifier itself answered wrongly (outputs not finite, or not one per class): a
+    fault of the served model, not of the images sent."""
+
 
 log = logging.getLogger("veil.serve")
 RETRY_AFTER_S = 2  # what a 503 tells clients: a replaced inference process loads in seconds

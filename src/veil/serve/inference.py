@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .worker import ModelFault
+from .errors import ModelFault
 
 
 class Predictor:
@@ -22,6 +22,8 @@ class Predictor:
         self.classes = list(classes)
         self.info = dict(info or {})
         self.image_size = tuple(image_size)
+        # the Backend protocol's health: in this process the model is always there
+        self.state, self.restarts, self.timeouts = "ok", 0, 0
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, verify: bool = True) -> Predictor:

@@ -16,9 +16,8 @@ from fastapi.responses import JSONResponse
 from .auth import bearer_check
 from .batching import MicroBatcher
 from .config import ROUTES, TOKEN_GUARDED, ServerConfig
-from .errors import error_for, error_response
+from .errors import ApiError, error_for, error_response
 from .prometheus import Metrics
-from .validation import ApiError
 
 log = logging.getLogger("veil.serve")
 Endpoint = Callable[[Request], Awaitable[JSONResponse]]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -27,19 +27,17 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from ..core.wire import HEADER_LENGTH, V2_INPUT, V2_MODEL_VERSION, V2_OUTPUT
 from .auth import auth_docs, bearer_check
+from .backend import Backend, OnReceive
 from .batching import MicroBatcher
 from .config import ServerConfig
+from .errors import ApiError
 from .middleware import Endpoint, mark_arrived
 from .schemas import ERRORS
-from .validation import ApiError
 
-if TYPE_CHECKING:
-    from .app import Backend, OnReceive
-
-INPUT, OUTPUT, MODEL_VERSION = "images", "probabilities", "1"
+INPUT, OUTPUT, MODEL_VERSION = V2_INPUT, V2_OUTPUT, V2_MODEL_VERSION
 EXTENSIONS = ["binary_tensor_data", "classification"]
-HEADER_LENGTH = "inference-header-content-length"
 MAX_JSON_DEPTH = 8  # [N][H][W][3] nests four deep; more is not an image
 # parsing a request body or encoding an answer larger than this runs in a worker thread, so a
 # big JSON tensor (64 images: 0.4 s) never holds up /healthz or other requests
@@ -373,7 +371,7 @@ def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
     metadata = model_metadata(model, predictor.image_size, len(predictor.classes))
 
     def ready() -> bool:
-        return getattr(predictor, "state", "ok") == "ok"
+        return predictor.state == "ok"
 
     def status(ok: bool, key: str) -> JSONResponse:
         return JSONResponse({key: ok}, status_code=200 if ok else 503)

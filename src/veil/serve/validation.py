@@ -15,18 +15,11 @@ import numpy as np
 from PIL import Image
 
 from ..core.wire import PNG_SIGNATURE
+from .errors import ApiError
 
 PNG_COLOR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
 OTHER_FORMATS = {b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP", b"RIFF": "RIFF/WebP",
                  b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
-
-
-class ApiError(Exception):
-    """An error answered to the client as JSON {"error": code, "detail": message}."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
 
 
 def decode_png(data: bytes, size: tuple[int, int], name: str = "image") -> np.ndarray:

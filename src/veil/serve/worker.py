@@ -27,19 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InferenceTimeout, ModelFault
 from .limits import check_seconds
 
 log = logging.getLogger("veil.serve")
 _OK, _ERROR, _MODEL_FAULT = b"\x00", b"\x01", b"\x02"
-
-
-class InferenceTimeout(RuntimeError):
-    """The inference process did not answer a batch in time; it has been replaced."""
-
-
-class ModelFault(RuntimeError):
-    """The classifier itself answered wrongly (outputs not finite, or not one per class): a
-    fault of the served model, not of the images sent."""
 
 
 class InferenceProcess:
