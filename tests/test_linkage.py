@@ -209,3 +209,32 @@ def test_attack_help_names_the_linkage_family(capsys):
     assert "link_operator" in text and "link_matcher" in text and "--gallery-size" in text
     code, text, _ = veil(["--help"], capsys)
     assert "linkage" in text
+
+
+def test_flatness_is_judged_on_the_best_point_so_a_noisy_dip_does_not_stop_a_rising_matcher():
+    from veil.attacks.linkage import flat_or_spent
+
+    def points(*top1):
+        return [{"images": 1000 * (i + 1), "top1": t} for i, t in enumerate(top1)]
+
+    rising_with_a_dip = points(0.1, 0.3, 0.5, 0.7, 0.5)  # best 0.7 came in the last quarter
+    assert flat_or_spent(rising_with_a_dip, 5000, 0.005) is None
+    flat = points(0.6, 0.7, 0.69, 0.7, 0.698)  # nothing beat 0.7 since the first quarter
+    assert flat_or_spent(flat, 5000, 0.005) == "converged"
+    assert flat_or_spent(points(0.1, 0.2, 0.3), 3000, 0.005) is None  # too few points
+
+
+def test_the_matcher_returned_is_its_best_validation_point(sample):
+    ds, x, y = sample
+    defense = make_baseline("blur:1.5", x[:8])
+    budget = MatcherBudget(width=8, batch_size=32, max_images=192, eval_every=64, val_images=40,
+                           flat_gain=-1.0)
+    val = Split(ds.test.images[:40], ds.test.labels[:40])
+    matcher, curve = train_matcher(defense, ds.train.subset(160, 0), val, budget,
+                                   torch.device("cpu"))
+    best = max(curve["points"], key=lambda p: p["top1"])
+    assert curve["best"] == {"images": best["images"], "top1": best["top1"]}
+    val_x = to_tensor_images(val.images, "cpu").float().div_(255)
+    again = ranking_metrics(matcher.similarity(defense.transmit_all(val_x), val_x),
+                            torch.as_tensor(val.labels))["top1"]
+    assert again == pytest.approx(best["top1"])

@@ -176,8 +176,10 @@ class HardBatches:
 def train_matcher(defense: Defense, train: Split, val: Split, budget: MatcherBudget,
                   device: torch.device, seed: int = 0, quiet: bool = True
                   ) -> tuple[Matcher, dict[str, Any]]:
-    """A matcher trained on (sent, photo) pairs of the `train` photos until the top-1 on `val`
-    (its own gallery of held-out photos) is flat, or its budget is spent; with its curve."""
+    """A matcher trained on (sent, photo) pairs of the `train` photos until its best top-1 on
+    `val` (its own gallery of held-out photos) is flat, or its budget is spent; the weights of
+    its best validation point are the ones returned (the curve is noisy: an attacker keeps its
+    best), with the curve."""
     val_x = to_tensor_images(val.images, device).float().div_(255)
     val_sent, val_labels = defense.transmit_all(val_x), torch.as_tensor(val.labels)
     matcher = Matcher(budget.width, seed).to(device).to(memory_format=torch.channels_last)
@@ -185,6 +187,7 @@ def train_matcher(defense: Defense, train: Split, val: Split, budget: MatcherBud
     batches = HardBatches(train, budget.batch_size, budget.hard_fraction, seed)
     points: list[dict[str, float]] = []
     seen, train_s, stop = 0, 0.0, None
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # top-1, pairs, weights
     for _ in progress(itertools.count(), None, f"{defense.name}: matcher", quiet):
         t0 = time.perf_counter()
         x = batches.next(device, budget.crop_padding)
@@ -201,20 +204,25 @@ def train_matcher(defense: Defense, train: Split, val: Split, budget: MatcherBud
             top1 = ranking_metrics(matcher.similarity(val_sent, val_x), val_labels)["top1"]
             points.append({"images": seen, "train_s": round(train_s, 1), "top1": top1,
                            "loss": loss.item()})
+            if best is None or top1 > best[0]:
+                best = (top1, seen, {k: v.detach().clone()
+                                     for k, v in matcher.state_dict().items()})
             stop = flat_or_spent(points, seen, budget.flat_gain) or ("budget" if spent else None)
             if stop is not None:
                 break
+    assert best is not None
+    matcher.load_state_dict(best[2])
     curve = {"stopped": stop, "images": seen, "train_s": round(train_s, 1), "points": points,
-             "params": count_params(matcher)}
+             "best": {"images": best[1], "top1": best[0]}, "params": count_params(matcher)}
     return matcher.eval(), curve
 
 
 def flat_or_spent(points: list[dict[str, float]], seen: int, flat_gain: float) -> str | None:
-    """'converged' when top-1 gained less than `flat_gain` over the last quarter of the pairs
-    seen (with at least four points), else None."""
+    """'converged' when the best top-1 so far beats the best of the first three quarters of
+    the pairs seen by less than `flat_gain` (with at least four points), else None."""
     if len(points) >= 4:
-        quarter_ago = [p for p in points if p["images"] <= 0.75 * seen][-1]
-        if points[-1]["top1"] - quarter_ago["top1"] < flat_gain:
+        earlier = max(p["top1"] for p in points if p["images"] <= 0.75 * seen)
+        if max(p["top1"] for p in points) - earlier < flat_gain:
             return "converged"
     return None
 
