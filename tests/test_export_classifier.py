@@ -1,0 +1,103 @@
+"""`veil export --classifier`: the frozen classifier as a model repository for Triton or KServe,
+its graph checked against the checkpoint, and served to the edge by a v2 server that runs the
+exported file and knows nothing of veil (nor of the classification extension)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hostile_server import HostileServer, send_json
+from offload_helpers import sample_images
+from veil.cli import main
+from veil.edge.client import VeilClient
+from veil.models.checkpoints import load_classifier
+
+try:
+    from tests.test_eval import save_classifier
+except ImportError:  # run from inside tests/
+    from test_eval import save_classifier
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repo")
+    checkpoint = save_classifier(root / "clf.pt", 0)
+    assert main(["export", "--classifier", str(checkpoint), "--out", str(root / "models"),
+                 "--name", "fastnet_tiny"]) == 0
+    return checkpoint, root / "models" / "fastnet_tiny"
+
+
+def test_the_repository_holds_what_triton_and_kserve_read(repository):
+    _, folder = repository
+    assert (folder / "1" / "model.onnx").stat().st_size > 0
+    config = (folder / "config.pbtxt").read_text()
+    for line in ('name: "fastnet_tiny"', 'platform: "onnxruntime_onnx"', 'name: "images"',
+                 "data_type: TYPE_UINT8", "dims: [ 32, 32, 3 ]", 'name: "probabilities"',
+                 "dims: [ 10 ]", 'label_filename: "labels.txt"', "dynamic_batching"):
+        assert line in config
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert (folder / "labels.txt").read_text().splitlines() == manifest["classes"]
+    assert "kind: InferenceService" in (folder / "inferenceservice.yaml").read_text()
+    assert manifest["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_the_exported_graph_matches_the_checkpoint_on_8_bit_images(repository):
+    import onnxruntime as ort
+
+    checkpoint, folder = repository
+    classifier, _ = load_classifier(checkpoint)
+    images = np.stack(list(sample_images(16)))
+    session = ort.InferenceSession(str(folder / "1" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"images": images})[0]
+    with torch.no_grad():
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        expected = torch.softmax(classifier(x), 1).numpy()
+    assert got.shape == (16, 10) and np.allclose(got.sum(1), 1, atol=1e-5)
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_the_edge_classifies_through_a_v2_server_running_the_exported_file(repository):
+    """The server: the exported ONNX in onnxruntime behind the protocol alone (metadata from
+    the manifest, the answer the plain output tensor, as KServe's own server gives it)."""
+    import onnxruntime as ort
+
+    checkpoint, folder = repository
+    manifest = json.loads((folder / "manifest.json").read_text())
+    session = ort.InferenceSession(str(folder / "1" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    metadata = {"name": "fastnet_tiny", "inputs": [manifest["input"]],
+                "outputs": [manifest["output"]]}
+
+    def answer(_n, handler):
+        length = int(handler.headers["inference-header-content-length"])
+        head = json.loads(handler.last_body[:length])
+        shape = head["inputs"][0]["shape"]
+        images = np.frombuffer(handler.last_body[length:], np.uint8).reshape(shape)
+        probs = session.run(["probabilities"], {"images": images})[0]
+        send_json(handler, {"outputs": [{"name": "probabilities", "datatype": "FP32",
+                                         "shape": list(probs.shape),
+                                         "data": probs.ravel().tolist()}]})
+
+    images = list(sample_images(4))
+    with HostileServer(answer, health=metadata, keep_body=True) as server, \
+            VeilClient(server.url, lambda batch: batch, protocol="v2", model="fastnet_tiny",
+                       top_k=3, class_names=manifest["classes"]) as client:
+        got = client.classify(images)
+    classifier, _ = load_classifier(checkpoint)
+    with torch.no_grad():
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+        expected = torch.softmax(classifier(x), 1)
+    assert [p.class_index for p in got] == expected.argmax(1).tolist()
+    assert [p.label for p in got] == [manifest["classes"][i] for i in expected.argmax(1)]
+    assert got[0].confidence == pytest.approx(expected[0].max().item(), abs=1e-5)
+
+
+def test_export_needs_one_thing_to_export(tmp_path, capsys):
+    assert main(["export", "--out", str(tmp_path)]) == 2
+    assert "give an obfuscator checkpoint to export, or --classifier PT" in \
+        capsys.readouterr().err
