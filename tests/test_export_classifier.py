@@ -101,3 +101,71 @@ def test_export_needs_one_thing_to_export(tmp_path, capsys):
     assert main(["export", "--out", str(tmp_path)]) == 2
     assert "give an obfuscator checkpoint to export, or --classifier PT" in \
         capsys.readouterr().err
+
+
+@pytest.fixture
+def kserve_server(repository, tmp_path):
+    """KServe's ModelServer serving the exported folder on 127.0.0.1 (a process of its own)."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    _, folder = repository
+    port_file = tmp_path / "port"
+    helper = Path(__file__).parent / "kserve_model.py"
+    process = subprocess.Popen([sys.executable, str(helper), str(folder), "fastnet_tiny",
+                                str(port_file)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        url = None
+        while time.monotonic() < deadline and process.poll() is None:
+            if port_file.exists() and port_file.read_text():
+                url = f"http://127.0.0.1:{port_file.read_text()}"
+                try:
+                    if httpx.get(f"{url}/v2/models/fastnet_tiny/ready", timeout=2).status_code \
+                            == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("KServe's model server did not start: "
+                               + process.stderr.read().decode()[-2000:])
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_kserves_own_model_server_serves_the_export_and_veil_classify_uses_it(
+        repository, kserve_server, tmp_path, capsys):
+    """issue 44 §1: the cloud side on KServe. The edge asks for the classification extension,
+    KServe answers the probabilities tensor; the edge takes the top k on the device."""
+    from offload_helpers import png_bytes
+
+    checkpoint, folder = repository
+    classes = json.loads((folder / "manifest.json").read_text())["classes"]
+    images = list(sample_images(3))
+    with VeilClient(kserve_server, lambda batch: batch, protocol="v2", model="fastnet_tiny",
+                    top_k=2, class_names=classes) as client:
+        got = client.classify(images)
+    classifier, _ = load_classifier(checkpoint)
+    with torch.no_grad():
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+        expected = torch.softmax(classifier(x), 1)
+    assert [p.class_index for p in got] == expected.argmax(1).tolist()
+    assert got[0].confidence == pytest.approx(expected[0].max().item(), abs=1e-5)
+    # the command, with a real obfuscator export beside the images: exit 0, one line per image
+    from offload_helpers import build_artifacts
+
+    artifacts = build_artifacts(tmp_path / "offload")
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(images[0]))
+    assert main(["classify", str(image), "--server", kserve_server, "--obfuscator",
+                 str(artifacts.onnx), "--protocol", "v2", "--model", "fastnet_tiny"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(f"{image}: ")
