@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import uuid
 from pathlib import Path
 
 import onnxruntime as ort
@@ -40,7 +41,8 @@ class ExportedClassifier(Model):
         out = InferOutput(name=self.manifest["output"]["name"], shape=list(probabilities.shape),
                           datatype="FP32")
         out.set_data_from_numpy(probabilities, binary_data=False)
-        return InferResponse(model_name=self.name, infer_outputs=[out], response_id=payload.id)
+        return InferResponse(model_name=self.name, infer_outputs=[out],
+                             response_id=payload.id or str(uuid.uuid4()))
 
 
 def main() -> None:
