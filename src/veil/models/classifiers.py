@@ -17,6 +17,9 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 class Normalize(nn.Module):
+    """(x - mean) / std per channel: veil's one input normalisation (its classifiers', and the
+    one put in front of a classifier that was trained on normalised images)."""
+
     def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))

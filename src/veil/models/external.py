@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..core.files import atomic_write
+from .classifiers import Normalize
 
 FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 META_FILE = "veil.json"  # classes and provenance, inside a .pt2 that veil wrote
@@ -48,11 +49,10 @@ class Normalized(nn.Module):
         if min(std) <= 0:
             raise ValueError(f"--std values must be positive, got {list(std)}")
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.normalize = Normalize(tuple(float(m) for m in mean), tuple(float(s) for s in std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        return self.model(self.normalize(x))
 
 
 class ExportedClassifier(nn.Module):
