@@ -72,7 +72,16 @@ def veil_point(runs: Path, alpha: float, metrics: Path | None = None) -> dict[st
             "epochs": row["epoch"] if row else epochs,
             "train_s": row["wall_s"] if row else None,
             "source": str(metrics) if metrics else str(run / "metrics.jsonl"),
-            "status": "finished" if row else "not finished"}
+            "status": "finished" if row else "not finished",
+            "progress": None if row else _progress(run, epochs)}
+
+
+def _progress(run: Path, epochs: int | None) -> dict[str, Any] | None:
+    """How far an unfinished run is: its last finished epoch and that epoch's accuracy."""
+    log = run / "metrics.jsonl"
+    rows = [r for r in read_jsonl(log) if r.get("epoch", 0) > 0] if log.exists() else []
+    return ({"epoch": rows[-1]["epoch"], "of": epochs, "accuracy": rows[-1]["obfuscated_acc"]}
+            if rows else None)
 
 
 def linkage_of(path: Path) -> dict[str, Any]:
@@ -112,8 +121,7 @@ def markdown(result: dict[str, Any]) -> str:
         d = next(x for x in result["device_alone"] if x["alpha"] == v["alpha"])
         link = v.get("linkage") or {}
         rows.append([f"{v['alpha']:g}", f"{v['macs']:,}", f"{_pct(d['accuracy'])} ({d['model']})",
-                     f"{_pct(v['accuracy'])}" + ("" if v["status"] == "finished" else
-                                                 " (not finished)"),
+                     f"{_pct(v['accuracy'])}" + _status(v),
                      "–" if "offloading_gain_pp" not in v else f"{v['offloading_gain_pp']:+.2f}",
                      "–" if v["cotrained_ssim"] is None else f"{v['cotrained_ssim']:.3f}",
                      "–" if link.get("top1") is None else f"{100 * link['top1']:.1f}"])
@@ -128,6 +136,14 @@ def markdown(result: dict[str, Any]) -> str:
         *table(["α", "device MACs", "device alone %", "veil %", "gain (pp)", "co-trained SSIM",
                 "linkage top-1 %"], rows), "",
         "![device budget](device_budget.png)", ""])
+
+
+def _status(point: dict[str, Any]) -> str:
+    if point["status"] == "finished":
+        return ""
+    p = point.get("progress")
+    return (" (not finished)" if not p else
+            f" (training: {_pct(p['accuracy'])} after epoch {p['epoch']} of {p['of']})")
 
 
 def figure(result: dict[str, Any], path: Path) -> Path:
