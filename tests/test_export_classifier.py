@@ -22,6 +22,14 @@ except ImportError:  # run from inside tests/
     from test_eval import save_classifier
 
 
+def probabilities_of(checkpoint, images: np.ndarray) -> torch.Tensor:
+    """The checkpoint's class probabilities for uint8 (N, H, W, 3) images, in PyTorch."""
+    classifier, _ = load_classifier(checkpoint)
+    with torch.no_grad():
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        return torch.softmax(classifier(x), 1)
+
+
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
@@ -49,14 +57,11 @@ def test_the_exported_graph_matches_the_checkpoint_on_8_bit_images(repository):
     import onnxruntime as ort
 
     checkpoint, folder = repository
-    classifier, _ = load_classifier(checkpoint)
     images = np.stack(list(sample_images(16)))
     session = ort.InferenceSession(str(folder / "1" / "model.onnx"),
                                    providers=["CPUExecutionProvider"])
     got = session.run(["probabilities"], {"images": images})[0]
-    with torch.no_grad():
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-        expected = torch.softmax(classifier(x), 1).numpy()
+    expected = probabilities_of(checkpoint, images).numpy()
     assert got.shape == (16, 10) and np.allclose(got.sum(1), 1, atol=1e-5)
     assert np.abs(got - expected).max() < 1e-5
 
@@ -88,10 +93,7 @@ def test_the_edge_classifies_through_a_v2_server_running_the_exported_file(repos
             VeilClient(server.url, lambda batch: batch, protocol="v2", model="fastnet_tiny",
                        top_k=3, class_names=manifest["classes"]) as client:
         got = client.classify(images)
-    classifier, _ = load_classifier(checkpoint)
-    with torch.no_grad():
-        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
-        expected = torch.softmax(classifier(x), 1)
+    expected = probabilities_of(checkpoint, np.stack(images))
     assert [p.class_index for p in got] == expected.argmax(1).tolist()
     assert [p.label for p in got] == [manifest["classes"][i] for i in expected.argmax(1)]
     assert got[0].confidence == pytest.approx(expected[0].max().item(), abs=1e-5)
@@ -153,10 +155,7 @@ def test_kserves_own_model_server_serves_the_export_and_veil_classify_uses_it(
     with VeilClient(kserve_server, lambda batch: batch, protocol="v2", model="fastnet_tiny",
                     top_k=2, class_names=classes) as client:
         got = client.classify(images)
-    classifier, _ = load_classifier(checkpoint)
-    with torch.no_grad():
-        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
-        expected = torch.softmax(classifier(x), 1)
+    expected = probabilities_of(checkpoint, np.stack(images))
     assert [p.class_index for p in got] == expected.argmax(1).tolist()
     assert got[0].confidence == pytest.approx(expected[0].max().item(), abs=1e-5)
     # the command, with a real obfuscator export beside the images: exit 0, one line per image
