@@ -332,6 +332,33 @@ def test_bearer_token(predictor, obfuscated):
         assert "HTTPBearer" in json.dumps(spec["components"])
 
 
+def test_both_protocols_are_dispatched_by_their_routes_so_route_dependencies_run(
+        predictor, obfuscated):
+    # one dispatch path: FastAPI's routing serves the classifying POSTs, so what a route
+    # declares (here its token dependency, overridden) runs on every request
+    from veil.serve.errors import ApiError
+    from veil.serve.v2 import model_paths, served_model
+
+    app = create_app(predictor, ServerConfig(token="s3cret-token"))
+    paths = {"/v1/classify", model_paths(served_model(predictor))["infer"]}
+    routes = [r for r in app.routes if getattr(r, "path_format", None) in
+              {"/v1/classify", "/v2/models/{name}/infer"}]
+    assert len(routes) == 2 and {r.path.replace("{name}", served_model(predictor))
+                                 for r in routes} == paths
+
+    def refuse() -> None:
+        raise ApiError(403, "refused_by_override", "a dependency the route declares")
+
+    for route in routes:
+        app.dependency_overrides[route.dependencies[0].dependency] = refuse
+    auth = {"Authorization": "Bearer s3cret-token"}
+    with BackgroundServer(app) as url, httpx.Client(base_url=url, headers=auth) as http:
+        v1 = http.post("/v1/classify", files=files(encode_png(obfuscated[0])))
+        v2 = http.post(model_paths(served_model(predictor))["infer"], json={"inputs": []})
+        assert (v1.status_code, v1.json()["error"]) == (403, "refused_by_override")
+        assert (v2.status_code, v2.json()["code"]) == (403, "refused_by_override")
+
+
 @pytest.mark.parametrize("path", ["/metrics", "/openapi.json", "/docs", "/redoc"])
 @pytest.mark.hostile
 def test_with_a_token_metrics_and_docs_need_it_unless_made_public(predictor, path):

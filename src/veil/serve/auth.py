@@ -1,4 +1,5 @@
-"""The bearer token: checked in constant time, and described in the OpenAPI document."""
+"""The bearer token: checked in constant time, by a route dependency that the OpenAPI document
+describes, and by the guard in front of the documentation routes."""
 
 from __future__ import annotations
 
@@ -6,16 +7,24 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBearer
 
 from .errors import ApiError
 
 
-def auth_docs(token: str | None) -> list[Any]:
-    """The bearer scheme in the OpenAPI document (the endpoint checks the token itself)."""
-    scheme = HTTPBearer(auto_error=False, description="the server's bearer token")
-    return [Depends(scheme)] if token else []
+def require_token(token: str | None) -> list[Any]:
+    """The route dependency that checks the bearer token (a 401 ApiError without it) and puts
+    the scheme in the OpenAPI document; none when the server has no token."""
+    if not token:
+        return []
+    scheme = Security(HTTPBearer(auto_error=False, description="the server's bearer token"))
+    check = bearer_check(token)
+
+    async def authorized(request: Request, _: Any = scheme) -> None:
+        check(request)
+
+    return [Depends(authorized)]
 
 
 def bearer_check(token: str | None) -> Callable[[Request], None]:

@@ -27,3 +27,9 @@ class Backend(Protocol):
         ...
 
     def warm_up(self) -> None: ...
+
+
+def classifier_info(backend: Backend) -> dict[str, str]:
+    """The served classifier's name and checkpoint hash, as every answer and /healthz show them."""
+    return {"model_name": str(backend.info.get("model_name", "unknown")),
+            "sha256": str(backend.info.get("sha256", ""))}

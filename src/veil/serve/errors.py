@@ -65,8 +65,8 @@ def add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     async def failed(request: Request, e: Exception) -> JSONResponse:
         return error_response(metrics, *error_for(e), request.url.path)
 
-    # each class registered by name: Starlette re-raises what only the Exception handler takes
-    for kind in (ApiError, InferenceTimeout, ModelFault, Exception):
+    # any other exception is answered by the GuardMiddleware in front (middleware.py)
+    for kind in (ApiError, InferenceTimeout, ModelFault):
         app.add_exception_handler(kind, failed)
 
 

@@ -1,17 +1,16 @@
-"""In front of the routes: the body read whole (bounded in size and time), every request counted
-and timed, and the classifying POSTs (/v1/classify, /v2/.../infer) handed to their endpoints
-directly."""
+"""In front of the routes: the body read whole (bounded in size and time) and every request counted
+and timed. The classifying POSTs (/v1/classify, /v2/.../infer) count as arriving for the batcher
+from their first byte, so a batch waits for an image that is still being uploaded."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 
 from .auth import bearer_check
 from .batching import MicroBatcher
@@ -20,18 +19,17 @@ from .errors import ApiError, error_for, error_response
 from .prometheus import Metrics
 
 log = logging.getLogger("veil.serve")
-Endpoint = Callable[[Request], Awaitable[JSONResponse]]
 
 
 class GuardMiddleware:
-    """Reads the whole body first (bounded in size and time), counts and times every request,
-    and hands the `direct` routes their requests without FastAPI's routing."""
+    """Reads the whole body first (bounded in size and time) and counts and times every
+    request; the routes (FastAPI's, the only dispatch) find the body in `scope["veil.body"]`.
+    `routes` are the paths /metrics labels by name (the rest as "other")."""
 
     def __init__(self, app: Any, config: ServerConfig, metrics: Metrics, batcher: MicroBatcher,
-                 direct: dict[str, Endpoint] | None = None,
-                 routes: set[str] = ROUTES) -> None:
+                 classifying: set[str] = frozenset(), routes: set[str] = ROUTES) -> None:
         self.app, self.config, self.metrics, self.batcher = app, config, metrics, batcher
-        self.direct, self.routes = direct or {}, routes
+        self.classifying, self.routes = classifying, routes
         self.check_token = bearer_check(config.token)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -45,13 +43,17 @@ class GuardMiddleware:
                 status[0] = message["status"]
             await send(message)
 
-        if scope["method"] == "POST" and scope["path"] in self.direct:
+        if scope["method"] == "POST" and scope["path"] in self.classifying:
             scope["veil.arrival"] = _Arrival(self.batcher)
         try:
             await self._handle(scope, receive, send_tracked)
-        except Exception:
-            status[0] = status[0] or 500
-            raise
+        except Exception as e:
+            if status[0]:  # the answer has begun: nothing left to do but drop the connection
+                raise
+            # answered here: re-raised to Starlette's last-resort handler, the 500 would be sent
+            # and the connection dropped, failing the client's next request on it
+            await error_response(self.metrics, *error_for(e), scope["path"])(
+                scope, receive, send_tracked)
         finally:
             if "veil.arrival" in scope:
                 scope["veil.arrival"].done()
@@ -73,23 +75,7 @@ class GuardMiddleware:
             self.metrics.record_error("client_disconnected")
             return
         scope["veil.body"] = body
-        endpoint = self.direct.get(scope["path"]) if scope["method"] == "POST" else None
-        if endpoint is None:
-            await self.app(scope, _replay(body, receive), send)
-        else:
-            await self._call_direct(endpoint, scope, _replay(body, receive), send)
-
-    async def _call_direct(self, endpoint: Endpoint, scope: dict, receive: Callable,
-                           send: Callable) -> None:
-        """A classifying POST goes straight to its endpoint: FastAPI's per-request machinery
-        (routing, dependency solving, telemetry) would cost about a fifth of the server's CPU
-        per image, and the endpoint validates its own input. FastAPI still documents the
-        route, and would serve it the same way."""
-        try:
-            response = await endpoint(Request(scope, receive))
-        except Exception as e:  # answer it here: re-raised, it would drop the connection
-            response = error_response(self.metrics, *error_for(e), scope["path"])
-        await response(scope, receive, send)
+        await self.app(scope, _replay(body, receive), send)
 
     async def _read_body(self, scope: dict, receive: Callable) -> bytes | None:
         limit = self.config.max_body_bytes

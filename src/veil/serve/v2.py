@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +29,12 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ..core.wire import HEADER_LENGTH, V2_INPUT, V2_MODEL_VERSION, V2_OUTPUT
-from .auth import auth_docs, bearer_check
+from .auth import require_token
 from .backend import Backend, OnReceive
 from .batching import MicroBatcher
 from .config import ServerConfig
 from .errors import ApiError
-from .middleware import Endpoint, mark_arrived
+from .middleware import mark_arrived
 from .schemas import ERRORS
 
 INPUT, OUTPUT, MODEL_VERSION = V2_INPUT, V2_OUTPUT, V2_MODEL_VERSION
@@ -311,16 +312,15 @@ class InferResponse(BaseModel):
 
 
 def make_infer(predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
-               on_receive: OnReceive | None) -> Endpoint:
-    """POST /v2/models/{model}/infer: auth, the tensor, one batched forward pass."""
+               on_receive: OnReceive | None) -> Callable[[Request], Awaitable[Response]]:
+    """POST /v2/models/{model}/infer: the tensor, one batched forward pass (the token is checked
+    by the route's dependency)."""
     model = served_model(predictor)
     paths = model_paths(model)
     served = {paths["infer"], paths["infer_versioned"]}
-    check_token = bearer_check(config.token)
     n_classes = len(predictor.classes)
 
     async def infer(request: Request) -> Response:
-        check_token(request)
         try:
             if request.url.path not in served:
                 raise _not_served(request.url.path)
@@ -365,8 +365,9 @@ def served_paths(model: str) -> set[str]:
     return {"/v2", "/v2/health/live", "/v2/health/ready", *model_paths(model).values()}
 
 
-def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
-                  infer: Endpoint) -> None:
+def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
+                  on_receive: OnReceive | None) -> None:
+    infer = make_infer(predictor, config, batcher, on_receive)
     model = served_model(predictor)
     metadata = model_metadata(model, predictor.image_size, len(predictor.classes))
 
@@ -421,7 +422,7 @@ def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
 
     extra = _infer_spec(config.max_images)
     responses = {**ERRORS, 404: ERRORS[400]}
-    auth = auth_docs(config.token)
+    auth = require_token(config.token)
 
     async def infer_route(name: str, request: Request) -> Response:
         return await infer(request)
