@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
-from ..core.wire import V2_OUTPUT
+from ..core.wire import HEADER_LENGTH, V2_OUTPUT, v2_model_path
+from .answers import ServerError
+from .transport import Transport
 
 PROBABILITY_NAMES = (V2_OUTPUT, "probs", "softmax", "output_probabilities")
 NUMERIC = ("FP32", "FP16", "FP64")
@@ -29,6 +32,59 @@ SCALED = {"FP32": "<f4", "FP16": "<f2"}
 
 class BadModel(ValueError):
     """The model's metadata or answer is not what an image classifier over v2 gives."""
+
+
+class V2:
+    """The adapter VeilClient uses for `protocol="v2"`: the model's metadata first, then each
+    request's images as its input tensor (binary data), the top k asked in the classification
+    extension; an answer without it (a plain score tensor) is ranked here, labelled by
+    `class_names` (the obfuscator's manifest, or the caller's)."""
+
+    errors = "v2"
+    sends_png = False  # the payloads are the 8-bit pixels
+    splits_on_413 = True  # a model's metadata need not say its batch limit
+    classes = None  # the server announces no class list: labels are checked as they come
+
+    def __init__(self, model: str, class_names: list[str] | None) -> None:
+        self.model, self.class_names = model, class_names
+        self.input: ModelInput | None = None  # from the model's metadata, once checked
+        self.labels: dict[int, str] = {}  # class index -> the label the model gave it
+
+    def payloads(self, images: np.ndarray) -> list[bytes]:
+        return [im.tobytes() for im in images]
+
+    def handshake(self, transport: Transport, image_size: int,
+                  manifest: dict[str, Any]) -> int | None:
+        """Reads the model's metadata: its input tensor, its size; returns its batch limit."""
+        answer = transport.request("GET", v2_model_path(quote(self.model, safe="")))
+        try:
+            spec = model_input(transport.json(answer), self.model)
+        except BadModel as e:
+            raise transport.bad(str(e), answer.status) from None
+        if spec.size != (image_size, image_size):
+            raise ServerError(200, "image_size_mismatch",
+                              f"model {self.model!r} takes {spec.size[1]}x{spec.size[0]} "
+                              f"images, the obfuscator makes {image_size}x{image_size} ones",
+                              transport.server)
+        self.input = spec
+        return spec.max_batch
+
+    def request(self, transport: Transport, payloads: list[bytes], top_k: int) -> list[Any]:
+        """One infer request -> per-image predictions in /v1's shape, unchecked."""
+        spec = self.input
+        assert spec is not None, "handshake first"
+        h, w = spec.size
+        images = np.frombuffer(b"".join(payloads), np.uint8).reshape(len(payloads), h, w, 3)
+        body, header_length = infer_request(spec, images, top_k)
+        answer = transport.request("POST", f"{v2_model_path(quote(spec.model, safe=''))}/infer",
+                                   content=body,
+                                   headers={HEADER_LENGTH: header_length,
+                                            "content-type": "application/octet-stream"})
+        try:
+            return predictions(transport.json(answer), spec, len(payloads), top_k,
+                               self.labels, self.class_names)
+        except BadModel as e:
+            raise transport.bad(str(e), answer.status) from None
 
 
 @dataclass(frozen=True)
