@@ -364,12 +364,12 @@ def test_a_crafted_batch_file_cannot_run_code(tmp_path):
 def test_the_restricted_unpickler_reads_what_official_batches_hold():
     import pickle
 
-    from veil.data.safe_pickle import load_restricted
+    from veil.data.sources import read_cifar_batch
     batch = {b"batch_label": b"training batch 1 of 5", b"labels": [3, 1, 4],
              b"data": np.arange(3 * 3072, dtype=np.uint8).reshape(3, 3072),
              b"filenames": [b"a.png", b"b.png", b"c.png"]}
     for protocol in (2, pickle.HIGHEST_PROTOCOL):
-        loaded = load_restricted(pickle.dumps(batch, protocol=protocol))
+        loaded = read_cifar_batch(pickle.dumps(batch, protocol=protocol))
         assert loaded[b"labels"] == [3, 1, 4] and loaded[b"filenames"][2] == b"c.png"
         assert np.array_equal(loaded[b"data"], batch[b"data"])
 

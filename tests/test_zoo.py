@@ -63,7 +63,7 @@ def test_shipped_default_is_small_and_loads():
     if "default" not in zoo.list_pretrained():
         pytest.fail("the embedded default (src/veil/zoo/weights/default.pt) is not shipped")
     p = zoo.load("default")
-    size = zoo._weights_dir().joinpath("default.pt").stat().st_size
+    size = zoo.weights_dir().joinpath("default.pt").stat().st_size
     assert size < 5_000_000
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():

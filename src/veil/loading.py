@@ -1,8 +1,11 @@
-"""Checkpoints and data for evaluation: loaded once, checked against each other, labelled."""
+"""What a run reads, loaded once and checked against each other: the data (sub-sampled), the
+classifiers and obfuscators an evaluation compares (labelled, paired by sha256), and the frozen
+target an obfuscator trains against (recorded by a file whose sha256 can be checked later)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,8 @@ from torch import nn
 from .core.files import sha256_of
 from .data import Dataset, load_dataset
 from .data.sources import default_source
-from .models.checkpoints import load_classifier, load_obfuscator_pair
+from .models.checkpoints import load_classifier, load_obfuscator_pair, with_normalization
+from .models.external import check_classifier, export_classifier
 
 
 @dataclass
@@ -92,7 +96,7 @@ def load_classifiers(paths: list[str | os.PathLike], classes: tuple[str, ...],
     for path in paths:
         model, payload = load_classifier(path, device, expected_classes=classes)
         model = model.to(memory_format=torch.channels_last)
-        digest = sha256_of(path)
+        digest = payload["sha256"] or str(path)
         twin = next((c for c in loaded if c.sha256 == digest), None)
         if twin is not None:
             raise ValueError(f"{path}: the same checkpoint as {twin.path} (sha256 "
@@ -182,3 +186,53 @@ def _label_obfuscators(obfuscators: list[LoadedObfuscator]) -> None:
     for i, o in enumerate(obfuscators):
         repeats = names[:i].count(names[i])
         o.label = names[i] if repeats == 0 else f"{names[i]}-{repeats + 1}"
+
+
+def load_target(spec: str | None, classes: tuple[str, ...], image_size: tuple[int, int],
+                device: torch.device, out: Path, *, module: nn.Module | None = None,
+                weights: str | None = None, mean: Sequence[float] | None = None,
+                std: Sequence[float] | None = None, is_main: bool = True,
+                barrier: Callable[[], None] = lambda: None) -> tuple[nn.Module, dict[str, Any]]:
+    """The frozen classifier an obfuscator trains against (`module`, or any spec
+    `load_classifier` takes), and what the obfuscator's checkpoint records of it. One that is
+    not a file veil can check by sha256 alone (a module, a factory, a shipped entry, a
+    normalised one) is saved as OUT/classifier.pt2 (by the main process; `barrier` waits for
+    it), and that file is recorded."""
+    if module is not None:
+        name = spec or type(module).__name__
+        module = module.to(device).eval()
+        check_classifier(module, len(classes), image_size, name)
+        classifier, payload = with_normalization(module, {"model_name": name, "metrics": {}},
+                                                 mean, std, device)
+    else:
+        classifier, payload = load_classifier(spec, device, expected_classes=classes,
+                                              weights=weights, mean=mean, std=std,
+                                              image_size=image_size)
+    path = Path(spec) if spec else None
+    if path is None or not path.is_file() or "normalization" in payload:
+        path = out / "classifier.pt2"
+        if is_main and not path.exists():
+            export_classifier(classifier, path, classes, image_size, payload["model_name"])
+        barrier()
+    return classifier, {"model_name": payload["model_name"], "path": str(path),
+                        "sha256": sha256_of(path),
+                        "test_acc": payload.get("metrics", {}).get("test_acc")}
+
+
+def load_ensemble(specs: Sequence[str], classes: tuple[str, ...], image_size: tuple[int, int],
+                  device: torch.device, recorded: dict[str, Any]) -> list[nn.Module]:
+    """The further classifiers of an ensemble obfuscator (veil checkpoints, `.pt2` programs or
+    shipped entries), each recorded in recorded["ensemble"]; each given once."""
+    members, recorded["ensemble"] = [], []
+    for spec in specs:
+        model, payload = load_classifier(spec, device, expected_classes=classes,
+                                         image_size=image_size)
+        digest = payload["sha256"] or sha256_of(spec)
+        if digest in [recorded["sha256"], *(m["sha256"] for m in recorded["ensemble"])]:
+            raise ValueError(f"--classifier {spec} is given twice (sha256 {digest[:12]}...)")
+        members.append(model)
+        recorded["ensemble"].append({"model_name": payload["model_name"], "path": str(spec),
+                                     "sha256": digest})
+    if not members:
+        del recorded["ensemble"]
+    return members

@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -25,9 +26,9 @@ from PIL import Image, UnidentifiedImageError
 from ..core import env
 from ..core.files import atomic_write, sha256_of
 from ..core.imagefit import check_fits_in_memory, check_image_size, fit_image
+from ..core.unpickling import UnsafePickleError, load_restricted
 from .dataset import CIFAR10_CLASSES, Dataset, Split
 from .download import download_cifar10
-from .safe_pickle import UnsafePickleError, load_restricted
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 CACHE_VERSION = "1"
@@ -119,6 +120,25 @@ def _cached(path: Path, cache: Path, reader: Callable[[Path, int | None], Datase
 
 
 # --- the official python batches -------------------------------------------------------------
+# what the official batches are made of besides plain data: numpy arrays, whose pickles name
+# only these globals
+CIFAR_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"),  # arrays pickled by numpy 1.x (the official files)
+    ("numpy._core.multiarray", "_reconstruct"),  # arrays pickled by numpy 2.x
+    ("numpy._core.numeric", "_frombuffer"),  # arrays pickled at protocol 5
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # bytes pickled by Python 3 at protocol 2 (a pure function)
+})
+CIFAR_HOLDS = "a CIFAR-10 batch holds only dicts, lists, bytes, numbers and numpy arrays"
+
+
+def read_cifar_batch(file: BinaryIO | bytes) -> Any:
+    """One official CIFAR-10 python batch, through the restricted unpickler."""
+    return load_restricted(file, CIFAR_GLOBALS, CIFAR_HOLDS)
+
+
 def _read_cifar_batches(folder: Path, image_size: int | None = None) -> Dataset:
     def read(names: Iterable[str]) -> Split:
         xs, ys = [], []
@@ -126,7 +146,7 @@ def _read_cifar_batches(folder: Path, image_size: int | None = None) -> Dataset:
             file = folder / name
             try:
                 with open(file, "rb") as f:
-                    batch = load_restricted(f)
+                    batch = read_cifar_batch(f)
                 xs.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32))
                 ys.append(np.asarray(batch[b"labels"], np.int64))
             except FileNotFoundError:

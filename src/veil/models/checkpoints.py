@@ -1,4 +1,6 @@
-"""Trained networks from veil checkpoints, checked before they are built."""
+"""Loading trained networks: `load_classifier(spec)`, the one way in for a classifier of any
+format, and `load_obfuscator_pair` for veil's obfuscator checkpoints. Each is checked before it
+is built; the format readers (`external`, `pretrained`, `_read_veil_classifier`) are theirs."""
 
 from __future__ import annotations
 
@@ -11,26 +13,51 @@ import torch
 from torch import nn
 
 from ..core.checkpoint import load_checkpoint
-from .external import Normalized, check_classifier, is_external, load_external
+from ..core.files import sha256_of
+from ..core.specs import ZOO_PREFIX, spec_kind
+from .external import Normalized, read_external
+from .pretrained import pretrained_classifier
 from .registry import create_model
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "cpu",
+def load_classifier(spec: str | Path, device: str | torch.device = "cpu",
                     expected_classes: tuple[str, ...] | None = None, verify: bool = True,
                     weights: str | Path | None = None, mean: Sequence[float] | None = None,
                     std: Sequence[float] | None = None,
                     image_size: tuple[int, int] = (32, 32)) -> tuple[nn.Module, dict]:
-    """A classifier in eval mode and its payload: a veil checkpoint, a `torch.export` program
-    (`.pt2`) or a `package.module:function` factory (with `weights`; see `external`), behind
-    (x - mean) / std when those are given. Its classes are checked against `expected_classes`."""
-    if is_external(path):
-        model, payload = _load_external(path, device, expected_classes, weights, image_size)
+    """A classifier in eval mode and its payload, from any of the specs veil takes:
+
+    - a veil classifier checkpoint (`model.pt`, sha256-verified unless `verify=False`);
+    - `zoo:NAME`, a shipped entry's classifier (`veil.zoo`);
+    - a `torch.export` program (`.pt2`), or a `package.module:function` factory with `weights`
+      (`external`);
+
+    behind (x - mean) / std when those are given. Its classes are checked against
+    `expected_classes`; `payload["sha256"]` identifies it (the file's, the shipped weights',
+    None for a factory)."""
+    text, kind = str(spec), spec_kind(spec)
+    if weights is not None and kind != "factory":
+        what = {"zoo": "a shipped entry", "program": "a torch.export program",
+                "checkpoint": "a veil checkpoint"}[kind]
+        raise ValueError(f"classifier_weights is for a package.module:function classifier; "
+                         f"{spec} is {what} that holds its own weights")
+    if kind == "zoo":
+        model, payload = pretrained_classifier(text[len(ZOO_PREFIX):], device)
+        _check_classes(spec, payload["classes"], expected_classes)
+    elif kind in ("program", "factory"):
+        model, payload = read_external(spec, device, weights, expected_classes, image_size)
     else:
-        if weights is not None:
-            raise ValueError(f"classifier_weights is for a package.module:function classifier; "
-                             f"{path} is a veil checkpoint with its own weights")
-        model, payload = _load_veil_classifier(path, device, expected_classes, verify)
+        model, payload = _read_veil_classifier(spec, device, expected_classes, verify)
+    if "sha256" not in payload:  # what an obfuscator records of its classifier
+        payload = {**payload, "sha256": sha256_of(spec) if Path(text).is_file() else None}
     return with_normalization(model, payload, mean, std, device)
+
+
+def _check_classes(spec: str | Path, classes: Sequence[str],
+                   expected: tuple[str, ...] | None) -> None:
+    if expected is not None and tuple(classes) != tuple(expected):
+        raise ValueError(f"{spec}: classifier was trained on classes {list(classes)}, "
+                         f"but the data source has {list(expected)}")
 
 
 def with_normalization(model: nn.Module, payload: dict, mean: Sequence[float] | None,
@@ -45,34 +72,13 @@ def with_normalization(model: nn.Module, payload: dict, mean: Sequence[float] | 
     return model, {**payload, "normalization": {"mean": list(mean), "std": list(std)}}
 
 
-def _load_external(spec: str | Path, device: str | torch.device,
-                   expected_classes: tuple[str, ...] | None, weights: str | Path | None,
-                   image_size: tuple[int, int]) -> tuple[nn.Module, dict]:
-    model, info = load_external(spec, device, weights)
-    classes = info.pop("classes")
-    if classes is not None and expected_classes is not None \
-            and tuple(classes) != tuple(expected_classes):
-        raise ValueError(f"{spec}: classifier was made for classes {classes}, but the data "
-                         f"source has {list(expected_classes)}")
-    classes = classes or expected_classes
-    if classes is None:
-        raise ValueError(f"{spec}: the classifier does not record its classes; give the data "
-                         "it classifies (its class names) as well")
-    check_classifier(model, len(classes), image_size, str(spec))
-    return model, {"kind": "classifier", "model_name": info["model_name"],
-                   "num_classes": len(classes), "classes": list(classes), "metrics": {},
-                   "image_size": info.pop("image_size") or list(image_size), "source": info}
-
-
-def _load_veil_classifier(path: str | Path, device: str | torch.device,
+def _read_veil_classifier(path: str | Path, device: str | torch.device,
                           expected_classes: tuple[str, ...] | None, verify: bool
                           ) -> tuple[nn.Module, dict]:
     payload = load_checkpoint(path, map_location=device, verify=verify)
     if payload.get("kind") != "classifier":
         raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not a classifier")
-    if expected_classes is not None and tuple(payload["classes"]) != tuple(expected_classes):
-        raise ValueError(f"{path}: classifier was trained on classes {payload['classes']}, "
-                         f"but the data source has {list(expected_classes)}")
+    _check_classes(path, payload["classes"], expected_classes)
     missing = [k for k in ("model_name", "num_classes", "classes", "model") if k not in payload]
     if missing:
         raise ValueError(f"{path}: classifier checkpoint without {', '.join(missing)}")

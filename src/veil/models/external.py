@@ -10,14 +10,10 @@ they can check, whatever the classifier was built from.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
 import json
-import pickle
-import re
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +21,10 @@ import torch
 from torch import nn
 
 from ..core.files import atomic_write
+from ..core.unpickling import no_code_unpickling
 from .classifiers import Normalize
 
-FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 META_FILE = "veil.json"  # classes and provenance, inside a .pt2 that veil wrote
-
-
-def is_external(spec: str | Path) -> bool:
-    """A `.pt2` program or a `package.module:function` factory (else: a veil checkpoint)."""
-    spec = str(spec)
-    return spec.endswith(".pt2") or (FACTORY.match(spec) is not None and not Path(spec).exists())
 
 
 class Normalized(nn.Module):
@@ -71,9 +61,13 @@ class ExportedClassifier(nn.Module):
         return self.program(x)
 
 
-def load_external(spec: str | Path, device: str | torch.device = "cpu",
-                  weights: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """(model in eval mode, what is known of it: name, classes if recorded, source)."""
+def read_external(spec: str | Path, device: str | torch.device = "cpu",
+                  weights: str | Path | None = None,
+                  expected_classes: tuple[str, ...] | None = None,
+                  image_size: tuple[int, int] = (32, 32)) -> tuple[nn.Module, dict[str, Any]]:
+    """The format reader behind `checkpoints.load_classifier` for a `.pt2` program or a
+    factory (call that, not this): (model in eval mode, a classifier payload), its classes
+    checked against `expected_classes` and its output against a blank batch."""
     spec = str(spec)
     if spec.endswith(".pt2"):
         if weights is not None:
@@ -82,34 +76,20 @@ def load_external(spec: str | Path, device: str | torch.device = "cpu",
         model, info = _load_program(Path(spec))
     else:
         model, info = _build_from_factory(spec, weights)
-    return model.to(device).eval(), info
-
-
-_UNPICKLING = threading.Lock()
-
-
-@contextlib.contextmanager
-def restricted_unpickling() -> Iterator[None]:
-    """While torch.export.load runs: every torch.load with weights_only=True, and no other
-    unpickling at all. A .pt2 is a zip of JSON and raw tensors, but the loader falls back to
-    full unpickling for some entries (sample inputs, pickled weights, opaque constants), which
-    would run code from the file."""
-    real = (torch.load, pickle.loads, torch._C._pickle_load_obj)
-
-    def weights_only_load(*args: Any, **kwargs: Any) -> Any:
-        kwargs["weights_only"] = True
-        return real[0](*args, **kwargs)
-
-    def refuse(*_args: Any, **_kwargs: Any) -> Any:
-        raise pickle.UnpicklingError("the program holds a pickled object, which veil does not "
-                                     "unpickle")
-
-    with _UNPICKLING:
-        torch.load, pickle.loads, torch._C._pickle_load_obj = weights_only_load, refuse, refuse
-        try:
-            yield
-        finally:
-            torch.load, pickle.loads, torch._C._pickle_load_obj = real
+    model = model.to(device).eval()
+    classes = info.pop("classes")
+    if classes is not None and expected_classes is not None \
+            and tuple(classes) != tuple(expected_classes):
+        raise ValueError(f"{spec}: classifier was made for classes {classes}, but the data "
+                         f"source has {list(expected_classes)}")
+    classes = classes or expected_classes
+    if classes is None:
+        raise ValueError(f"{spec}: the classifier does not record its classes; give the data "
+                         "it classifies (its class names) as well")
+    check_classifier(model, len(classes), image_size, spec)
+    return model, {"kind": "classifier", "model_name": info["model_name"],
+                   "num_classes": len(classes), "classes": list(classes), "metrics": {},
+                   "image_size": info.pop("image_size") or list(image_size), "source": info}
 
 
 def _load_program(path: Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -117,7 +97,7 @@ def _load_program(path: Path) -> tuple[nn.Module, dict[str, Any]]:
         raise FileNotFoundError(f"classifier program {path} does not exist")
     extra = {META_FILE: ""}
     try:
-        with restricted_unpickling():
+        with no_code_unpickling():
             program = torch.export.load(path, extra_files=extra)
     except Exception as err:  # torch raises many types for a file that is not a program
         raise ValueError(f"{path}: not a torch.export program veil can load safely "

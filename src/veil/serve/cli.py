@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core import env
+from ..core.specs import spec_kind
 from .limits import ConnectionLimits, check_port
 from .worker import InferenceProcess
 
@@ -27,9 +28,9 @@ TOKEN_ENV = env.TOKEN
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n", 1)[1].strip()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--classifier", required=True, type=Path,
-                        help="classifier to serve: a veil checkpoint or a .pt2 program (e.g. "
-                             "a run folder's classifier.pt2)")
+    parser.add_argument("--classifier", required=True,
+                        help="classifier to serve: a veil checkpoint, a .pt2 program (e.g. "
+                             "a run folder's classifier.pt2) or a shipped entry (zoo:default)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: "
                         "%(default)s); put TLS in front for anything but loopback")
     parser.add_argument("--port", type=_port, default=8000,
@@ -123,10 +124,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_predictor(checkpoint: Path, threads: int | None, mode: str, timeout_s: float = 10.0,
-                   verify: bool = True) -> Predictor | InferenceProcess:
-    """The classifier, warmed up, in a child process (`mode="process"`) or in this one."""
-    if not checkpoint.is_file():
+def load_predictor(checkpoint: str | Path, threads: int | None, mode: str,
+                   timeout_s: float = 10.0, verify: bool = True) -> Predictor | InferenceProcess:
+    """The classifier (any spec but a factory: core.specs), warmed up, in a child process
+    (`mode="process"`) or in this one."""
+    kind = spec_kind(checkpoint)
+    if kind == "factory":
+        raise ValueError(f"{checkpoint}: serve a factory's classifier as a .pt2 program (a "
+                         "trained obfuscator's run folder holds one: classifier.pt2)")
+    if kind != "zoo" and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"{checkpoint}: no such classifier checkpoint")
     if mode == "process":
         return InferenceProcess(checkpoint, threads, batch_timeout_s=timeout_s, verify=verify)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,13 +26,13 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, verify: bool = True) -> Predictor:
-        from ..core.files import sha256_of
+        """Any classifier spec `load_classifier` takes: a checkpoint, `zoo:NAME`, a `.pt2`."""
         from ..models.checkpoints import load_classifier
         from ..models.external import check_classifier
 
         model, payload = load_classifier(path, verify=verify)
-        info = {"model_name": payload["model_name"], "sha256": sha256_of(path),
-                "path": str(Path(path)), "test_acc": (payload.get("metrics") or {}).get("test_acc")}
+        info = {"model_name": payload["model_name"], "sha256": payload["sha256"] or "",
+                "path": str(path), "test_acc": (payload.get("metrics") or {}).get("test_acc")}
         h, w = payload.get("image_size") or (32, 32)  # recorded since veil 0.1 trains any size
         check_classifier(model.eval(), len(payload["classes"]), (int(h), int(w)), str(path))
         return cls(model, payload["classes"], info, (int(h), int(w)))

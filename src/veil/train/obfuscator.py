@@ -39,7 +39,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -48,14 +47,13 @@ from torch import nn
 
 from ..batches import accuracy
 from ..core.eightbit import quantize_8bit, quantize_8bit_ste
-from ..core.files import sha256_of
 from ..core.runtime import autocast, progress, quiet_default, seed_everything
 from ..core.settings import setting_names, unknown_setting, upgrade_names
 from ..data import TensorLoader, load_dataset
+from ..loading import load_ensemble, load_target
 from ..metrics import psnr, ssim
 from ..models import FrozenClassifier, create_model
-from ..models.checkpoints import load_classifier, load_obfuscator_pair, with_normalization
-from ..models.external import check_classifier, export_classifier
+from ..models.checkpoints import load_obfuscator_pair
 from ..models.matcher import Matcher
 from ..models.obfuscator import scaled_channels
 from .common import (
@@ -369,8 +367,13 @@ class ObfuscatorTrainer:
         ds = load_dataset(config.data, image_size=config.image_size)
         self.ds = ds = ds.subset(config.train_subset, config.test_subset, config.seed)
         ds.require_obfuscator_size()
-        classifier, self.clf_info = _frozen_target(config, ds, device, process, classifier)
-        members = [classifier, *_ensemble_members(config, ds, device, self.clf_info)]
+        size = tuple(ds.train.images.shape[1:3])
+        classifier, self.clf_info = load_target(
+            config.classifier, ds.classes, size, device, process.out, module=classifier,
+            weights=config.classifier_weights, mean=config.classifier_mean,
+            std=config.classifier_std, is_main=process.ddp.is_main, barrier=process.ddp.barrier)
+        members = [classifier, *load_ensemble(config.ensemble or [], ds.classes, size, device,
+                                              self.clf_info)]
         seed_everything(config.seed)
         self.obfuscator = create_model("obfuscator", width=config.width).to(device)
         self.deobfuscator = create_model("deobfuscator").to(device)
@@ -507,56 +510,6 @@ def _start_from(config: ObfuscatorConfig, obfuscator: nn.Module, deobfuscator: n
                          f"but this run's width is {config.width:g}")
     obfuscator.load_state_dict(start.state_dict())
     deobfuscator.load_state_dict(start_deobfuscator.state_dict())
-
-
-def _frozen_target(config: ObfuscatorConfig, ds, device: torch.device, process: Process,
-                   classifier: nn.Module | None) -> tuple[nn.Module, dict[str, Any]]:
-    """The classifier to train against and what the checkpoint records of it. One that is not a
-    file veil can check by sha256 alone (a module, a factory, a normalised one) is saved as
-    OUT/classifier.pt2, and that file is recorded."""
-    size = tuple(ds.train.images.shape[1:3])
-    if classifier is not None:
-        name = config.classifier or type(classifier).__name__
-        classifier = classifier.to(device).eval()
-        check_classifier(classifier, len(ds.classes), size, name)
-        classifier, payload = with_normalization(classifier, {"model_name": name, "metrics": {}},
-                                                 config.classifier_mean, config.classifier_std,
-                                                 device)
-    else:
-        classifier, payload = load_classifier(
-            config.classifier, device, expected_classes=ds.classes,
-            weights=config.classifier_weights, mean=config.classifier_mean,
-            std=config.classifier_std, image_size=size)
-    path = Path(config.classifier) if config.classifier else None
-    if path is None or not path.is_file() or "normalization" in payload:
-        path = process.out / "classifier.pt2"
-        if process.ddp.is_main and not path.exists():
-            export_classifier(classifier, path, ds.classes, size, payload["model_name"])
-        process.ddp.barrier()
-    return classifier, {"model_name": payload["model_name"], "path": str(path),
-                        "sha256": sha256_of(path),
-                        "test_acc": payload.get("metrics", {}).get("test_acc")}
-
-
-def _ensemble_members(config: ObfuscatorConfig, ds, device: torch.device,
-                      clf_info: dict[str, Any]) -> list[nn.Module]:
-    """The further classifiers of an ensemble (veil checkpoints or .pt2 programs), recorded in
-    clf_info["ensemble"]."""
-    members, clf_info["ensemble"] = [], []
-    size = tuple(ds.train.images.shape[1:3])
-    for spec in config.ensemble or []:
-        model, payload = load_classifier(spec, device, expected_classes=ds.classes,
-                                         image_size=size)
-        digest = sha256_of(spec)
-        if digest in [clf_info["sha256"], *(m["sha256"] for m in clf_info["ensemble"])]:
-            raise ValueError(f"--classifier {spec} is given twice (sha256 {digest[:12]}...)")
-        members.append(model)
-        clf_info["ensemble"].append({"model_name": payload["model_name"], "path": str(spec),
-                                     "sha256": digest})
-    if not members:
-        del clf_info["ensemble"]
-    return members
-
 
 
 def format_row(row: dict[str, Any]) -> str:
