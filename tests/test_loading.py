@@ -76,3 +76,16 @@ def test_while_torch_export_loads_nothing_that_runs_code_is_unpickled(capsys):
 def test_the_server_says_which_classifier_specs_it_cannot_serve(spec, error, message):
     with pytest.raises(error, match=message):
         load_predictor(spec, 1, "thread")
+
+
+def test_result_files_record_paths_that_read_the_same_on_every_machine(tmp_path, monkeypatch):
+    from veil.core.files import recorded_path
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    assert recorded_path(repo / "runs" / "x.pt") == "runs/x.pt"
+    assert recorded_path(tmp_path / "shared" / "data.zip") == "../shared/data.zip"
+    assert recorded_path("/elsewhere/data.zip") == "/elsewhere/data.zip"  # outside: as given
+    assert recorded_path("given/as/typed.zip") == "given/as/typed.zip"
+    assert recorded_path("sample") == "sample"

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .core.files import sha256_of
+from .core.files import recorded_path, sha256_of
 from .data import Dataset, load_dataset
 from .data.sources import default_source
 from .models.checkpoints import load_classifier, load_obfuscator_pair, with_normalization
@@ -83,7 +83,7 @@ def load_data(source: str | None, test_subset: int | None = None, seed: int = 0,
     ds.require_obfuscator_size()
     if len(ds.test) == 0 or len(ds.train) == 0:
         raise ValueError(f"data source {source!r} has an empty train or test split")
-    info = {"source": str(source), "name": ds.name, "sha256": ds.source_sha256,
+    info = {"source": recorded_path(source), "name": ds.name, "sha256": ds.source_sha256,
             "classes": list(ds.classes), "train_images": len(ds.train),
             "test_images": len(ds.test), "train_subset": train_subset,
             "test_subset": test_subset, "image_size": list(ds.image_size)}

@@ -72,3 +72,14 @@ def read_bounded(path: str | os.PathLike, limit: int) -> bytes:
         return data
     finally:
         os.close(fd)
+
+
+def recorded_path(path: str | os.PathLike) -> str:
+    """A path as a result file records it: relative to the working directory when it lies under
+    the directory above it (the repository, or a data folder beside it: `../shared/data/...`),
+    so results read the same on every machine; as given otherwise."""
+    text = os.fspath(path)
+    if "://" in text or not os.path.isabs(text):
+        return text
+    relative = os.path.relpath(text, os.getcwd())
+    return relative if not relative.startswith(os.path.join("..", "..")) else text

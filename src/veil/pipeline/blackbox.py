@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.files import atomic_write, read_bounded
+from ..core.files import atomic_write, read_bounded, recorded_path
 from ..core.options import add_data, add_quiet, add_threads, parse_warm_start
 from ..core.runtime import environment, progress
 from ..core.text import printable, shown
@@ -544,8 +544,8 @@ def _measure_step(args: BlackboxSettings, out: Path, public, obfuscator: Path,
     url, token, limits = args.classifier_url, args.token, _limits(args)
     trained = load_checkpoint(obfuscator)["metrics"]
     return {
-        "schema": BLACKBOX_SCHEMA, "server": url, "data": str(args.data), "seed": args.seed,
-        "measured_on": int(len(test)),
+        "schema": BLACKBOX_SCHEMA, "server": url, "data": recorded_path(args.data),
+        "seed": args.seed, "measured_on": int(len(test)),
         "server_plain_acc": server_accuracy(url, token, test.images, test.labels, **limits),
         "server_obfuscated_acc": server_accuracy(url, token, test.images, test.labels,
                                                  obfuscator, args.threads,
