@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A fresh machine: seed each lane's run folders from the state snapshot.sh committed (resume/,
-# checked against the sidecars veil wrote), then continue the lane: bash continue.sh device|veil
+# checked against the sidecars veil wrote), then continue the lane: bash continue.sh device|veil|cloud
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(git -C "$HERE" rev-parse --show-toplevel)
@@ -10,7 +10,7 @@ for state in "$HERE"/resume/*/; do
   [ -d "$state" ] || continue
   name=$(basename "$state"); run=$WT/runs/$name
   [ -d "$run" ] && continue
-  kind=veil; [[ $name == fastnet_device_* ]] && kind=device
+  kind=veil; [[ $name == fastnet_device_* ]] && kind=device; [[ $name == cloud_* ]] && kind=cloud
   mkdir -p "$run"
   cp "$state"/* "$run/"
   for f in config.yaml metrics.jsonl curve.jsonl; do

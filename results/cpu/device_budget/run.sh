@@ -4,10 +4,12 @@
 #                        obfuscator at α = 0.25 / 0.5 / 1), the shipped fastnet's recipe
 #   bash run.sh veil     veil: obfuscators at α = 0.25 and 0.5 against the shipped fastnet,
 #                        the embedded default's recipe (staged, 6 adversarial epochs)
+#   bash run.sh cloud    a cloud classifier far above the device: the full-width resnet9
+#                        (379M MACs, 146x the α = 0.25 obfuscator), the fastnet recipe
 # Runs from its own git worktree of the commit that started it (319bf92), so later changes to
 # the code change nothing it runs; every step passes --resume, so rerunning continues.
 set -euo pipefail
-LANE=${1:?usage: run.sh device|veil}
+LANE=${1:?usage: run.sh device|veil|cloud}
 REPO=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 WT=${WT:-$REPO/../budget}
 [ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" 319bf92
@@ -30,5 +32,8 @@ case $LANE in
         --out "runs/veil-a$alpha" --recipe staged --threads 1 --set curve_every=20000 \
         --set width="$alpha" --resume
     done ;;
+  cloud)
+    "$PY" -m veil train classifier --config "$REPO/results/cpu/default/classifier/config.yaml" \
+      --model resnet9 --data "$DATA" --out runs/cloud_resnet9 --threads 1 --resume ;;
   *) echo "unknown lane $LANE" >&2; exit 2 ;;
 esac

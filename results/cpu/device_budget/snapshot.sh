@@ -9,7 +9,7 @@ REPO=$(git -C "$HERE" rev-parse --show-toplevel)
 RUNS=${WT:-$REPO/../budget}/runs
 for run in "$RUNS"/*/; do
   name=$(basename "$run")
-  kind=veil; [[ $name == fastnet_device_* ]] && kind=device
+  kind=veil; [[ $name == fastnet_device_* ]] && kind=device; [[ $name == cloud_* ]] && kind=cloud
   logs="$HERE/$kind/$name"; state="$HERE/resume/$name"
   mkdir -p "$logs" "$state"
   for f in config.yaml metrics.jsonl curve.jsonl; do [ ! -f "$run/$f" ] || cp "$run/$f" "$logs/"; done
