@@ -1,0 +1,159 @@
+"""Issue 42 §2: the levers against linkage side by side, and their Pareto figure.
+
+Each point is one defense as `veil attack` scored it (an attacks.json, and optionally the
+metrics.jsonl of the run that trained it): accuracy on the full test split, the strongest
+linkage attack measured (top-1 among the gallery, and within the true class), and the strongest
+reconstruction measured (fresh decoders when that attack ran, else the co-trained
+deobfuscator's SSIM from the run's last epoch, labelled as such). A point whose learned matcher
+was not run says so: its linkage figure is the operator's only, a lower bound on what an
+attacker gets.
+
+    python benchmarks/linkage_levers.py --out results/cpu/linkage/levers \
+        --point "shipped default=results/cpu/linkage/defaults/attacks.json" \
+        --point "ft-control=levers/ft-control/attacks.json:levers/ft-control/metrics.jsonl" \
+        [--baselines results/cpu/linkage/baselines/attacks.json] [--device-alone 0.8662]
+
+Writes levers.json, levers.md and levers.png (accuracy against the strongest linkage top-1, log
+scale, chance and issue 42's 1 % bound marked; colour: reconstruction SSIM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from veil.core.files import atomic_write, recorded_path
+from veil.core.markdown import table
+from veil.report.figures import agg_figure
+
+SCHEMA = "veil-linkage-levers/1"
+TARGET_TOP1, TARGET_CLASS = 0.01, 0.05  # issue 42 §3
+
+
+def point(label: str, attacks: Path, metrics: Path | None, which: int = 0) -> dict[str, Any]:
+    """One defense of an attacks.json as a point of the comparison."""
+    defense = json.loads(attacks.read_text())["defenses"][which]
+    linkage = defense.get("linkage") or {}
+    strongest = max(linkage.items(), key=lambda kv: kv[1]["top1"], default=(None, None))
+    reconstruction = _reconstruction(defense, metrics)
+    return {"label": label, "defense": defense["name"], "kind": defense["kind"],
+            "accuracy": defense["accuracy"],
+            "linkage": None if strongest[0] is None else {
+                "attack": strongest[0], "top1": strongest[1]["top1"],
+                "class_top1": strongest[1]["class_top1"], "gallery": strongest[1]["gallery"],
+                "matcher_run": "link_matcher" in linkage},
+            "reconstruction": reconstruction,
+            "source": recorded_path(attacks)}
+
+
+def _reconstruction(defense: dict[str, Any], metrics: Path | None) -> dict[str, Any] | None:
+    """The strongest of what `veil attack` measured (fresh decoders, inversion, the
+    eavesdropper's plain view) and the co-trained deobfuscator of the run's last epoch."""
+    candidates = []
+    strongest = defense.get("strongest")
+    if strongest and strongest.get("ssim") is not None:
+        candidates.append({"ssim": strongest["ssim"], "by": strongest["attack"]})
+    if metrics is not None:
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        if rows and "deobfuscator_ssim" in rows[-1]:
+            candidates.append({"ssim": rows[-1]["deobfuscator_ssim"],
+                               "by": "co-trained deobfuscator"})
+    return max(candidates, key=lambda c: c["ssim"], default=None)
+
+
+def baseline_points(attacks: Path) -> list[dict[str, Any]]:
+    n = len(json.loads(attacks.read_text())["defenses"])
+    return [point(f"baseline: {d}", attacks, None, i) for i, d in enumerate(
+        json.loads(attacks.read_text())["defenses"][j]["name"] for j in range(n))]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = []
+    for p in result["points"]:
+        link, rec = p["linkage"], p["reconstruction"]
+        rows.append([p["label"], f"{100 * p['accuracy']:.2f}",
+                     "–" if link is None else f"{100 * link['top1']:.1f}"
+                     + ("" if link["matcher_run"] else " (operator only: a lower bound)"),
+                     "–" if link is None else f"{100 * link['class_top1']:.1f}",
+                     "–" if rec is None else f"{rec['ssim']:.3f} ({rec['by']})",
+                     f"`{p['source']}`"])
+    lines = ["# Levers against linkage, side by side (issue 42 §2)", "",
+             "Strongest linkage measured among a gallery of 1,000 test photos (chance: top-1 "
+             "0.1 %, within the class 1 %); issue 42's bounds: top-1 ≤ 1 %, within the class "
+             "≤ 5 %. Accuracy on the 10,000 test images, 8-bit.", "",
+             *table(["point", "accuracy %", "linkage top-1 %", "within class %",
+                     "reconstruction SSIM", "source"], rows), ""]
+    if result.get("device_alone") is not None:
+        lines += [f"A classifier of the obfuscator's device cost, alone on the device: "
+                  f"{100 * result['device_alone']:.2f} % (results/cpu/device_budget/).", ""]
+    lines += ["![levers](levers.png)", ""]
+    return "\n".join(lines)
+
+
+def figure(result: dict[str, Any], path: Path) -> Path:
+    fig = agg_figure(figsize=(7.5, 4.8), dpi=120)
+    ax = fig.subplots()
+    pts = [p for p in result["points"] if p["linkage"] is not None]
+    ssim = [p["reconstruction"]["ssim"] if p["reconstruction"] else float("nan") for p in pts]
+    xs = [max(100 * p["linkage"]["top1"], 0.05) for p in pts]
+    ys = [100 * p["accuracy"] for p in pts]
+    groups = {}  # (kind, matcher run) -> indices: circles for obfuscators, squares for baselines
+    for i, p in enumerate(pts):
+        groups.setdefault((p["kind"], p["linkage"]["matcher_run"]), []).append(i)
+    sc = None
+    for (kind, matcher), chosen in sorted(groups.items()):
+        what = "obfuscator" if kind == "obfuscator" else "heuristic baseline"
+        sc = ax.scatter([xs[i] for i in chosen], [ys[i] for i in chosen],
+                        c=[ssim[i] for i in chosen], cmap="viridis", vmin=0, vmax=1,
+                        marker="o" if kind == "obfuscator" else "s", s=60, edgecolors="k",
+                        linewidths=0.6 if matcher else 2.0,
+                        label=f"{what}, " + ("learned matcher measured (thin edge)" if matcher
+                                             else "operator only: a lower bound (thick edge)"))
+    fig.colorbar(sc, ax=ax, label="strongest reconstruction SSIM")
+    for p, x, y in zip(pts, xs, ys, strict=True):
+        ax.annotate(p["label"].removeprefix("baseline: "), (x, y), fontsize=6, xytext=(4, 3),
+                    textcoords="offset points")
+    ax.axvline(0.1, color="gray", ls=":", lw=1, label="chance (0.1 %)")
+    ax.axvline(100 * TARGET_TOP1, color="red", ls="--", lw=1, label="issue 42's bound (1 %)")
+    if result.get("device_alone") is not None:
+        ax.axhline(100 * result["device_alone"], color="gray", ls="-.", lw=1,
+                   label="device alone at the obfuscator's cost")
+    ax.set_xscale("log")
+    ax.set_xlabel("strongest linkage top-1 among 1,000 photos (%, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("CIFAR-10 (JPEG-75): accuracy against linkage", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--point", action="append", default=[], metavar="LABEL=ATTACKS[:METRICS]")
+    p.add_argument("--baselines", type=Path, default=None, metavar="ATTACKS_JSON")
+    p.add_argument("--device-alone", type=float, default=None, metavar="ACCURACY")
+    args = p.parse_args(argv)
+    points = []
+    for spec in args.point:
+        label, _, files = spec.partition("=")
+        attacks, _, metrics = files.partition(":")
+        points.append(point(label, Path(attacks), Path(metrics) if metrics else None))
+    if args.baselines is not None:
+        points += baseline_points(args.baselines)
+    result = {"schema": SCHEMA, "points": points, "device_alone": args.device_alone,
+              "bounds": {"top1": TARGET_TOP1, "class_top1": TARGET_CLASS}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out / "levers.json", json.dumps(result, indent=1) + "\n")
+    atomic_write(args.out / "levers.md", markdown(result))
+    figure(result, args.out / "levers.png")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
