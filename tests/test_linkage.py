@@ -238,3 +238,31 @@ def test_the_matcher_returned_is_its_best_validation_point(sample):
     again = ranking_metrics(matcher.similarity(defense.transmit_all(val_x), val_x),
                             torch.as_tensor(val.labels))["top1"]
     assert again == pytest.approx(best["top1"])
+
+
+def test_send_noise_adds_fresh_randomness_per_request_and_keeps_the_clean_defense():
+    from veil.attacks.cli import with_send_noise
+
+    clean = Defense("obf", "obfuscator", nn.Identity(), "trained obfuscator (8-bit output)")
+    defenses = with_send_noise([clean], [0.0, 0.1])
+    assert [d.name for d in defenses] == ["obf", "obf+noise0.1"]
+    assert defenses[0] is clean and defenses[1].noise == 0.1 and clean.noise == 0.0
+    x = torch.full((4, 3, 8, 8), 0.5)
+    noisy = defenses[1]
+    first, second = noisy.transmit(x), noisy.transmit(x)
+    assert not torch.equal(first, second)  # a new draw on every request
+    assert 0.07 < (first.float() - 0.5).std().item() < 0.13  # quantize_8bit keeps [0, 1] floats
+    assert torch.equal(clean.transmit(x), clean.transmit(x))
+    assert noisy.summary()["noise_std"] == 0.1 and "per request" in noisy.description
+
+
+@pytest.mark.parametrize("stds, message", [
+    ([-0.1], "--send-noise takes stds of 0 or more, got -0.1"),
+    ([float("nan")], "--send-noise takes stds of 0 or more, got nan"),
+    ([0.1, 0.1], "--send-noise lists a std twice"),
+])
+def test_bad_send_noise_is_a_clear_error(stds, message):
+    from veil.attacks.cli import with_send_noise
+
+    with pytest.raises(ValueError, match=message):
+        with_send_noise([Defense("obf", "obfuscator", nn.Identity())], stds)

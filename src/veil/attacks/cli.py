@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -51,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "all baselines")
     parser.add_argument("--obfuscators", nargs="+", default=[], metavar="PT",
                         help="trained obfuscator checkpoints to attack")
+    parser.add_argument("--send-noise", nargs="+", type=float, default=[0.0], metavar="STD",
+                        help="randomness per request, the linkage lever: each obfuscator is "
+                             "also attacked with fresh Gaussian noise of this std added to what "
+                             "it sends (before the 8-bit rule), once per value; 0 = as is "
+                             "(default: 0)")
     parser.add_argument("--classifier", metavar="PT",
                         help="the frozen classifier that scores accuracy (default: the one the "
                              "obfuscators were trained for)")
@@ -137,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
                                 image_size=args.image_size)
     classifier = _classifier(args, ds.classes, device)
     defenses, classifier = _obfuscator_defenses(args.obfuscators, classifier, ds.classes, device)
+    defenses = with_send_noise(defenses, args.send_noise)
     calibration = _calibration(ds, device) if baseline_names else None
     baselines = [make_baseline(name, calibration, args.seed) for name in baseline_names]
     if classifier is None and baselines:
@@ -194,6 +202,20 @@ def _obfuscator_defenses(paths: list, classifier: LoadedClassifier | None,
     defenses = [obfuscator_defense(o.label, o.obfuscator, o.deobfuscator, _obf_info(o))
                 for o in obfuscators]
     return defenses, (given[0] if given else None)
+
+
+def with_send_noise(defenses: list[Defense], stds: list[float]) -> list[Defense]:
+    """Each defense once per std: as it is for 0, else sending with fresh Gaussian noise of that
+    std on every call (named `NAME+noiseSTD`): randomness per request on the device."""
+    bad = [s for s in stds if not (math.isfinite(s) and s >= 0)]
+    if bad or not stds:
+        raise ValueError(f"--send-noise takes stds of 0 or more, got {bad[0] if bad else 'none'}")
+    if len(set(stds)) != len(stds):
+        raise ValueError(f"--send-noise lists a std twice: {stds}")
+    return [d if std == 0 else replace(
+                d, name=f"{d.name}+noise{std:g}", noise=std, _generator=None,
+                description=f"{d.description}, fresh Gaussian noise (std {std:g}) per request")
+            for d in defenses for std in stds]
 
 
 def _obf_info(o: LoadedObfuscator) -> dict:
