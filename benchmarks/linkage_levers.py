@@ -43,7 +43,9 @@ def point(label: str, attacks: Path, metrics: Path | None, which: int = 0) -> di
             "linkage": None if strongest[0] is None else {
                 "attack": strongest[0], "top1": strongest[1]["top1"],
                 "class_top1": strongest[1]["class_top1"], "gallery": strongest[1]["gallery"],
-                "matcher_run": "link_matcher" in linkage},
+                "matcher_run": "link_matcher" in linkage,
+                "matcher_stopped": ((linkage.get("link_matcher") or {}).get("curve") or {})
+                .get("stopped")},
             "reconstruction": reconstruction,
             "source": recorded_path(attacks)}
 
@@ -69,13 +71,20 @@ def baseline_points(attacks: Path) -> list[dict[str, Any]]:
         json.loads(attacks.read_text())["defenses"][j]["name"] for j in range(n))]
 
 
+def _bound(link: dict[str, Any]) -> str:
+    if not link["matcher_run"]:
+        return " (operator only: a lower bound)"
+    if link.get("matcher_stopped") == "budget":
+        return " (the matcher stopped by its time budget, still rising: a lower bound)"
+    return ""
+
+
 def markdown(result: dict[str, Any]) -> str:
     rows = []
     for p in result["points"]:
         link, rec = p["linkage"], p["reconstruction"]
         rows.append([p["label"], f"{100 * p['accuracy']:.2f}",
-                     "–" if link is None else f"{100 * link['top1']:.1f}"
-                     + ("" if link["matcher_run"] else " (operator only: a lower bound)"),
+                     "–" if link is None else f"{100 * link['top1']:.1f}" + _bound(link),
                      "–" if link is None else f"{100 * link['class_top1']:.1f}",
                      "–" if rec is None else f"{rec['ssim']:.3f} ({rec['by']})",
                      f"`{p['source']}`"])
