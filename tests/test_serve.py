@@ -691,8 +691,11 @@ def test_inference_process_reports_a_failed_batch_and_keeps_serving(inference_pr
 def test_a_killed_inference_process_is_replaced_and_the_server_keeps_serving(artifacts,
                                                                              obfuscated, caplog):
     caplog.set_level("WARNING", logger="veil.serve")
-    with InferenceProcess(artifacts.classifier, threads=1) as worker, \
-            BackgroundServer(create_app(worker)) as url, httpx.Client(base_url=url) as http:
+    # generous timeouts: a replacement loads torch and the model afresh, which takes far longer
+    # than 5 s on a loaded machine (this test is about deaths, not timeouts)
+    with InferenceProcess(artifacts.classifier, threads=1, batch_timeout_s=120) as worker, \
+            BackgroundServer(create_app(worker)) as url, \
+            httpx.Client(base_url=url, timeout=120) as http:
         assert classify(http, encode_png(obfuscated[0])).status_code == 200
         pids = [worker.pid]
         for kills in (1, 2, 3):  # every replacement is counted, each with its real cause
