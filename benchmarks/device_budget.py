@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from veil.core.files import atomic_write
+from veil.core.files import atomic_write, recorded_path
 from veil.core.markdown import table
 from veil.eval.tables import offloading_gain
 from veil.models.classifiers import DEVICE_FASTNETS
@@ -89,8 +89,9 @@ def linkage_of(path: Path) -> dict[str, Any]:
     data = json.loads(path.read_text())
     defense = (data.get("defenses") or data["rows"])[0]  # a finished result, or a partial one
     strongest = defense.get("strongest_linkage") or {}
-    return {"source": str(path), **{k: strongest.get(k) for k in
-                                    ("attack", "top1", "class_top1", "median_rank")}}
+    return {"source": recorded_path(path),
+            "matcher_run": "link_matcher" in (defense.get("linkage") or {}),
+            **{k: strongest.get(k) for k in ("attack", "top1", "class_top1", "median_rank")}}
 
 
 def build(runs: Path, veil_points: dict[float, Path], linkage: dict[float, Path]
@@ -124,7 +125,8 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{_pct(v['accuracy'])}" + _status(v),
                      "–" if "offloading_gain_pp" not in v else f"{v['offloading_gain_pp']:+.2f}",
                      "–" if v["cotrained_ssim"] is None else f"{v['cotrained_ssim']:.3f}",
-                     "–" if link.get("top1") is None else f"{100 * link['top1']:.1f}"])
+                     "–" if link.get("top1") is None else f"{100 * link['top1']:.1f}"
+                     + ("" if link.get("matcher_run") else " (operator only: a lower bound)")])
     cloud = result["clouds"][0]
     return "\n".join([
         "# Device budget: veil against the device alone", "",
