@@ -24,13 +24,14 @@ from typing import Any
 
 import yaml
 
-from veil.core.files import atomic_write, recorded_path
+from veil.core.files import recorded_path
 from veil.core.markdown import table
 from veil.eval.tables import offloading_gain
 from veil.models.classifiers import DEVICE_FASTNETS
 from veil.models.complexity import count_macs, count_params, model_complexity
 from veil.models.obfuscator import Obfuscator
 from veil.report.figures import agg_figure
+from veil.report.results import write_result_with
 
 SCHEMA = "veil-device-budget/1"
 CLOUD = "fastnet"
@@ -178,6 +179,13 @@ def _pairs(specs: list[str]) -> dict[float, Path]:
     return out
 
 
+def figures(result: dict[str, Any], out: Path) -> list[Path]:
+    return [figure(result, out / "device_budget.png")]
+
+
+RENDERER = ("device_budget", markdown, figures)  # for report.results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=Path, required=True)
@@ -187,11 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--linkage", nargs="*", default=[], metavar="ALPHA=ATTACKS_JSON")
     args = p.parse_args(argv)
     result = build(args.runs, _pairs(args.veil_point), _pairs(args.linkage))
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "device_budget.json", json.dumps(result, indent=1) + "\n")
-    atomic_write(args.out / "device_budget.md", markdown(result))
-    figure(result, args.out / "device_budget.png")
-    print(markdown(result))
+    written = write_result_with(RENDERER, result, args.out)
+    print(written[1].read_text())
     return 0
 
 

@@ -24,9 +24,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from veil.core.files import atomic_write, recorded_path
+from veil.core.files import recorded_path
 from veil.core.markdown import table
 from veil.report.figures import agg_figure
+from veil.report.results import write_result_with
 
 SCHEMA = "veil-linkage-levers/1"
 TARGET_TOP1, TARGET_CLASS = 0.01, 0.05  # issue 42 §3
@@ -140,6 +141,13 @@ def figure(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def figures(result: dict[str, Any], out: Path) -> list[Path]:
+    return [figure(result, out / "levers.png")]
+
+
+RENDERER = ("levers", markdown, figures)  # for report.results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
@@ -156,11 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         points += baseline_points(args.baselines)
     result = {"schema": SCHEMA, "points": points, "device_alone": args.device_alone,
               "bounds": {"top1": TARGET_TOP1, "class_top1": TARGET_CLASS}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "levers.json", json.dumps(result, indent=1) + "\n")
-    atomic_write(args.out / "levers.md", markdown(result))
-    figure(result, args.out / "levers.png")
-    print(markdown(result))
+    written = write_result_with(RENDERER, result, args.out)
+    print(written[1].read_text())
     return 0
 
 
