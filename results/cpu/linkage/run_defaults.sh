@@ -5,7 +5,9 @@
 # Resumable (--resume keeps the finished defenses). Run from anywhere:
 #   bash results/cpu/linkage/run_defaults.sh [OBFUSCATOR.pt ...]
 # With no argument it attacks the embedded default (extracted to runs/, fp32 of its fp16 weights).
+# $EXTRA: further `veil attack` options, after these (a later --attacks replaces the one here).
 set -euo pipefail
+# shellcheck disable=SC2086  # $EXTRA is split into options on purpose
 cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
 PY=.venv/bin/python
 mkdir -p runs
@@ -18,4 +20,4 @@ exec .venv/bin/veil attack --obfuscators "${OBFUSCATORS[@]}" --classifier runs/d
   --attacks link_operator link_matcher --budget hour --matcher-seconds "${MATCHER_SECONDS:-3000}" \
   --matcher-eval-every 10000 \
   --data ../shared/data/cifar10-jpeg75.zip --threads 1 \
-  --out "${OUT:-results/cpu/linkage/defaults}" --resume --quiet
+  --out "${OUT:-results/cpu/linkage/defaults}" --resume --quiet ${EXTRA:-}

@@ -8,14 +8,6 @@
 # it is the next step if the curve says so). Resumable. Run from anywhere:
 #   bash results/cpu/linkage/levers/send_noise.sh
 set -euo pipefail
-cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
-PY=.venv/bin/python
-mkdir -p runs
-[ -f runs/default-classifier.pt ] || $PY -m veil.zoo.build --extract-classifier runs/default-classifier.pt
-[ -f runs/default-obfuscator.pt ] || $PY -m veil.zoo.build \
-  --extract-obfuscator runs/default-obfuscator.pt --classifier runs/default-classifier.pt
-exec .venv/bin/veil attack --obfuscators runs/default-obfuscator.pt --send-noise 0.02 0.05 0.1 \
-  --classifier runs/default-classifier.pt --attacks cotrained link_operator link_matcher \
-  --budget hour --matcher-seconds 3000 --matcher-eval-every 10000 \
-  --data ../shared/data/cifar10-jpeg75.zip --threads 1 \
-  --out "${OUT:-results/cpu/linkage/levers/send-noise}" --resume --quiet
+HERE=$(cd "$(dirname "$0")" && pwd)
+EXTRA="--send-noise 0.02 0.05 0.1 --attacks cotrained link_operator link_matcher" \
+  OUT="${OUT:-results/cpu/linkage/levers/send-noise}" exec bash "$HERE/../run_defaults.sh"
