@@ -209,13 +209,15 @@ def load_target(spec: str | None, classes: tuple[str, ...], image_size: tuple[in
                                               weights=weights, mean=mean, std=std,
                                               image_size=image_size)
     path = Path(spec) if spec else None
+    digest = payload.get("sha256")  # the spec file's, hashed once by load_classifier
     if path is None or not path.is_file() or "normalization" in payload:
         path = out / "classifier.pt2"
         if is_main and not path.exists():
             export_classifier(classifier, path, classes, image_size, payload["model_name"])
         barrier()
+        digest = sha256_of(path)
     return classifier, {"model_name": payload["model_name"], "path": str(path),
-                        "sha256": sha256_of(path),
+                        "sha256": digest,
                         "test_acc": payload.get("metrics", {}).get("test_acc")}
 
 

@@ -48,7 +48,7 @@ def load_classifier(spec: str | Path, device: str | torch.device = "cpu",
         model, payload = read_external(spec, device, weights, expected_classes, image_size)
     else:
         model, payload = _read_veil_classifier(spec, device, expected_classes, verify)
-    if "sha256" not in payload:  # what an obfuscator records of its classifier
+    if kind != "zoo":  # what an obfuscator records of its classifier: the file's own hash
         payload = {**payload, "sha256": sha256_of(spec) if Path(text).is_file() else None}
     return with_normalization(model, payload, mean, std, device)
 
