@@ -257,6 +257,37 @@ def fastnet_tiny(num_classes: int = 10) -> Classifier:
     return Classifier(fastnet_backbone(num_classes, (8, 16, 16)), num_classes)
 
 
+# --- CloudNet: the strong cloud classifiers -----------------------------------------------
+# fastnet's layout made wider: the paper's regime needs a cloud model far stronger (and costlier)
+# than anything the device runs. Trained with a whitened stem (`veil train classifier`'s
+# `whiten`); the `_tta` entries are the same weights answering over six views.
+CLOUDNETS: dict[str, tuple[int, tuple[int, int, int]]] = {
+    "cloudnet_s": (24, (64, 256, 256)),
+    "cloudnet_m": (24, (128, 384, 512)),
+}
+
+
+class ViewAveraged(Classifier):
+    """A classifier whose logits are the mean over six views of each image: the image and its
+    mirror, each also shifted by one pixel up-left and down-right (reflected at the border).
+    Test-time augmentation as part of the model, so that whatever serves or exports it answers
+    the same, and its MACs (six forward passes) say what it costs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+        h, w = x.shape[-2:]
+        views = (x, padded[..., :h, :w], padded[..., 2:, 2:])
+        logits = [super(ViewAveraged, self).forward(v) for view in views
+                  for v in (view, view.flip(3))]
+        return torch.stack(logits).mean(0)
+
+
+def cloudnet(name: str, num_classes: int = 10, views: bool = False) -> Classifier:
+    stem, widths = CLOUDNETS[name]
+    return (ViewAveraged if views else Classifier)(
+        fastnet_backbone(num_classes, widths, stem), num_classes)
+
+
 # --- The device alone: fastnets sized to an obfuscator's budget ------------------------------
 # Offloading pays only if the obfuscator's accuracy through the cloud beats what a classifier of
 # the same device cost reaches on its own. These fastnets are that baseline: (stem, w1, w2, w3)

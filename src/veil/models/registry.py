@@ -25,6 +25,10 @@ _REGISTRY: dict[str, tuple[str, Callable[..., nn.Module]]] = {
     "resnet9_tiny": ("classifier", classifiers.resnet9_tiny),
     **{name: ("classifier", functools.partial(classifiers.fastnet_device, name))
        for name in classifiers.DEVICE_FASTNETS},
+    **{name: ("classifier", functools.partial(classifiers.cloudnet, name))
+       for name in classifiers.CLOUDNETS},
+    **{f"{name}_tta": ("classifier", functools.partial(classifiers.cloudnet, name, views=True))
+       for name in classifiers.CLOUDNETS},
 }
 
 PAPER_CLASSIFIERS = ("vgg19", "resnet18", "resnet50", "googlenet")
