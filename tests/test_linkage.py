@@ -17,9 +17,11 @@ from veil.attacks.linkage import (
     MatcherBudget,
     cosine_similarity,
     gallery_indices,
+    jpeg_copies,
     matcher_linkage,
     operator_linkage,
     ranking_metrics,
+    reobfuscation_linkage,
     train_matcher,
 )
 from veil.data import Split, load_dataset, to_tensor_images
@@ -207,6 +209,7 @@ def test_attack_help_names_the_linkage_family(capsys):
     code, text, _ = veil(["attack", "--help"], capsys)
     assert code == 0
     assert "link_operator" in text and "link_matcher" in text and "--gallery-size" in text
+    assert "link_reobfuscate" in text and "--attacker-weights" in text
     code, text, _ = veil(["--help"], capsys)
     assert "linkage" in text
 
@@ -266,3 +269,75 @@ def test_bad_send_noise_is_a_clear_error(stds, message):
 
     with pytest.raises(ValueError, match=message):
         with_send_noise([Defense("obf", "obfuscator", nn.Identity())], stds)
+
+
+# --- re-obfuscation: the weights' holder runs the obfuscator on every candidate photo ----------
+@pytest.fixture(scope="module")
+def shipped():
+    from veil import zoo
+
+    return zoo.load("default").obfuscator.eval(), zoo.load("ensemble").obfuscator.eval()
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_reobfuscation_links_every_photo_the_shipped_default_sends(sample, shipped, noise):
+    _, x, y = sample
+    default, _ = shipped
+    sent = Defense("default", "obfuscator", default, noise=noise).transmit_all(x)
+    linked = reobfuscation_linkage(default, sent, x, y)
+    # exact photos and their JPEG-75 copies alike; noise on what is sent does not hide it
+    assert linked["variants"]["exact"]["top1"] == 1.0
+    assert linked["variants"]["jpeg75"]["top1"] == 1.0
+    assert linked["top1"] == 1.0 and linked["median_rank"] == 1.0
+
+
+def test_a_siblings_weights_link_far_less_than_the_obfuscators_own(sample, shipped):
+    _, x, y = sample
+    default, sibling = shipped
+    sent = Defense("default", "obfuscator", default).transmit_all(x)
+    linked = reobfuscation_linkage(sibling, sent, x, y)
+    assert linked["top1"] < 0.3  # 0.125 measured among these 200 photos; chance 0.005
+
+
+def test_reobfuscating_a_constant_defense_scores_exactly_chance(sample):
+    _, x, y = sample
+    constant = Defense("constant", "baseline", Constant())
+    linked = reobfuscation_linkage(Constant(), constant.transmit_all(x), x, y)
+    assert linked["top1"] == pytest.approx(1 / len(x))
+    assert linked["median_rank"] == pytest.approx((len(x) + 1) / 2)
+
+
+def test_jpeg_copies_differ_from_the_photos_as_jpeg_75_does(sample):
+    _, x, _ = sample
+    copies = jpeg_copies(x[:50])
+    assert copies.shape == x[:50].shape and copies.dtype == torch.float32
+    rmse = (copies - x[:50]).pow(2).mean().sqrt().item() * 255
+    assert 3 < rmse < 15  # about 8 on CIFAR-10 (the shared copy's README: RMSE 8.1)
+
+
+def _shipped_checkpoints(tmp_path):
+    from veil.zoo.build import extract_classifier, extract_obfuscator
+
+    classifier = extract_classifier("default", tmp_path / "clf.pt")
+    return (classifier, extract_obfuscator("default", tmp_path / "default.pt", classifier),
+            extract_obfuscator("ensemble", tmp_path / "ensemble.pt"))
+
+
+def test_attack_cli_reobfuscates_with_the_defenses_or_the_attackers_weights(tmp_path, capsys):
+    classifier, default, ensemble = _shipped_checkpoints(tmp_path)
+    common = ["attack", "--data", "sample", "--obfuscators", str(default), "--classifier",
+              str(classifier), "--attacks", "link_reobfuscate", "--gallery-size", "100",
+              "--quiet"]
+    code, _, err = veil([*common, "--out", str(tmp_path / "own")], capsys)
+    assert code == 0, err
+    own = json.loads((tmp_path / "own" / "attacks.json").read_text())
+    row = own["defenses"][0]
+    assert row["linkage"]["link_reobfuscate"]["top1"] == 1.0
+    assert row["strongest_linkage"]["attack"] == "link_reobfuscate"
+    assert "re-obfuscation (with the weights)" in (tmp_path / "own" / "attacks.md").read_text()
+    code, _, err = veil([*common, "--attacker-weights", str(ensemble),
+                         "--out", str(tmp_path / "held")], capsys)
+    assert code == 0, err
+    held = json.loads((tmp_path / "held" / "attacks.json").read_text())
+    assert held["attacker_weights"]["path"] == str(ensemble)
+    assert held["defenses"][0]["linkage"]["link_reobfuscate"]["top1"] < 0.5

@@ -58,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "also attacked with fresh Gaussian noise of this std added to what "
                              "it sends (before the 8-bit rule), once per value; 0 = as is "
                              "(default: 0)")
+    parser.add_argument("--attacker-weights", metavar="PT",
+                        help="link_reobfuscate runs this obfuscator checkpoint (what the "
+                             "attacker holds: a sibling's, a derived obfuscator's parent) "
+                             "instead of each defense's own weights")
     parser.add_argument("--classifier", metavar="PT",
                         help="the frozen classifier that scores accuracy (default: the one the "
                              "obfuscators were trained for)")
@@ -161,13 +165,17 @@ def run(args: argparse.Namespace) -> int:
             defense.name = f"sweep-lam{lam:g}"
         defenses += swept
     defenses += baselines
+    held = load_obfuscators([args.attacker_weights], ds.classes, device)[0] \
+        if args.attacker_weights else None
     attack_setup = AttackSetup(ds, data_info, classifier, attacks, budget, device, args.seed,
-                               quiet)
+                               quiet, held.obfuscator if held else None)
     partial = PartialResult.open(args.out, {
         "budget": attack_setup.recorded_budget(), "attacks": attacks, "data": data_info,
-        "seed": args.seed, "classifier": classifier.sha256 if classifier else None},
-        args.resume)
+        "seed": args.seed, "classifier": classifier.sha256 if classifier else None,
+        "attacker_weights": held.sha256 if held else None}, args.resume)
     result = run_attack_suite(defenses, attack_setup, sweep, partial=partial)
+    if held is not None:
+        result["attacker_weights"] = {"path": held.path, "sha256": held.sha256}
     written = write_result_with(RENDERER, result, args.out)
     curves = {d["name"]: [c for a in d["attacks"].values() for c in a.get("curves", [])]
               for d in result["defenses"]}

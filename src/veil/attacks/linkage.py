@@ -11,6 +11,14 @@ image for every photo scores exactly chance.
 - `operator`: no training. The cloud operator runs the frozen classifier anyway: cosine
   similarity of its penultimate features, and of its logits, of the received image and of each
   gallery photo; plus the raw pixels. The best of these is the attack.
+- `reobfuscate`: no training, with the obfuscator's weights (every shipped zoo entry's are
+  public). The attacker runs the obfuscator on every gallery photo itself and takes the photo
+  whose 8-bit output is nearest (Euclidean) to the received image: against a deterministic
+  obfuscator that is an exact lookup. Noise added on the device does not hide it: the noise-free
+  output is the noise's expectation, and the nearest one is the most likely photo under
+  Gaussian noise. Scored against the exact photos and against their JPEG-75 copies (an attacker
+  whose copy of a photo differs from the device's); the better is the attack. Whose weights the
+  attacker runs is a parameter: a sibling obfuscator's, or a private one's parent.
 - `matcher`: an eavesdropper who has the obfuscator's weights (it ships to every device) makes
   (sent, original) pairs from public photos and trains two encoders with a symmetric InfoNCE
   loss, half of the batches drawn from two classes only (hard negatives), crop + flip on the
@@ -19,6 +27,7 @@ image for every photo scores exactly chance.
 
 from __future__ import annotations
 
+import io
 import itertools
 import time
 from dataclasses import dataclass
@@ -27,9 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from ..batches import channels_last
+from ..core.eightbit import quantize_8bit
 from ..core.runtime import progress
 from ..data import Split, to_tensor_images
 from ..data.loader import random_crop, random_flip
@@ -132,6 +143,41 @@ def _embed_with(frozen: FrozenClassifier, images: torch.Tensor, pick: int, batch
                 ) -> torch.Tensor:
     return torch.cat([frozen.forward_with_features(channels_last(images[i:i + batch_size]))[pick]
                       .float().flatten(1) for i in range(0, len(images), batch_size)])
+
+
+# --- the weights' holder's attack: re-obfuscation ------------------------------------------------
+def jpeg_copies(images: torch.Tensor, quality: int = 75) -> torch.Tensor:
+    """Each (3, H, W) image in [0, 1] as it reads back after JPEG at `quality` (Pillow, 4:2:0):
+    the attacker's copy of a photo, not the device's bytes."""
+    pixels = images.mul(255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    copies = []
+    for p in pixels:
+        buffer = io.BytesIO()
+        Image.fromarray(p).save(buffer, "JPEG", quality=quality)
+        copies.append(np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")))
+    return to_tensor_images(np.stack(copies), images.device).float().div_(255)
+
+
+@torch.no_grad()
+def reobfuscation_linkage(obfuscator: nn.Module, sent: torch.Tensor, originals: torch.Tensor,
+                          labels: torch.Tensor, batch_size: int = 500) -> dict[str, Any]:
+    """Rank the gallery by the Euclidean distance between the received image and what
+    `obfuscator` (the attacker's copy, noise-free) sends for each photo; once with the exact
+    photos and once with their JPEG-75 copies, the variant with the highest top-1 is the attack.
+    """
+    obfuscator.eval()
+    variants = {}
+    for name, gallery in (("exact", originals), ("jpeg75", jpeg_copies(originals))):
+        resent = torch.cat([quantize_8bit(obfuscator(channels_last(gallery[i:i + batch_size])))
+                            for i in range(0, len(gallery), batch_size)])
+        # exact distances (no matrix-product shortcut), so that equal images tie exactly
+        distance = torch.cdist(sent.flatten(1).double(), resent.flatten(1).double(),
+                               compute_mode="donot_use_mm_for_euclid_dist")
+        variants[name] = ranking_metrics(-distance, labels)
+    best = max(variants, key=lambda k: variants[k]["top1"])
+    return {**variants[best], "variant": best,
+            "variants": {k: {m: v[m] for m in ("top1", "top5", "median_rank", "class_top1")}
+                         for k, v in variants.items()}}
 
 
 # --- the eavesdropper's attack: a contrastive matcher --------------------------------------------

@@ -13,7 +13,9 @@ from .suite import SCHEMA
 __all__ = ["SCHEMA", "attacks_figures", "attacks_markdown"]
 TRADEOFF_FIGURE = "tradeoff.png"
 LINKAGE_FIGURE = "tradeoff_linkage.png"
-LINKAGE_NAMES = {"link_operator": "operator (no training)", "link_matcher": "learned matcher"}
+LINKAGE_NAMES = {"link_operator": "operator (no training)",
+                 "link_reobfuscate": "re-obfuscation (with the weights)",
+                 "link_matcher": "learned matcher"}
 ROW_NAMES = {"original": "original", "sent": "sent (8-bit)", "cotrained": "co-trained",
              "decoder": "fresh decoder", "unet": "fresh U-Net", "inversion": "inversion"}
 

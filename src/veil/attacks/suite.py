@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..batches import accuracy_on, test_images
 from ..core.runtime import environment
@@ -28,7 +29,13 @@ from .decoders import make_decoder
 from .defenses import Defense
 from .fresh_decoder import reconstruct, train_fresh_decoder, train_until_flat
 from .inversion import invert
-from .linkage import MatcherBudget, gallery_indices, matcher_linkage, operator_linkage
+from .linkage import (
+    MatcherBudget,
+    gallery_indices,
+    matcher_linkage,
+    operator_linkage,
+    reobfuscation_linkage,
+)
 from .partial import PartialResult
 
 SCHEMA = "veil.attacks/1"
@@ -43,11 +50,14 @@ ATTACKS: dict[str, str] = {
     "link_operator": "linkage, no training: the cloud operator ranks the gallery by cosine "
                      "similarity of the frozen classifier's penultimate features, its logits or "
                      "the pixels (the best of the three)",
+    "link_reobfuscate": "linkage, no training, with the obfuscator's weights: re-obfuscate every "
+                        "gallery photo (noise-free) and take the nearest 8-bit image, against "
+                        "the exact photos and their JPEG-75 copies (the better of the two)",
     "link_matcher": "linkage, learned: two encoders trained contrastively (InfoNCE, hard "
                     "batches) on (sent, photo) pairs the attacker makes with the defense's "
                     "weights, until flat",
 }
-LINKAGE = ("link_operator", "link_matcher")
+LINKAGE = ("link_operator", "link_reobfuscate", "link_matcher")
 DEFAULT_ATTACKS = ("cotrained", "decoder", "unet", "inversion", *LINKAGE)
 
 
@@ -70,6 +80,9 @@ class AttackSetup:
     device: torch.device
     seed: int = 0
     quiet: bool = True
+    # the obfuscator re-obfuscation runs (the attacker holds these weights); None: each
+    # defense's own
+    attacker_obfuscator: nn.Module | None = None
 
     def __post_init__(self) -> None:
         self.attacks = check_attacks(self.attacks)
@@ -210,6 +223,11 @@ def _run_linkage(name: str, defense: Defense, sent: torch.Tensor, setup: AttackS
     if name == "link_operator":
         model = setup.classifier.model if setup.classifier else None
         scored = operator_linkage(model, queries, photos, labels)
+    elif name == "link_reobfuscate":
+        held = setup.attacker_obfuscator
+        scored = reobfuscation_linkage(defense.transform if held is None else held, queries,
+                                       photos, labels)
+        scored["weights"] = "the defense's own" if held is None else "the attacker's"
     else:
         train = setup.ds.train.subset(setup.train_images, setup.seed)
         scored = matcher_linkage(defense, train, setup.matcher_budget(), queries, photos, labels,
