@@ -16,10 +16,15 @@ LOSSLESS_NPZ = SHARED_DATA / "cifar10-lossless-subset.npz"
 torch.set_num_threads(int(os.environ.get("VEIL_TEST_THREADS", "2")))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory) -> Path:
-    """One decode cache for the whole session, so the shared zip is decoded at most once."""
-    return tmp_path_factory.mktemp("veil-cache")
+    """One cache for the whole session (the shared zip is decoded at most once), set before any
+    fixture runs, module-scoped ones included: no test reads or writes the user's own cache
+    (decoded data, the trust list of programs)."""
+    cache = tmp_path_factory.mktemp("veil-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VEIL_CACHE", str(cache))
+        yield cache
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,10 @@ program through the CLI; then evaluation, export and serving against what the ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,8 +132,10 @@ class Planted:
 
 
 @pytest.mark.hostile
-def test_a_pt2_with_a_pickled_payload_is_refused_without_running_it(tmp_path, capsys):
-    """torch.export.load falls back to full unpickling for sample inputs: veil never lets it."""
+def test_a_pt2_with_a_pickled_payload_is_refused_without_running_it(tmp_path, capsys,
+                                                                   monkeypatch):
+    """torch.export.load falls back to full unpickling for sample inputs: veil never lets it,
+    not even for a program the user pinned."""
     import zipfile
 
     good = export_classifier(small_convnet(), tmp_path / "good.pt2",
@@ -144,6 +148,7 @@ def test_a_pt2_with_a_pickled_payload_is_refused_without_running_it(tmp_path, ca
             if item.filename.endswith("sample_inputs/model.pt"):
                 data = pickle.dumps(Planted(str(marker)))
             dst.writestr(item, data)
+    monkeypatch.setenv("VEIL_TRUSTED_PROGRAMS", sha256_of(evil))
     error = cli_error(["train", "obfuscator", "--classifier", str(evil), "--data", "sample",
                        "--out", str(tmp_path / "run"), "--set", "feature_weight=0", "--quiet"],
                       capsys)
@@ -168,7 +173,7 @@ def test_a_pt2_with_a_pickled_payload_is_refused_without_running_it(tmp_path, ca
      "do not fit byo_models:small_convnet: "
      "Error(s) in loading state_dict for SmallConvNet: size mismatch for fc.weight"),
     ("{program}", ["--set", "classifier_weights={foreign}"], "holds its own weights"),
-    ("{not_a_program}", [], "not a torch.export program veil can load safely"),
+    ("{not_a_program}", [], "refusing to load a torch.export program nobody trusted"),
 ])
 def test_bad_classifiers_are_refused_clearly(tmp_path, capsys, spec, extra, message):
     files = {"missing": tmp_path / "nope.pt", "pickle": tmp_path / "evil.pt",
@@ -207,3 +212,113 @@ def test_api_trains_for_an_ensemble_whose_first_member_is_a_module(api_run, tmp_
                                         "module"):
         veil.train_obfuscator([small_convnet(), small_convnet()], data="sample",
                               out=tmp_path / "two")
+
+
+# --- a .pt2 is code: veil loads only pinned programs (core.trust) -------------------------------
+def _with_model_json(program: Path, out: Path, edit) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(program) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith("models/model.json"):
+                data = edit(data.decode()).encode()
+            dst.writestr(item, data)
+    return out
+
+
+def _program_that_runs_code(tmp_path: Path, marker: Path) -> Path:
+    """A real program whose stored shape expression creates `marker` when torch evaluates it."""
+    good = export_classifier(small_convnet(), tmp_path / "good.pt2",
+                             load_dataset("sample").classes, (32, 32), "good")
+    symbol = "Symbol('s"
+
+    def plant(text: str) -> str:
+        start = text.index('"expr_str": "' + symbol) + len('"expr_str": "')
+        end = text.index('"', start)
+        expression = text[start:end]
+        planted = f"(__import__('pathlib').Path({str(marker)!r}).touch(), {expression})[1]"
+        return text[:start] + planted + text[end:]
+
+    return _with_model_json(good, tmp_path / "evil.pt2", plant)
+
+
+@pytest.mark.hostile
+def test_an_untrusted_program_that_runs_code_on_load_is_refused_and_leaves_no_trace(
+        tmp_path, capsys):
+    marker = tmp_path / "code-ran"
+    evil = _program_that_runs_code(tmp_path, marker)
+    error = cli_error(["evaluate", "--classifiers", str(evil), "--data", "sample",
+                       "--out", str(tmp_path / "eval"), "--quiet"], capsys)
+    assert "refusing to load a torch.export program nobody trusted" in error
+    assert f"veil trust {evil}" in error and sha256_of(evil) in error
+    assert len(error.strip().splitlines()) == 1 and "Traceback" not in error
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="nobody trusted"):
+        load_classifier(evil)
+    assert not marker.exists()
+
+
+@pytest.mark.hostile
+def test_the_crafted_program_really_runs_code_when_torch_loads_it(tmp_path):
+    """What the refusal above prevents: torch.export.load evaluates the planted expression."""
+    marker = tmp_path / "code-ran"
+    evil = _program_that_runs_code(tmp_path, marker)
+    with contextlib.suppress(Exception):  # whatever it raises after, the code has run
+        torch.export.load(evil)
+    assert marker.exists()
+
+
+@pytest.mark.hostile
+def test_torch_never_reads_an_untrusted_program(tmp_path, monkeypatch):
+    """Refused before torch parses a byte: no graph it holds (an aten.from_file that maps and
+    zeroes files, any operator) and no expression in it can run."""
+    import veil.models.external as external
+
+    opened = []
+    monkeypatch.setattr(external.torch.export, "load", lambda *a, **k: opened.append(a))
+    good = export_classifier(small_convnet(), tmp_path / "good.pt2",
+                             load_dataset("sample").classes, (32, 32), "good")
+    other = _with_model_json(good, tmp_path / "other.pt2", lambda t: t.replace(
+        '"major"', '"major" ', 1))
+    with pytest.raises(ValueError, match="nobody trusted"):
+        load_classifier(other)
+    assert opened == []
+
+
+def test_a_pinned_program_loads_and_a_changed_one_is_refused_again(tmp_path, capsys):
+    from veil.core.trust import UntrustedProgram
+
+    program = tmp_path / "theirs.pt2"
+    # a program veil did not write: a copy under another name, one byte of its metadata changed
+    good = export_classifier(small_convnet(), tmp_path / "mine.pt2",
+                             load_dataset("sample").classes, (32, 32), "mine")
+    _with_model_json(good, program, lambda text: text.replace('"major"', '"major" ', 1))
+    with pytest.raises(UntrustedProgram):
+        load_classifier(program)
+    assert main(["trust", str(program)]) == 0
+    assert sha256_of(program) in capsys.readouterr().out
+    assert load_classifier(program)[1]["classes"] == list(load_dataset("sample").classes)
+    _with_model_json(good, program, lambda text: text.replace('"major"', '"major"  ', 1))
+    with pytest.raises(UntrustedProgram):
+        load_classifier(program)
+
+
+def test_programs_veil_exported_load_without_asking_and_env_pins_work(tmp_path, monkeypatch):
+    good = export_classifier(small_convnet(), tmp_path / "mine.pt2",
+                             load_dataset("sample").classes, (32, 32), "mine")
+    assert load_classifier(good)[1]["sha256"] == sha256_of(good)
+    other = _with_model_json(good, tmp_path / "other.pt2", lambda t: t.replace(
+        '"major"', '"major" ', 1))
+    monkeypatch.setenv("VEIL_TRUSTED_PROGRAMS", f"  {sha256_of(other).upper()} , junk")
+    assert load_classifier(other)[1]["sha256"] == sha256_of(other)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["trust"], "name the .pt2 programs to trust, or --list"),
+    (["trust", "{dir}/nope.pt2"], "no such program file"),
+    (["trust", "{dir}/model.pt"], "only torch.export programs (.pt2) need trust"),
+])
+def test_bad_trust_requests_are_clear_errors(tmp_path, capsys, argv, message):
+    error = cli_error([a.format(dir=tmp_path) for a in argv], capsys)
+    assert message in error and len(error.strip().splitlines()) == 1

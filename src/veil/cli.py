@@ -13,6 +13,8 @@ from .core.allocator import keep_freed_memory
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("veil.models.cli", "list the model zoo with parameters, MACs and obfuscator "
                "overhead (Table 1's overhead columns)"),
+    "trust": ("veil.models.trust_cli", "pin a torch.export program (.pt2) you trust: veil "
+              "loads no other program, since a .pt2 is code"),
     "data": ("veil.data.cli", "inspect or prepare a data source (decode and cache it)"),
     "train": ("veil.train.cli", "train a classifier or an obfuscator/deobfuscator pair"),
     "evaluate": ("veil.eval.cli", "the paper's Tables 1-3 for trained classifiers and obfuscators"),

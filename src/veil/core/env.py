@@ -13,6 +13,7 @@ MALLOC = "VEIL_MALLOC"  # "system": leave glibc's malloc thresholds alone
 TOKEN = "VEIL_TOKEN"  # the server's bearer token
 SERVER = "VEIL_SERVER"  # `veil classify`'s default server
 OBFUSCATOR = "VEIL_OBFUSCATOR"  # `veil classify`'s default obfuscator
+TRUSTED_PROGRAMS = "VEIL_TRUSTED_PROGRAMS"  # sha256 pins of .pt2 programs (core.trust)
 
 
 def data_source() -> str:
@@ -21,6 +22,10 @@ def data_source() -> str:
 
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE, Path.home() / ".cache" / "veil"))
+
+
+def trusted_programs() -> str:
+    return os.environ.get(TRUSTED_PROGRAMS, "")
 
 
 def quiet() -> bool:

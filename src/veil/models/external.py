@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..core.files import atomic_write
+from ..core.trust import check_trusted, pin
 from ..core.unpickling import no_code_unpickling
 from .classifiers import Normalize
 
@@ -95,6 +96,7 @@ def read_external(spec: str | Path, device: str | torch.device = "cpu",
 def _load_program(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"classifier program {path} does not exist")
+    check_trusted(path)
     extra = {META_FILE: ""}
     try:
         with no_code_unpickling():
@@ -195,4 +197,5 @@ def export_classifier(model: nn.Module, path: str | Path, classes: Sequence[str]
     buffer = io.BytesIO()
     torch.export.save(program, buffer, extra_files={META_FILE: json.dumps(meta)})
     atomic_write(path, buffer.getvalue())
+    pin(path)  # veil wrote it: it loads without asking (core.trust)
     return path
