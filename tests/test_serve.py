@@ -931,6 +931,48 @@ def test_a_64_mib_header_is_answered_431_before_it_is_read(guarded_server):
     assert sent < 8 << 20, f"the server read {sent} bytes of a header before refusing it"
 
 
+def _head_of(size: int, path: bytes = b"/healthz") -> bytes:
+    """A complete GET head of exactly `size` bytes (padding in one header field)."""
+    start = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: "
+    return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("size", [8193, 9000, 33 << 10, 60 << 10])
+def test_a_head_over_the_limit_is_431_even_when_it_arrives_in_one_piece(guarded_server, size):
+    """The head was measured only while incomplete: one read that completed it reached the app."""
+    with _connect(guarded_server) as sock:
+        sock.sendall(_head_of(size))
+        reply = _read_all(sock)
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
+    assert b"request head larger than 8192 bytes" in reply
+
+
+@pytest.mark.hostile
+def test_a_head_of_exactly_the_limit_is_served(guarded_server):
+    with _connect(guarded_server) as sock:
+        sock.sendall(_head_of(8192))
+        assert _read_all(sock).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.hostile
+def test_a_pipelined_oversized_second_head_is_431(guarded_server):
+    with _connect(guarded_server) as sock:
+        first = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        sock.sendall(first + _head_of(9000))
+        reply = _read_all(sock)
+    # the connection is refused at the second head (the first's answer may not be written yet)
+    assert b"HTTP/1.1 431" in reply and reply.count(b"HTTP/1.1 ") <= 2
+
+
+@pytest.mark.hostile
+def test_an_oversized_head_is_refused_in_the_v2_shape_when_it_asks_for_v2(guarded_server):
+    with _connect(guarded_server) as sock:
+        sock.sendall(_head_of(9000, b"/v2/health/ready"))
+        reply = _read_all(sock)
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["code"] == "head_too_large"
+
+
 @pytest.mark.hostile
 def test_30000_headers_are_answered_431(guarded_server):
     with _connect(guarded_server) as sock:

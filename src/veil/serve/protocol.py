@@ -25,6 +25,15 @@ _CODES = {400: "bad_http_request", 408: "head_timeout", 431: "head_too_large",
           503: "too_many_connections"}
 
 
+_REQUEST_LINE_PEEK = 2048
+
+
+def _path_of(head_start: bytes) -> bytes:
+    """The path of a request line ("POST /v2/... HTTP/1.1"), as far as it was received."""
+    parts = head_start.split(b"\r\n", 1)[0].split(b" ")
+    return parts[1] if len(parts) > 1 else b""
+
+
 def refusal(status: int, message: str, path: bytes = b"") -> bytes:
     """A complete HTTP/1.1 response that closes the connection: a JSON error in the shape of
     the path's API (serve/errors.py), as far as the request line was read."""
@@ -44,7 +53,10 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._host: str | None = None
         self._in_head = True
-        self._head_bytes = 0
+        self._head_bytes = 0  # of the head being received, as measured before parsing
+        self._head_tail = b""  # its last 3 bytes: a blank line may straddle two reads
+        self._head_start = b""  # its first bytes: the path, for the refusal's error shape
+        self._parsed_head = 0  # the parsed request's URL and fields, in bytes
         self._header_count = 0
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -71,27 +83,55 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._in_head:
-            self._head_bytes += len(data)
+        if self._in_head and self._head_too_large(data):
+            self._refuse(431, f"request head larger than {self.limits.max_header_bytes} bytes",
+                         _path_of(self._head_start))
+            return
         super().data_received(data)
         if self._refused or self.transport.is_closing():
             return
-        if self._in_head and self._head_bytes > self.limits.max_header_bytes:
-            self._refuse(431, f"request head larger than {self.limits.max_header_bytes} bytes")
-        elif self._header_count > self.limits.max_headers:
+        if self._header_count > self.limits.max_headers:
             self._refuse(431, f"more than {self.limits.max_headers} header fields")
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Measure the head these bytes add to, before the parser sees them: up to its blank
+        line when they hold it, else all of them. A head that ends within them ends a
+        measurement; the next request's head (pipelined in the same bytes) is measured by its
+        parsed fields in `on_headers_complete`."""
+        if not self._head_bytes:
+            self._head_start = data[:_REQUEST_LINE_PEEK]
+        seam = self._head_tail + data
+        end = seam.find(b"\r\n\r\n")
+        if end < 0:
+            self._head_bytes += len(data)
+            self._head_tail = seam[-3:]
+            return self._head_bytes > self.limits.max_header_bytes
+        size = self._head_bytes + end + 4 - len(self._head_tail)
+        self._head_bytes, self._head_tail = 0, b""
+        return size > self.limits.max_header_bytes
 
     def on_message_begin(self) -> None:
         if self._refused:
             return
         self._in_head = True
         self._header_count = 0
+        self._parsed_head = 0
         self._arm_head_timer()
         super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed_head += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed_head += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         # the header bytes are capped, so counting them here (not one by one) bounds memory too
         self._header_count = len(self.headers)
+        if self._parsed_head > self.limits.max_header_bytes and not self._refused:
+            self._refuse(431, f"request head larger than {self.limits.max_header_bytes} bytes")
         if self._refused or self._header_count > self.limits.max_headers:
             return  # refused after this feed; the app never sees the request
         self._in_head = False
@@ -109,7 +149,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         self._in_head = True  # what arrives next is the next request's head
-        self._head_bytes = 0
+        self._head_bytes, self._head_tail = 0, b""
         super().on_response_complete()
 
     def _arm_head_timer(self) -> None:
@@ -126,13 +166,14 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._in_head and not self.transport.is_closing():
             self._refuse(408, f"request head not received within {self.limits.head_timeout_s:g} s")
 
-    def _refuse(self, status: int, message: str) -> None:
+    def _refuse(self, status: int, message: str, path: bytes | None = None) -> None:
         self._refused = True
         self._disarm_head_timer()
         self.logger.warning("%s: refused with %d: %s", self.client[0] if self.client else "?",
                             status, message)
         if not self.transport.is_closing():
-            self.transport.write(refusal(status, message, getattr(self, "url", b"")))
+            path = getattr(self, "url", b"") if path is None else path
+            self.transport.write(refusal(status, message, path))
             self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
@@ -142,9 +183,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
 # What GuardedProtocol relies on in uvicorn's private HttpToolsProtocol (uvicorn has no public
 # hooks for a head's size, its header count or its time); pyproject.toml pins the uvicorn range
-HOOKS = ("connection_made", "connection_lost", "data_received", "on_message_begin",
-         "on_headers_complete", "on_body", "on_message_complete", "on_response_complete",
-         "send_400_response")
+HOOKS = ("connection_made", "connection_lost", "data_received", "on_message_begin", "on_url",
+         "on_header", "on_headers_complete", "on_body", "on_message_complete",
+         "on_response_complete", "send_400_response")
 ATTRIBUTES = ("headers", "client", "transport", "loop", "logger")
 
 
