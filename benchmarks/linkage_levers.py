@@ -9,12 +9,14 @@ was not run says so: its linkage figure is the operator's only, a lower bound on
 attacker gets.
 
     python benchmarks/linkage_levers.py --out results/cpu/linkage/levers \
-        --point "shipped default=results/cpu/linkage/defaults/attacks.json" \
+        --point "shipped default=defaults/attacks.json,reobfuscation/own/attacks.json#NAME" \
         --point "ft-control=levers/ft-control/attacks.json:levers/ft-control/metrics.jsonl" \
         [--baselines results/cpu/linkage/baselines/attacks.json] [--device-alone 0.8662]
 
-Writes levers.json, levers.md and levers.png (accuracy against the strongest linkage top-1, log
-scale, chance and issue 42's 1 % bound marked; colour: reconstruction SSIM).
+(several attacks.json scorings of one defense are merged; results/cpu/linkage/levers/render.sh
+holds the command that wrote the committed figure.) Writes levers.json, levers.md and
+levers.png (accuracy against the strongest linkage top-1, log scale, chance and issue 42's
+1 % bound marked; colour: reconstruction SSIM).
 """
 
 from __future__ import annotations
@@ -33,10 +35,24 @@ SCHEMA = "veil-linkage-levers/1"
 TARGET_TOP1, TARGET_CLASS = 0.01, 0.05  # issue 42 §3
 
 
-def point(label: str, attacks: Path, metrics: Path | None, which: int = 0) -> dict[str, Any]:
-    """One defense of an attacks.json as a point of the comparison."""
-    defense = json.loads(attacks.read_text())["defenses"][which]
-    linkage = defense.get("linkage") or {}
+def _defense(attacks: Path, which: int | str) -> dict[str, Any]:
+    defenses = json.loads(attacks.read_text())["defenses"]
+    if isinstance(which, int):
+        return defenses[which]
+    return next(d for d in defenses if d["name"] == which)
+
+
+def point(label: str, attacks: Path | list[tuple[Path, int | str]], metrics: Path | None,
+          which: int = 0) -> dict[str, Any]:
+    """One defense as a point of the comparison: from one attacks.json, or from several
+    (attacks.json, defense) scorings of the same defense, their linkage attacks merged (the
+    first one's accuracy and reconstruction)."""
+    scorings = [(attacks, which)] if isinstance(attacks, Path) else attacks
+    defense = _defense(*scorings[0])
+    linkage = {}
+    for path, chosen in scorings:
+        linkage.update(_defense(path, chosen).get("linkage") or {})
+    attacks = scorings[0][0]
     strongest = max(linkage.items(), key=lambda kv: kv[1]["top1"], default=(None, None))
     reconstruction = _reconstruction(defense, metrics)
     return {"label": label, "defense": defense["name"], "kind": defense["kind"],
@@ -45,10 +61,11 @@ def point(label: str, attacks: Path, metrics: Path | None, which: int = 0) -> di
                 "attack": strongest[0], "top1": strongest[1]["top1"],
                 "class_top1": strongest[1]["class_top1"], "gallery": strongest[1]["gallery"],
                 "matcher_run": "link_matcher" in linkage,
+                "reobfuscation_run": "link_reobfuscate" in linkage,
                 "matcher_stopped": ((linkage.get("link_matcher") or {}).get("curve") or {})
                 .get("stopped")},
             "reconstruction": reconstruction,
-            "source": recorded_path(attacks)}
+            "source": " + ".join(recorded_path(path) for path, _ in scorings)}
 
 
 def _reconstruction(defense: dict[str, Any], metrics: Path | None) -> dict[str, Any] | None:
@@ -73,6 +90,11 @@ def baseline_points(attacks: Path) -> list[dict[str, Any]]:
 
 
 def _bound(link: dict[str, Any]) -> str:
+    """Why the point's linkage figure is a lower bound ("" when it is not)."""
+    if not link.get("reobfuscation_run", False):
+        return " (re-obfuscation not run: a lower bound)"
+    if link["attack"] == "link_reobfuscate":
+        return ""
     if not link["matcher_run"]:
         return " (operator only: a lower bound)"
     if link.get("matcher_stopped") == "budget":
@@ -85,7 +107,8 @@ def markdown(result: dict[str, Any]) -> str:
     for p in result["points"]:
         link, rec = p["linkage"], p["reconstruction"]
         rows.append([p["label"], f"{100 * p['accuracy']:.2f}",
-                     "–" if link is None else f"{100 * link['top1']:.1f}" + _bound(link),
+                     "–" if link is None else f"{100 * link['top1']:.1f} ({link['attack']})"
+                     + _bound(link),
                      "–" if link is None else f"{100 * link['class_top1']:.1f}",
                      "–" if rec is None else f"{rec['ssim']:.3f} ({rec['by']})",
                      f"`{p['source']}`"])
@@ -111,16 +134,17 @@ def figure(result: dict[str, Any], path: Path) -> Path:
     ys = [100 * p["accuracy"] for p in pts]
     groups = {}  # (kind, matcher run) -> indices: circles for obfuscators, squares for baselines
     for i, p in enumerate(pts):
-        groups.setdefault((p["kind"], p["linkage"]["matcher_run"]), []).append(i)
+        groups.setdefault((p["kind"], not _bound(p["linkage"])), []).append(i)
     sc = None
-    for (kind, matcher), chosen in sorted(groups.items()):
+    for (kind, final), chosen in sorted(groups.items()):
         what = "obfuscator" if kind == "obfuscator" else "heuristic baseline"
         sc = ax.scatter([xs[i] for i in chosen], [ys[i] for i in chosen],
                         c=[ssim[i] for i in chosen], cmap="viridis", vmin=0, vmax=1,
                         marker="o" if kind == "obfuscator" else "s", s=60, edgecolors="k",
-                        linewidths=0.6 if matcher else 2.0,
-                        label=f"{what}, " + ("learned matcher measured (thin edge)" if matcher
-                                             else "operator only: a lower bound (thick edge)"))
+                        linewidths=0.6 if final else 2.0,
+                        label=f"{what}, " + ("re-obfuscation or a converged matcher measured "
+                                             "(thin edge)" if final
+                                             else "a lower bound (thick edge)"))
     fig.colorbar(sc, ax=ax, label="strongest reconstruction SSIM")
     for p, x, y in zip(pts, xs, ys, strict=True):
         ax.annotate(p["label"].removeprefix("baseline: "), (x, y), fontsize=6, xytext=(4, 3),
@@ -151,15 +175,19 @@ RENDERER = ("levers", markdown, figures)  # for report.results
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--point", action="append", default=[], metavar="LABEL=ATTACKS[:METRICS]")
+    p.add_argument("--point", action="append", default=[],
+                   metavar="LABEL=ATTACKS[#DEFENSE][,ATTACKS[#DEFENSE]...][:METRICS]",
+                   help="one defense; several attacks.json scorings of it are merged")
     p.add_argument("--baselines", type=Path, default=None, metavar="ATTACKS_JSON")
     p.add_argument("--device-alone", type=float, default=None, metavar="ACCURACY")
     args = p.parse_args(argv)
     points = []
-    for spec in args.point:
+    for spec in args.point:  # LABEL=ATTACKS[#DEFENSE][,ATTACKS[#DEFENSE]...][:METRICS]
         label, _, files = spec.partition("=")
         attacks, _, metrics = files.partition(":")
-        points.append(point(label, Path(attacks), Path(metrics) if metrics else None))
+        scorings = [(Path(path), name or 0) for path, _, name in
+                    (part.partition("#") for part in attacks.split(","))]
+        points.append(point(label, scorings, Path(metrics) if metrics else None))
     if args.baselines is not None:
         points += baseline_points(args.baselines)
     result = {"schema": SCHEMA, "points": points, "device_alone": args.device_alone,
