@@ -41,6 +41,10 @@ class AttackBudget:
     matcher_time_s: float | None = None
     matcher_max_images: int | None = None
     matcher_eval_every: int = 5000
+    # linkage against a randomised obfuscator: candidates fitted per received image, and the
+    # optimiser steps on each one's noise
+    fit_shortlist: int = 10
+    fit_steps: int = 40
 
     def __post_init__(self) -> None:
         self.ssim_weights = tuple(float(w) for w in self.ssim_weights)
@@ -52,7 +56,7 @@ class AttackBudget:
     def _check_counts(self) -> None:
         for name in ("epochs", "batch_size", "unet_width", "inversion_steps",
                      "inversion_restarts", "gallery_size", "matcher_width",
-                     "matcher_eval_every"):
+                     "matcher_eval_every", "fit_shortlist", "fit_steps"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise ValueError(f"attack budget: {name} must be positive, got "
                                  f"{getattr(self, name)}")

@@ -105,6 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="linkage: validate the matcher every N training pairs")
     b.add_argument("--matcher-width", type=int, metavar="W",
                    help="linkage: the matcher's encoder width (default 32)")
+    b.add_argument("--fit-shortlist", type=int, metavar="K",
+                   help="link_fit: candidates fitted per received image (default 10)")
+    b.add_argument("--fit-steps", type=int, metavar="N",
+                   help="link_fit: optimiser steps on each candidate's noise (default 40)")
     b.add_argument("--inversion-images", type=int, metavar="N",
                    help="test images attacked by inversion")
     b.add_argument("--inversion-steps", type=int)
@@ -131,7 +135,8 @@ def budget_from(args: argparse.Namespace) -> AttackBudget:
                   inversion_restarts=args.restarts, inversion_lr=args.inversion_lr,
                   tv_weight=args.tv_weight, gallery_size=args.gallery_size,
                   matcher_time_s=args.matcher_time_s, matcher_max_images=args.matcher_max_images,
-                  matcher_eval_every=args.matcher_eval_every, matcher_width=args.matcher_width)
+                  matcher_eval_every=args.matcher_eval_every, matcher_width=args.matcher_width,
+                  fit_shortlist=args.fit_shortlist, fit_steps=args.fit_steps)
 
 
 def run(args: argparse.Namespace) -> int:

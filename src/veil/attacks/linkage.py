@@ -19,6 +19,10 @@ image for every photo scores exactly chance.
   Gaussian noise. Scored against the exact photos and against their JPEG-75 copies (an attacker
   whose copy of a photo differs from the device's); the better is the attack. Whose weights the
   attacker runs is a parameter: a sibling obfuscator's, or a private one's parent.
+- `fit`: against an obfuscator that draws noise inside itself per request: the weights' holder
+  fits, for each received image and each of its shortlisted candidates (the nearest by the
+  noise-free expectation), the bottleneck noise that best reproduces it, and ranks the
+  candidates by that fit.
 - `matcher`: an eavesdropper who has the obfuscator's weights (it ships to every device) makes
   (sent, original) pairs from public photos and trains two encoders with a symmetric InfoNCE
   loss, half of the batches drawn from two classes only (hard negatives), crop + flip on the
@@ -158,26 +162,115 @@ def jpeg_copies(images: torch.Tensor, quality: int = 75) -> torch.Tensor:
     return to_tensor_images(np.stack(copies), images.device).float().div_(255)
 
 
+def randomised(obfuscator: nn.Module) -> bool:
+    """Whether the obfuscator draws noise inside itself on every call (models.obfuscator)."""
+    return bool(getattr(obfuscator, "noise", 0))
+
+
 @torch.no_grad()
-def reobfuscation_linkage(obfuscator: nn.Module, sent: torch.Tensor, originals: torch.Tensor,
-                          labels: torch.Tensor, batch_size: int = 500) -> dict[str, Any]:
-    """Rank the gallery by the Euclidean distance between the received image and what
-    `obfuscator` (the attacker's copy, noise-free) sends for each photo; once with the exact
-    photos and once with their JPEG-75 copies, the variant with the highest top-1 is the attack.
-    """
+def expected_sends(obfuscator: nn.Module, gallery: torch.Tensor, draws: int = 0,
+                   batch_size: int = 500) -> torch.Tensor:
+    """What the attacker expects `obfuscator` to send for each photo: its 8-bit output, for a
+    randomised obfuscator with its noise set to zero (draws = 0) or averaged over `draws`
+    fresh draws."""
+    def one(x: torch.Tensor) -> torch.Tensor:
+        x = channels_last(x)
+        if not randomised(obfuscator):
+            return quantize_8bit(obfuscator(x))
+        if draws == 0:
+            z = obfuscator.encode(x)
+            return quantize_8bit(obfuscator.decode(z, torch.zeros_like(z)))
+        return torch.stack([quantize_8bit(obfuscator(x)) for _ in range(draws)]).mean(0)
+
     obfuscator.eval()
-    variants = {}
-    for name, gallery in (("exact", originals), ("jpeg75", jpeg_copies(originals))):
-        resent = torch.cat([quantize_8bit(obfuscator(channels_last(gallery[i:i + batch_size])))
-                            for i in range(0, len(gallery), batch_size)])
-        # exact distances (no matrix-product shortcut), so that equal images tie exactly
-        distance = torch.cdist(sent.flatten(1).double(), resent.flatten(1).double(),
-                               compute_mode="donot_use_mm_for_euclid_dist")
-        variants[name] = ranking_metrics(-distance, labels)
+    return torch.cat([one(gallery[i:i + batch_size]) for i in range(0, len(gallery), batch_size)])
+
+
+def _distances(sent: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+    # exact distances (no matrix-product shortcut), so that equal images tie exactly
+    return torch.cdist(sent.flatten(1).double(), expected.flatten(1).double(),
+                       compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def _best_of(variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
     best = max(variants, key=lambda k: variants[k]["top1"])
     return {**variants[best], "variant": best,
             "variants": {k: {m: v[m] for m in ("top1", "top5", "median_rank", "class_top1")}
                          for k, v in variants.items()}}
+
+
+@torch.no_grad()
+def reobfuscation_linkage(obfuscator: nn.Module, sent: torch.Tensor, originals: torch.Tensor,
+                          labels: torch.Tensor, draws: int = 16) -> dict[str, Any]:
+    """Rank the gallery by the Euclidean distance between the received image and what
+    `obfuscator` (the attacker's copy) is expected to send for each photo; with the exact photos
+    and with their JPEG-75 copies, and for a randomised obfuscator with its noise at zero and
+    averaged over `draws` draws: the variant with the highest top-1 is the attack."""
+    ways = {"": 0} if not randomised(obfuscator) else {"-noise-free": 0, f"-mean{draws}": draws}
+    variants = {}
+    for name, gallery in (("exact", originals), ("jpeg75", jpeg_copies(originals))):
+        for way, n in ways.items():
+            expected = expected_sends(obfuscator, gallery, n)
+            variants[name + way] = ranking_metrics(-_distances(sent, expected), labels)
+    return _best_of(variants)
+
+
+# --- fitting: the randomness that best explains what was sent ----------------------------------
+@dataclass
+class FitBudget:
+    shortlist: int = 10  # candidates per query, the nearest by the noise-free expectation
+    steps: int = 40  # Adam steps on each (query, candidate)'s noise
+    lr: float = 0.1
+    pairs_per_batch: int = 1000
+
+
+def fitting_linkage(obfuscator: nn.Module, sent: torch.Tensor, originals: torch.Tensor,
+                    labels: torch.Tensor, budget: FitBudget | None = None) -> dict[str, Any]:
+    """For a randomised obfuscator: for each received image and each of its shortlisted
+    candidate photos, the bottleneck noise that best reproduces the image (maximum a posteriori:
+    squared pixel error over the 8-bit rule's rounding variance plus the noise's own squared
+    norm), then the candidates ranked by that fit; the others keep the expectation's order
+    behind them. A deterministic obfuscator has no randomness to fit: re-obfuscation."""
+    budget = budget or FitBudget()
+    for p in obfuscator.parameters():  # the attacker's copy: only the noise is fitted
+        p.requires_grad_(False)
+    if not randomised(obfuscator):
+        return {**reobfuscation_linkage(obfuscator, sent, originals, labels), "fitted": False}
+    obfuscator.eval()
+    distance = _distances(sent, expected_sends(obfuscator, originals))
+    k = min(budget.shortlist, len(originals))
+    shortlist = distance.topk(k, dim=1, largest=False).indices  # (queries, k)
+    with torch.no_grad():
+        codes = torch.cat([obfuscator.encode(channels_last(originals[i:i + 500]))
+                           for i in range(0, len(originals), 500)])
+    queries = torch.arange(len(sent)).repeat_interleave(k)
+    candidates = shortlist.flatten()
+    fit = torch.cat([_fit(obfuscator, codes[candidates[i:i + budget.pairs_per_batch]],
+                          sent[queries[i:i + budget.pairs_per_batch]], budget)
+                     for i in range(0, len(queries), budget.pairs_per_batch)])
+    # every non-shortlisted candidate behind every shortlisted one, in the expectation's order
+    score = -(distance + fit.max() + 1)
+    score[queries, candidates] = -fit
+    return {**ranking_metrics(score, labels), "fitted": True,
+            "budget": {k: v for k, v in vars(budget).items()}}
+
+
+def _fit(obfuscator: nn.Module, codes: torch.Tensor, sent: torch.Tensor, budget: FitBudget
+         ) -> torch.Tensor:
+    """The lowest objective found for each (code, sent image) pair: Adam on the noise."""
+    rounding = (1 / 255) ** 2 / 12  # the variance of the 8-bit rule's rounding error
+    noise = torch.zeros_like(codes, requires_grad=True)
+    optimizer = torch.optim.Adam([noise], lr=budget.lr)
+    best = torch.full((len(codes),), float("inf"), dtype=torch.float64)
+    for _ in range(budget.steps + 1):
+        out = obfuscator.decode(codes, noise)
+        objective = ((out - sent) ** 2).flatten(1).sum(1) / (2 * rounding) \
+            + 0.5 * noise.flatten(1).pow(2).sum(1)
+        best = torch.minimum(best, objective.detach().double())
+        optimizer.zero_grad(set_to_none=True)
+        objective.sum().backward()
+        optimizer.step()
+    return best
 
 
 # --- the eavesdropper's attack: a contrastive matcher --------------------------------------------

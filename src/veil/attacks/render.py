@@ -15,6 +15,7 @@ TRADEOFF_FIGURE = "tradeoff.png"
 LINKAGE_FIGURE = "tradeoff_linkage.png"
 LINKAGE_NAMES = {"link_operator": "operator (no training)",
                  "link_reobfuscate": "re-obfuscation (with the weights)",
+                 "link_fit": "fitting the randomness (with the weights)",
                  "link_matcher": "learned matcher"}
 ROW_NAMES = {"original": "original", "sent": "sent (8-bit)", "cotrained": "co-trained",
              "decoder": "fresh decoder", "unet": "fresh U-Net", "inversion": "inversion"}
@@ -100,6 +101,16 @@ def _summary(result: dict[str, Any]) -> list[str]:
             "", *table(header, rows, 2), ""]
 
 
+def _how(attack: dict[str, Any]) -> str:
+    """How a linkage figure was reached: its variant, its fit or its matcher's curve."""
+    if attack.get("fitted"):
+        b = attack["budget"]
+        return f"fitted: {b['shortlist']} candidates x {b['steps']} steps each"
+    if "variant" in attack:
+        return attack["variant"]
+    return f"{attack['curve']['stopped']} after {attack['curve']['images']:,} pairs"
+
+
 def _linkage(result: dict[str, Any]) -> list[str]:
     """Each linkage attack's ranks, with chance; defenses scored before linkage existed have
     none."""
@@ -107,8 +118,7 @@ def _linkage(result: dict[str, Any]) -> list[str]:
     for d in result["defenses"]:
         for name, a in (d.get("linkage") or {}).items():
             c = a["chance"]
-            how = (f"{a['variant']}" if "variant" in a else
-                   f"{a['curve']['stopped']} after {a['curve']['images']:,} pairs")
+            how = _how(a)
             rows.append([d["name"], LINKAGE_NAMES.get(name, name),
                          f"{pct(a['top1'])} ({pct(c['top1'])})", f"{pct(a['top5'])} "
                          f"({pct(c['top5'])})", f"{a['median_rank']:g} ({c['median_rank']:g})",

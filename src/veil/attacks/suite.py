@@ -30,7 +30,9 @@ from .defenses import Defense
 from .fresh_decoder import reconstruct, train_fresh_decoder, train_until_flat
 from .inversion import invert
 from .linkage import (
+    FitBudget,
     MatcherBudget,
+    fitting_linkage,
     gallery_indices,
     matcher_linkage,
     operator_linkage,
@@ -53,11 +55,15 @@ ATTACKS: dict[str, str] = {
     "link_reobfuscate": "linkage, no training, with the obfuscator's weights: re-obfuscate every "
                         "gallery photo (noise-free) and take the nearest 8-bit image, against "
                         "the exact photos and their JPEG-75 copies (the better of the two)",
+    "link_fit": "linkage against randomness inside the obfuscator, with its weights: for each "
+                "received image and its 10 nearest candidates (by the noise-free expectation), the "
+                "bottleneck noise that best reproduces it; the best fit wins (a deterministic "
+                "obfuscator: re-obfuscation)",
     "link_matcher": "linkage, learned: two encoders trained contrastively (InfoNCE, hard "
                     "batches) on (sent, photo) pairs the attacker makes with the defense's "
                     "weights, until flat",
 }
-LINKAGE = ("link_operator", "link_reobfuscate", "link_matcher")
+LINKAGE = ("link_operator", "link_reobfuscate", "link_fit", "link_matcher")
 DEFAULT_ATTACKS = ("cotrained", "decoder", "unet", "inversion", *LINKAGE)
 
 
@@ -227,6 +233,12 @@ def _run_linkage(name: str, defense: Defense, sent: torch.Tensor, setup: AttackS
         held = setup.attacker_obfuscator
         scored = reobfuscation_linkage(defense.transform if held is None else held, queries,
                                        photos, labels)
+        scored["weights"] = "the defense's own" if held is None else "the attacker's"
+    elif name == "link_fit":
+        held = setup.attacker_obfuscator
+        budget = FitBudget(setup.budget.fit_shortlist, setup.budget.fit_steps)
+        scored = fitting_linkage(defense.transform if held is None else held, queries, photos,
+                                 labels, budget)
         scored["weights"] = "the defense's own" if held is None else "the attacker's"
     else:
         train = setup.ds.train.subset(setup.train_images, setup.seed)

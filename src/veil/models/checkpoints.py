@@ -96,11 +96,18 @@ def load_obfuscator_pair(path: str | Path, device: str | torch.device = "cpu", v
     payload = load_checkpoint(path, map_location=device, verify=verify)
     if payload.get("kind") != "obfuscator":
         raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not an obfuscator")
-    obfuscator = create_model("obfuscator", width=obfuscator_width(payload))
+    obfuscator = create_model("obfuscator", width=obfuscator_width(payload),
+                              noise=obfuscator_noise(payload))
     deobfuscator = create_model("deobfuscator")
     obfuscator.load_state_dict(payload["obfuscator"])
     deobfuscator.load_state_dict(payload["deobfuscator"])
     return obfuscator.to(device).eval(), deobfuscator.to(device).eval(), payload
+
+
+def obfuscator_noise(payload: dict[str, Any]) -> float:
+    """The std of the noise an obfuscator draws into its bottleneck per call (0 before it
+    existed: deterministic)."""
+    return float((payload.get("config") or {}).get("bottleneck_noise", 0.0))
 
 
 def obfuscator_width(payload: dict[str, Any]) -> float:

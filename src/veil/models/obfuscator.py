@@ -18,6 +18,11 @@ decoder the placement that gives the paper's ~2.6e7 multiply-accumulates (26.08M
 The last layer's LeakyReLU is replaced by a sigmoid so that the output is an image in [0, 1]
 (what is transmitted), adding no parameters.
 
+`noise` draws fresh Gaussian noise of that standard deviation into the bottleneck (the encoder's
+4x4 output) on every call, in training and in use: randomness per request, inside the network,
+so that two sends of one photo differ and re-running the weights on a candidate photo does not
+reproduce what was sent (0: deterministic, the paper's network).
+
 `width` is MobileNet's width multiplier α: every inner channel count is scaled by it (rounded
 to a multiple of 8, at least 8), the 3-channel input and output stay. α = 1 is exactly the
 paper's network; α = 0.5 and 0.25 cost about a quarter and a sixteenth of its MACs, for a
@@ -75,10 +80,13 @@ class Bottleneck(nn.Module):
 class Obfuscator(nn.Module):
     """Image-to-image network of the paper; also used, untouched, as the deobfuscator."""
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float = 1.0, noise: float = 0.0) -> None:
         super().__init__()
         c0, c1, c2, c3 = scaled_channels(width)
-        self.width = float(width)
+        if not (isinstance(noise, (int, float)) and 0 <= noise < float("inf")):
+            raise ValueError(f"obfuscator bottleneck noise must be a finite std of 0 or more, "
+                             f"got {noise!r}")
+        self.width, self.noise = float(width), float(noise)
         self.stem = conv_bn_act(3, c0, 3)
         self.encoder = nn.Sequential(
             Bottleneck(c0, c1, stride=2),
@@ -97,11 +105,22 @@ class Obfuscator(nn.Module):
                 f"expected images of shape (N, 3, H, W) with H and W multiples of 8, "
                 f"got {tuple(x.shape)}"
             )
-        return torch.sigmoid(self.decoder(self.encoder(self.stem(x))))
+        return self.decode(self.encode(x))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck before the noise (what a fitting attacker computes per candidate)."""
+        return self.encoder(self.stem(x))
+
+    def decode(self, z: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The image from bottleneck z, with `noise` (standard normal, scaled by `self.noise`)
+        added first: fresh noise when None, none when `self.noise` is 0."""
+        if self.noise:
+            z = z + self.noise * (torch.randn_like(z) if noise is None else noise)
+        return torch.sigmoid(self.decoder(z))
 
 
-def obfuscator(width: float = 1.0) -> Obfuscator:
-    return Obfuscator(width)
+def obfuscator(width: float = 1.0, noise: float = 0.0) -> Obfuscator:
+    return Obfuscator(width, noise)
 
 
 def deobfuscator(width: float = 1.0) -> Obfuscator:

@@ -96,8 +96,9 @@ def _build(role: str, info: dict[str, Any], state: dict[str, Any]) -> nn.Module:
     if role == "classifier":
         net = create_model(info["classifier"]["model"], num_classes=len(info["classes"]))
     elif role == "obfuscator":
-        net = create_model("obfuscator",
-                           width=float(info["obfuscator"]["recipe"].get("width", 1.0)))
+        recipe = info["obfuscator"]["recipe"]
+        net = create_model("obfuscator", width=float(recipe.get("width", 1.0)),
+                           noise=float(recipe.get("bottleneck_noise", 0.0)))
     else:
         net = create_model("deobfuscator")
     net.load_state_dict({k: v.float() if v.is_floating_point() else v

@@ -118,6 +118,9 @@ class ObfuscatorConfig(RunConfig):
     # the obfuscator's width multiplier α (1: the paper's network); the co-trained
     # deobfuscator stays at full width, since the device's budget does not bind the attacker
     width: float = 1.0
+    # randomness per request inside the network: the std of fresh Gaussian noise added to the
+    # obfuscator's bottleneck on every call, in training and in use (0: deterministic)
+    bottleneck_noise: float = 0.0
     # λ_l, the weight of the linkage term: a contrastive matcher (models.matcher, encoder width
     # link_width) is trained in the same steps to link each sent image to its photo among the
     # batch, and the obfuscator minimises L_c − λ·L_r − λ_l·L_link (0: no matcher)
@@ -136,6 +139,7 @@ class ObfuscatorConfig(RunConfig):
         one_of(self, "schedule", ("onecycle", "step", "constant"))
         one_of(self, "ensemble_mode", ("mean", "cycle"))
         at_least(self, lam=0, lam_ramp_epochs=0, distill=0, feature_weight=0, step_epochs=0,
+                 bottleneck_noise=0,
                  warm_start_batch_size=1, curve_every=0, curve_images=1, lam_link=0,
                  link_width=1)
         positive(self, "lr_deobfuscator", "temperature", "warm_start_lr", "deobfuscator_fraction",
@@ -375,7 +379,8 @@ class ObfuscatorTrainer:
         members = [classifier, *load_ensemble(config.ensemble or [], ds.classes, size, device,
                                               self.clf_info)]
         seed_everything(config.seed)
-        self.obfuscator = create_model("obfuscator", width=config.width).to(device)
+        self.obfuscator = create_model("obfuscator", width=config.width,
+                                       noise=config.bottleneck_noise).to(device)
         self.deobfuscator = create_model("deobfuscator").to(device)
         if config.init:
             _start_from(config, self.obfuscator, self.deobfuscator)
