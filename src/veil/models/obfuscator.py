@@ -19,9 +19,10 @@ The last layer's LeakyReLU is replaced by a sigmoid so that the output is an ima
 (what is transmitted), adding no parameters.
 
 `noise` draws fresh Gaussian noise of that standard deviation into the bottleneck (the encoder's
-4x4 output) on every call, in training and in use: randomness per request, inside the network,
-so that two sends of one photo differ and re-running the weights on a candidate photo does not
-reproduce what was sent (0: deterministic, the paper's network).
+4x4 output, scaled to unit RMS per image first) on every call, in training and in use:
+randomness per request, inside the network, so that two sends of one photo differ and re-running
+the weights on a candidate photo does not reproduce what was sent (0: deterministic, the
+paper's network).
 
 `width` is MobileNet's width multiplier α: every inner channel count is scaled by it (rounded
 to a multiple of 8, at least 8), the 3-channel input and output stay. α = 1 is exactly the
@@ -115,6 +116,9 @@ class Obfuscator(nn.Module):
         """The image from bottleneck z, with `noise` (standard normal, scaled by `self.noise`)
         added first: fresh noise when None, none when `self.noise` is 0."""
         if self.noise:
+            # each image's code at unit RMS first, so that the encoder cannot drown a noise of
+            # fixed size by scaling its code up: the signal-to-noise ratio stays 1 / noise²
+            z = z / z.pow(2).mean((1, 2, 3), keepdim=True).add(1e-6).sqrt()
             z = z + self.noise * (torch.randn_like(z) if noise is None else noise)
         return torch.sigmoid(self.decoder(z))
 
