@@ -12,10 +12,13 @@ from torch import nn
 
 from veil.attacks import AttackBudget, AttackSetup, Defense, make_baseline, run_attack_suite
 from veil.attacks.linkage import (
+    FitBudget,
     HardBatches,
     Matcher,
     MatcherBudget,
+    _fit,
     cosine_similarity,
+    fitting_linkage,
     gallery_indices,
     jpeg_copies,
     matcher_linkage,
@@ -24,6 +27,7 @@ from veil.attacks.linkage import (
     reobfuscation_linkage,
     train_matcher,
 )
+from veil.core.eightbit import quantize_8bit
 from veil.data import Split, load_dataset, to_tensor_images
 
 try:
@@ -210,6 +214,7 @@ def test_attack_help_names_the_linkage_family(capsys):
     assert code == 0
     assert "link_operator" in text and "link_matcher" in text and "--gallery-size" in text
     assert "link_reobfuscate" in text and "--attacker-weights" in text
+    assert "link_fit" in text and "--fit-shortlist" in text and "--fit-steps" in text
     code, text, _ = veil(["--help"], capsys)
     assert "linkage" in text
 
@@ -341,3 +346,80 @@ def test_attack_cli_reobfuscates_with_the_defenses_or_the_attackers_weights(tmp_
     held = json.loads((tmp_path / "held" / "attacks.json").read_text())
     assert held["attacker_weights"]["path"] == str(ensemble)
     assert held["defenses"][0]["linkage"]["link_reobfuscate"]["top1"] < 0.5
+
+
+# --- randomness inside the obfuscator, and the attack that fits it -----------------------------
+def _noisy_default(shipped, noise: float):
+    from veil.models import create_model
+
+    obfuscator = create_model("obfuscator", noise=noise)
+    obfuscator.load_state_dict(shipped[0].state_dict())
+    return obfuscator.eval()
+
+
+def test_a_randomised_obfuscator_sends_differently_each_time_and_a_plain_one_never():
+    from veil.models import create_model
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32)
+    noisy, plain = create_model("obfuscator", noise=1.0).eval(), create_model("obfuscator").eval()
+    with torch.no_grad():
+        assert not torch.equal(noisy(x), noisy(x))
+        assert torch.equal(plain(x), plain(x))
+        assert torch.equal(plain(x), plain.decode(plain.encode(x)))
+
+
+@pytest.mark.parametrize("noise", [-0.1, float("nan"), float("inf"), "1"])
+def test_bad_bottleneck_noise_is_a_clear_error(noise):
+    from veil.models import create_model
+
+    with pytest.raises(ValueError, match="bottleneck noise must be a finite std of 0 or more"):
+        create_model("obfuscator", noise=noise)
+
+
+def test_a_checkpoint_rebuilds_its_obfuscators_noise(tmp_path):
+    from veil.core.checkpoint import save_checkpoint
+    from veil.models import create_model
+    from veil.models.checkpoints import load_obfuscator_pair
+
+    pair = create_model("obfuscator", noise=0.7), create_model("deobfuscator")
+    save_checkpoint({"kind": "obfuscator", "obfuscator": pair[0].state_dict(),
+                     "deobfuscator": pair[1].state_dict(),
+                     "config": {"bottleneck_noise": 0.7}}, tmp_path / "o.pt")
+    assert load_obfuscator_pair(tmp_path / "o.pt")[0].noise == 0.7
+
+
+def test_fitting_a_deterministic_obfuscator_is_re_obfuscation(sample, shipped):
+    _, x, y = sample
+    default, _ = shipped
+    sent = Defense("default", "obfuscator", default).transmit_all(x[:30])
+    linked = fitting_linkage(default, sent, x[:30], y[:30])
+    assert linked["fitted"] is False and linked["top1"] == 1.0
+
+
+def test_the_fit_finds_noise_that_explains_the_sent_image_better_than_none(shipped):
+    torch.manual_seed(0)
+    noisy = _noisy_default(shipped, 2.0)
+    x = torch.rand(6, 3, 32, 32)
+    with torch.no_grad():
+        code = noisy.encode(x)
+        sent = quantize_8bit(noisy.decode(code, torch.randn_like(code)))
+    budget = FitBudget(steps=0)
+    at_zero = _fit(noisy, code, sent, budget)
+    fitted = _fit(noisy, code, sent, FitBudget(steps=30))
+    assert (fitted < 0.5 * at_zero).all()
+
+
+def test_fitting_links_a_randomised_obfuscator_at_least_as_well_as_its_expectation(sample,
+                                                                                   shipped):
+    _, x, y = sample
+    torch.manual_seed(0)
+    noisy = _noisy_default(shipped, 2.0)
+    sent = Defense("noisy", "obfuscator", noisy).transmit_all(x[:24])
+    expectation = reobfuscation_linkage(noisy, sent, x[:24], y[:24])
+    assert set(expectation["variants"]) == {"exact-noise-free", "exact-mean16",
+                                            "jpeg75-noise-free", "jpeg75-mean16"}
+    fitted = fitting_linkage(noisy, sent, x[:24], y[:24], FitBudget(shortlist=4, steps=30))
+    assert fitted["fitted"] is True and fitted["budget"]["shortlist"] == 4
+    assert fitted["top1"] >= expectation["variants"]["exact-noise-free"]["top1"] - 1e-9
+    assert fitted["top1"] > 0.5  # 24 photos: chance 4 %
