@@ -684,3 +684,34 @@ def test_a_run_can_start_from_a_trained_pair_and_skips_the_warm_start(trained_cl
     narrow = replace(config, out=str(tmp_path / "c"), width=0.5)
     with pytest.raises(ValueError, match="an obfuscator of width 1, but this run's width is 0.5"):
         obf.ObfuscatorTrainer(narrow, start_process(narrow, resume=False))
+
+
+@pytest.mark.hostile
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("sidecar", ["zero", "fifo", "huge"])
+def test_a_sidecar_that_never_ends_blocks_or_is_huge_is_refused_unread(trained_classifier,
+                                                                       tmp_path, sidecar):
+    import os
+    import shutil
+
+    from veil.core.checkpoint import CheckpointError, load_checkpoint
+
+    path = tmp_path / "model.pt"
+    shutil.copy(trained_classifier, path)
+    side = tmp_path / "model.pt.sha256"
+    if sidecar == "zero":
+        side.symlink_to("/dev/zero")
+    elif sidecar == "fifo":
+        os.mkfifo(side)
+    else:
+        side.write_text("a" * 64 + " " * 10_000)
+    with pytest.raises(CheckpointError, match="model.pt.sha256: not a sha256 line"):
+        load_checkpoint(path)
+
+
+@pytest.mark.hostile
+def test_a_device_named_as_a_checkpoint_is_not_a_regular_file():
+    from veil.core.checkpoint import CheckpointError, load_checkpoint
+
+    with pytest.raises(CheckpointError, match="/dev/zero: not a regular file"):
+        load_checkpoint("/dev/zero")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core.markdown import table
+from ..core.markdown import image, table
 from ..report.figures import pareto_front, save_grid, save_tradeoff
 from ..report.markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance
 from .suite import SCHEMA
@@ -169,7 +169,7 @@ def _examples(result: dict[str, Any]) -> list[str]:
              "One test image per class (from the inversion subset): original, sent, and each "
              "attack's reconstruction, x4 nearest-neighbour.", ""]
     for d in result["defenses"]:
-        lines += [f"![{d['name']}]({grid_figure_name('attack', d['name'])})", ""]
+        lines += [image(d["name"], grid_figure_name("attack", d["name"])), ""]
     return lines
 
 

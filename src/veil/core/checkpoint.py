@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .files import atomic_write, sha256_bytes
+from .files import atomic_write, read_bounded, sha256_bytes
 
 CONTENT_KEY = "content_sha256"
 
@@ -72,12 +72,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                     verify: bool = True) -> dict[str, Any]:
     """Load a checkpoint written by save_checkpoint, verifying both of its hashes."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():  # a FIFO would block, a device such as /dev/zero never end
+        raise CheckpointError(f"{path}: not a regular file, so not a checkpoint")
     data = path.read_bytes()
     sidecar = path.with_name(path.name + ".sha256")
-    if verify and sidecar.exists():
-        words = sidecar.read_text(errors="replace").split()
+    if verify and (sidecar.exists() or sidecar.is_symlink()):
+        words = _sidecar_words(sidecar)
         if not words or len(words[0]) != 64:
             raise CheckpointError(f"{sidecar}: empty or not a sha256 line; delete it to load "
                                   f"{path.name} unverified, or restore it")
@@ -103,3 +105,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 _CORRUPT = "the checkpoint is corrupt or was modified"
+SIDECAR_LIMIT = 4096  # one sha256 line and a file name
+
+
+def _sidecar_words(sidecar: Path) -> list[str]:
+    """The words of a `.sha256` sidecar, read only if it is a small regular file."""
+    try:
+        return read_bounded(sidecar, SIDECAR_LIMIT).decode(errors="replace").split()
+    except (ValueError, OSError) as e:
+        raise CheckpointError(f"{sidecar}: not a sha256 line ({e}); delete it to load the "
+                              f"checkpoint unverified, or restore it") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core.markdown import table
+from ..core.markdown import image, table
 from ..report.figures import save_grid
 from ..report.markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance, short
 
@@ -75,7 +75,7 @@ def _table2(result: dict[str, Any]) -> list[str]:
                     rows), ""]
     for t in result["table2"]:
         g = t["grid"]
-        lines += [f"![{t['obfuscator']}]({grid_figure_name('table2', t['obfuscator'])})", "",
+        lines += [image(t["obfuscator"], grid_figure_name("table2", t["obfuscator"])), "",
                   f"*{t['obfuscator']}: rows original, obfuscated (8-bit), reconstructed; "
                   f"{plural(g['per_class'], 'test image')} per class, x{g['scale']} "
                   "nearest-neighbour.*",

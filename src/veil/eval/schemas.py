@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..core.files import read_bounded
 from ..report.results import Renderer, render_with, write_result_with
 
 
@@ -45,9 +46,17 @@ def renderer(result: dict[str, Any], where: str = "result") -> Renderer:
     return renderers[schema]
 
 
-def render(result: dict[str, Any], out: Path, stem: str | None = None) -> list[Path]:
-    """Write `<stem>.md` and the figures of one result into `out`."""
-    return render_with(renderer(result), result, out, stem)
+def render(result: dict[str, Any], out: Path, stem: str | None = None,
+           where: str = "result") -> list[Path]:
+    """Write `<stem>.md` and the figures of one result into `out`; a result of a known schema
+    that lacks or mistypes a field is a ValueError naming it, not a traceback."""
+    chosen = renderer(result, where)
+    try:
+        return render_with(chosen, result, out, stem)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
+        what = f"field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+        raise ValueError(f"{where}: a {result['schema']} result this version cannot render "
+                         f"(missing or mistyped {what})") from None
 
 
 def write_result(result: dict[str, Any], out: str | Path) -> list[Path]:
@@ -55,11 +64,19 @@ def write_result(result: dict[str, Any], out: str | Path) -> list[Path]:
     return write_result_with(renderer(result), result, out)
 
 
-def load_result(path: Path) -> dict[str, Any]:
+RESULT_LIMIT = 256 << 20  # the largest result JSON read (with its embedded image strips)
+
+
+def _read(path: Path) -> Any:
+    """A result file's JSON: only a regular file of at most RESULT_LIMIT bytes is read."""
     try:
-        result = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+        return json.loads(read_bounded(path, RESULT_LIMIT))
+    except ValueError as e:  # JSONDecodeError, a FIFO, a device, an oversized file
+        raise ValueError(f"{path}: not a result file ({e})") from None
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    result = _read(path)
     renderer(result, str(path))
     return result
 
@@ -67,8 +84,8 @@ def load_result(path: Path) -> dict[str, Any]:
 def regenerate(target: str | Path) -> list[Path]:
     """Re-render every result JSON in a folder (or one JSON file) next to it."""
     target = Path(target)
-    if target.is_file():
-        files = [target]
+    if target.exists() and not target.is_dir():
+        files = [target]  # a regular file, or something `_read` refuses by name
     elif target.is_dir():
         files = sorted(p for p in target.glob("*.json") if _has_schema(p))
         if not files:
@@ -78,13 +95,13 @@ def regenerate(target: str | Path) -> list[Path]:
         raise FileNotFoundError(f"not found: {target}")
     written = []
     for f in files:
-        written += render(load_result(f), f.parent, f.stem)
+        written += render(load_result(f), f.parent, f.stem, str(f))
     return written
 
 
 def _has_schema(path: Path) -> bool:
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        data = _read(path)
+    except (ValueError, OSError):
         return False
     return isinstance(data, dict) and data.get("schema") in _renderers()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .figures import decode_strip, slug
 
 
 def pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.2f}"
+    return "–" if x is None else "not a number" if not math.isfinite(x) else f"{100 * x:.2f}"
 
 
 def mean_std(summary: dict[str, float] | None, digits: int = 2) -> str:
     if not summary:
         return "–"
+    if not all(math.isfinite(summary[k]) for k in ("mean", "std")):
+        return "not a number"
     return f"{summary['mean']:.{digits}f} ± {summary['std']:.{digits}f}"
 
 
