@@ -715,3 +715,20 @@ def test_a_device_named_as_a_checkpoint_is_not_a_regular_file():
 
     with pytest.raises(CheckpointError, match="/dev/zero: not a regular file"):
         load_checkpoint("/dev/zero")
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("size, message", [
+    ([100_000, 100_000], "must be between 8 and 2048, got 100000"),
+    ([32], "not [height, width]"), ("32x32", "not [height, width]"),
+    ([True, 32], "not [height, width]")])
+def test_a_recorded_image_size_is_checked_before_anything_is_allocated(trained_classifier,
+                                                                       tmp_path, size, message):
+    from veil.core.checkpoint import load_checkpoint, save_checkpoint
+    from veil.models.checkpoints import load_classifier
+
+    payload = load_checkpoint(trained_classifier)
+    payload["image_size"] = size
+    save_checkpoint(payload, tmp_path / "big.pt")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_classifier(tmp_path / "big.pt")

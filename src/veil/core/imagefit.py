@@ -19,6 +19,19 @@ def check_image_size(size: int, name: str = "--image-size") -> int:
     return size
 
 
+def recorded_image_size(value: object, where: str) -> list[int] | None:
+    """An image size a file records ([height, width], or None when it records none), checked
+    before anything is allocated at it: two integers within the sizes veil takes."""
+    if value is None:
+        return None
+    if not (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f"{where}: records image_size {str(value)[:80]}, not [height, width]")
+    for side in value:
+        check_image_size(side, f"{where}: its recorded image_size")
+    return list(value)
+
+
 def check_fits_in_memory(n_images: int, size: int, available: int, where: str) -> None:
     """Refuse, before allocating, to decode n_images at size x size when the uint8 arrays
     alone would take more than half of the `available` bytes."""

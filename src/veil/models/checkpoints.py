@@ -14,6 +14,7 @@ from torch import nn
 
 from ..core.checkpoint import load_checkpoint
 from ..core.files import sha256_of
+from ..core.imagefit import recorded_image_size
 from ..core.specs import ZOO_PREFIX, spec_kind
 from .external import Normalized, read_external
 from .pretrained import pretrained_classifier
@@ -50,6 +51,7 @@ def load_classifier(spec: str | Path, device: str | torch.device = "cpu",
         model, payload = _read_veil_classifier(spec, device, expected_classes, verify)
     if kind != "zoo":  # what an obfuscator records of its classifier: the file's own hash
         payload = {**payload, "sha256": sha256_of(spec) if Path(text).is_file() else None}
+    payload["image_size"] = recorded_image_size(payload.get("image_size"), text)
     return with_normalization(model, payload, mean, std, device)
 
 
@@ -96,6 +98,7 @@ def load_obfuscator_pair(path: str | Path, device: str | torch.device = "cpu", v
     payload = load_checkpoint(path, map_location=device, verify=verify)
     if payload.get("kind") != "obfuscator":
         raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not an obfuscator")
+    payload["image_size"] = recorded_image_size(payload.get("image_size"), str(path))
     obfuscator = create_model("obfuscator", width=obfuscator_width(payload),
                               noise=obfuscator_noise(payload))
     deobfuscator = create_model("deobfuscator")
