@@ -168,3 +168,66 @@ def test_kserves_own_model_server_serves_the_export_and_veil_classify_uses_it(
                  str(artifacts.onnx), "--protocol", "v2", "--model", "fastnet_tiny"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith(f"{image}: ")
+
+
+# --- what a hostile classifier file or option could make the repository say (issue 50 §7) ------
+def _with_classes(tmp_path, classes) -> str:
+    from veil.core.checkpoint import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(save_classifier(tmp_path / "clf.pt", 0))
+    payload["classes"] = classes
+    save_checkpoint(payload, tmp_path / "renamed.pt")
+    return str(tmp_path / "renamed.pt")
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("classes, message", [
+    ([f"c{i}" for i in range(9)] + ["two\nlines"], "class name 'two\\\\nlines' is not a"),
+    ([f"c{i}" for i in range(9)] + ["c0"], "class name 'c0' is given twice"),
+    ([f"c{i}" for i in range(9)] + [7], "class name 7 is not a non-empty line"),
+    ([f"c{i}" for i in range(9)] + [""], "class name '' is not a non-empty line"),
+])
+def test_class_names_that_would_shift_labels_are_refused_by_export_and_serve(tmp_path, capsys,
+                                                                             classes, message):
+    from veil.serve.inference import Predictor
+
+    spec = _with_classes(tmp_path, classes)
+    assert main(["export", "--classifier", spec, "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert message.replace("\\\\", "\\") in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(ValueError, match="class name"):
+        Predictor.from_checkpoint(spec)
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("name", ["../outside", "a/b", 'x"\ninjected: 1', "..", "-dash", ""])
+def test_a_model_name_stays_inside_out_and_cannot_inject_config(tmp_path, capsys, name):
+    checkpoint = save_classifier(tmp_path / "clf.pt", 0)
+    assert main(["export", "--classifier", str(checkpoint), "--out", str(tmp_path / "m"),
+                 f"--name={name}"]) == 2
+    assert "a model name is letters, digits" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.pt", "clf.pt.sha256"]
+
+
+@pytest.mark.hostile
+def test_an_export_beside_a_stale_version_or_into_a_file_is_refused_before_the_work(tmp_path,
+                                                                                    capsys):
+    checkpoint = save_classifier(tmp_path / "clf.pt", 0)
+    (tmp_path / "m" / "classifier" / "2").mkdir(parents=True)
+    assert main(["export", "--classifier", str(checkpoint), "--out", str(tmp_path / "m")]) == 2
+    assert "holds version folder(s) 2, which Triton would serve" in capsys.readouterr().err
+    assert not (tmp_path / "m" / "classifier" / "1").exists()
+    (tmp_path / "file").write_text("x")
+    assert main(["export", "--classifier", str(checkpoint), "--out", str(tmp_path / "file")]) == 2
+    assert "not a folder (the model repository)" in capsys.readouterr().err
+
+
+def test_a_shipped_entry_exports_with_its_manifest(tmp_path):
+    assert main(["export", "--classifier", "zoo:default", "--out", str(tmp_path / "m"),
+                 "--images", "20"]) == 0
+    manifest = json.loads((tmp_path / "m" / "classifier" / "manifest.json").read_text())
+    from veil import zoo
+
+    assert manifest["checkpoint"]["sha256"] == zoo.card("default")["weights_sha256"]
+    assert (tmp_path / "m" / "classifier" / "labels.txt").read_text().count("\n") == 10

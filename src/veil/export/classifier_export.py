@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.files import atomic_write, sha256_bytes, sha256_of
+from ..core.files import atomic_write, sha256_bytes
+from ..core.text import shown
 from ..core.wire import V2_INPUT, V2_OUTPUT
 from ..data import load_dataset
 from ..models.checkpoints import load_classifier
@@ -49,27 +51,50 @@ class ServedClassifier(nn.Module):
         return torch.softmax(self.classifier(x), dim=1)
 
 
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # a folder, Triton's, KServe's
+
+
+def check_repository(out: str | os.PathLike, name: str) -> Path:
+    """OUT/NAME, if NAME is a plain model name (a folder inside OUT, safe in config.pbtxt and
+    the KServe YAML) and the folder holds no version but the one written (Triton would serve
+    the newest); checked before any work."""
+    if not MODEL_NAME.match(name) or name.strip(".") == "":
+        raise ValueError(f"--name {shown(name)}: a model name is letters, digits, '_', '.' "
+                         "and '-' (at most 63, starting with a letter or digit)")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: not a folder (the model repository)")
+    folder = out / name
+    stale = sorted(p.name for p in folder.glob("*") if p.is_dir() and p.name != "1")
+    if stale:
+        raise ValueError(f"{folder} already holds version folder(s) {', '.join(stale)}, which "
+                         "Triton would serve instead of the one exported; remove them or "
+                         "choose another --out or --name")
+    return folder
+
+
 def export_classifier_repository(checkpoint: str | os.PathLike, out: str | os.PathLike,
                                  name: str = "classifier", data: str = "sample",
                                  max_images: int | None = 200,
                                  opset: int = DEFAULT_OPSET) -> Path:
-    """Write the model repository folder OUT/NAME for `checkpoint` (a veil classifier); the
-    export fails unless onnxruntime agrees with PyTorch on `data`'s test images."""
+    """Write the model repository folder OUT/NAME for `checkpoint` (a veil classifier, or any
+    spec `load_classifier` takes); the export fails unless onnxruntime agrees with PyTorch on
+    `data`'s test images. Everything is computed before the first file is written."""
+    folder = check_repository(out, name)
     classifier, payload = load_classifier(checkpoint)
-    classes = [str(c) for c in payload["classes"]]
+    classes = payload["classes"]  # checked by the loader: distinct one-line names
     h, w = (payload.get("image_size") or [32, 32])[:2]
     served = ServedClassifier(classifier).eval()
     graph = _onnx_bytes(served, (h, w), opset)
     images = load_dataset(data, image_size=h).test.images[:max_images]
     parity = _parity(served, graph, images)
-    folder = Path(out) / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "1" / "model.onnx", graph)
     atomic_write(folder / "labels.txt", "".join(f"{c}\n" for c in classes))
     atomic_write(folder / "config.pbtxt", triton_config(name, (h, w), len(classes)))
     atomic_write(folder / "inferenceservice.yaml", inference_service(name))
     manifest = {"model": name, "checkpoint": {"path": str(checkpoint),
-                                              "sha256": sha256_of(checkpoint),
+                                              "sha256": payload["sha256"],
                                               "model_name": payload["model_name"]},
                 "classes": classes, "input": {"name": V2_INPUT, "datatype": "UINT8",
                                               "shape": [-1, h, w, 3]},

@@ -16,6 +16,7 @@ from ..core.checkpoint import load_checkpoint
 from ..core.files import sha256_of
 from ..core.imagefit import recorded_image_size
 from ..core.specs import ZOO_PREFIX, spec_kind
+from ..core.text import check_class_names
 from .external import Normalized, read_external
 from .pretrained import pretrained_classifier
 from .registry import create_model
@@ -52,6 +53,7 @@ def load_classifier(spec: str | Path, device: str | torch.device = "cpu",
     if kind != "zoo":  # what an obfuscator records of its classifier: the file's own hash
         payload = {**payload, "sha256": sha256_of(spec) if Path(text).is_file() else None}
     payload["image_size"] = recorded_image_size(payload.get("image_size"), text)
+    payload["classes"] = check_class_names(payload.get("classes"), text)
     return with_normalization(model, payload, mean, std, device)
 
 
