@@ -219,6 +219,28 @@ def test_endless_rate_limiting_ends_in_a_clear_error():
         client.classify(list(sample_images(1)))
 
 
+@pytest.mark.hostile
+@pytest.mark.parametrize("retry_after", ["60", "1000000"])
+def test_a_429_that_asks_for_a_wait_past_request_timeout_ends_at_once(retry_after):
+    with HostileServer(rate_limited(10**6, retry_after=retry_after)) as server, \
+            _client(server, request_timeout=2.0) as client:
+        started = time.monotonic()
+        with pytest.raises(ServerError, match="would outlast request_timeout"):
+            client.classify(list(sample_images(1)))
+    assert time.monotonic() - started < 30  # not the 60 s the server asked for
+
+
+@pytest.mark.hostile
+def test_429_waits_all_count_against_one_request_timeout():
+    with HostileServer(rate_limited(10**6, retry_after="0.4")) as server, \
+            _client(server, request_timeout=1.5) as client:
+        started = time.monotonic()
+        with pytest.raises(ServerError, match="would outlast request_timeout"):
+            client.classify(list(sample_images(1)))
+    # before, each of 8 waits came on top of its own request timeout (3.2 s and more)
+    assert client.rate_limited <= 4 and time.monotonic() - started < 30
+
+
 def test_veil_classify_reports_a_hostile_server_in_one_line(artifacts_onnx, capsys, tmp_path):
     image = tmp_path / "a.png"
     image.write_bytes(png_bytes(sample_images(1)[0]))

@@ -99,3 +99,36 @@ def test_a_tensor_answer_of_the_wrong_width_is_one_error_naming_the_server():
                        class_names=CLASSES) as client, \
             pytest.raises(ServerError, match="not the \\[2, 10\\] of the model's metadata"):
         client.classify(list(sample_images(2)))
+
+
+@pytest.mark.hostile
+def test_an_integer_beyond_any_float_is_a_bad_answer_not_a_traceback():
+    answer = {"outputs": [{"name": "output__0", "datatype": "FP64", "shape": [1, 10],
+                           "data": [10**400] + [0] * 9}]}
+    with pytest.raises(BadModel, match="holds a number too large for a score"):
+        predictions(answer, SPEC, 1, 1, class_names=CLASSES)
+
+
+@pytest.mark.hostile
+def test_a_zero_width_answer_names_the_server_and_keeps_the_answers_before_it():
+    from veil.edge.client import NotClassified
+
+    metadata = {**METADATA, "outputs": [{"name": "output__0", "datatype": "FP32",
+                                         "shape": [-1, -1]}]}
+    calls = {"n": 0}
+    good = _plain_v2()
+
+    def answer(n, handler):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return good(n, handler)
+        length = int(handler.headers["inference-header-content-length"])
+        shape = json.loads(handler.last_body[:length])["inputs"][0]["shape"]
+        send_json(handler, tensor_answer(np.zeros((shape[0], 0))))
+    with HostileServer(answer, health=metadata, keep_body=True) as server, \
+            VeilClient(server.url, lambda images: images, protocol="v2", model="m",
+                       class_names=CLASSES, batch_size=2) as client, \
+            pytest.raises(NotClassified) as caught:
+        client.classify(list(sample_images(4)))
+    assert server.url in str(caught.value) and "shape [2, 0]" in str(caught.value)
+    assert [p.label for p in caught.value.predictions] == ["cat", "cat"]

@@ -64,13 +64,20 @@ class Transport:
         return ServerError(status, "bad_response", detail, self.server)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Answer:
-        """Send, honouring 429 Retry-After up to MAX_RATE_LIMITED times in a row."""
+        """Send, honouring 429 Retry-After up to MAX_RATE_LIMITED times in a row, all of it
+        (every attempt and every wait) within request_timeout."""
+        deadline = time.monotonic() + self.request_timeout
         for _ in range(MAX_RATE_LIMITED):
-            answer = self._request_once(method, path, **kwargs)
+            answer = self._request_once(method, path, deadline, **kwargs)
             if answer.status != 429:
                 return answer
             self.rate_limited += 1
-            time.sleep(retry_after_seconds(answer.headers.get("retry-after")))
+            wait = retry_after_seconds(answer.headers.get("retry-after"))
+            if time.monotonic() + wait >= deadline:
+                raise ServerError(429, "rate_limited", f"rate-limited, and the wait it asks "
+                                  f"for ({wait:g} s) would outlast request_timeout "
+                                  f"({self.request_timeout:g} s); try again later", self.server)
+            time.sleep(wait)
         raise ServerError(429, "rate_limited", f"still rate-limited after {MAX_RATE_LIMITED} "
                           "waits; try again later or with a smaller query rate", self.server)
 
@@ -98,11 +105,10 @@ class Transport:
                            answer.status)
         return body
 
-    def _request_once(self, method: str, path: str, **kwargs: Any) -> Answer:
+    def _request_once(self, method: str, path: str, deadline: float, **kwargs: Any) -> Answer:
         """One request, bounded in time even against a server that trickles its headers:
         the reading runs in a daemon thread that is abandoned (and stops at its next read)
-        once request_timeout has passed."""
-        deadline = time.monotonic() + self.request_timeout
+        once the deadline has passed."""
         outcome: dict[str, Any] = {}
         done = threading.Event()
 
@@ -115,7 +121,7 @@ class Transport:
                 done.set()
 
         threading.Thread(target=read, name="veil-request", daemon=True).start()
-        if not done.wait(self.request_timeout):
+        if not done.wait(max(deadline - time.monotonic(), 0.0)):
             raise self._too_slow()
         if "error" in outcome:
             raise outcome["error"]

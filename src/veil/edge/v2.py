@@ -196,13 +196,16 @@ def tensor_predictions(output: dict[str, Any], spec: ModelInput, n: int, top_k: 
     computed on the device; labelled with `class_names` (index order), else by index."""
     shape, data = output.get("shape"), output.get("data")
     classes = spec.classes or (shape[1] if isinstance(shape, list) and len(shape) == 2 else None)
-    if (not isinstance(classes, int) or isinstance(classes, bool) or shape != [n, classes]
-            or not isinstance(data, list) or len(data) != n * classes):
+    if (not isinstance(classes, int) or isinstance(classes, bool) or classes < 1
+            or shape != [n, classes] or not isinstance(data, list) or len(data) != n * classes):
         raise BadModel(f"output {spec.output!r} has shape {str(shape)[:30]}, not the "
                        f"[{n}, {spec.classes or 'classes'}] of the model's metadata")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
         raise BadModel(f"output {spec.output!r} holds values that are not numbers")
-    scores = np.asarray(data, dtype=np.float64).reshape(n, classes)
+    try:
+        scores = np.asarray(data, dtype=np.float64).reshape(n, classes)
+    except OverflowError:  # an integer beyond any float (10**400)
+        raise BadModel(f"output {spec.output!r} holds a number too large for a score") from None
     if not np.isfinite(scores).all():
         raise BadModel(f"output {spec.output!r} holds NaN or infinite scores")
     if class_names is not None and len(class_names) != classes:
