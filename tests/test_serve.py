@@ -332,6 +332,25 @@ def test_bearer_token(predictor, obfuscated):
         assert "HTTPBearer" in json.dumps(spec["components"])
 
 
+@pytest.mark.hostile
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_an_anonymous_classify_is_refused_from_its_headers_not_after_its_body(predictor, api):
+    """Before, a 1 MiB body announced and never sent held the connection until the body
+    timeout (10 s) before the 401."""
+    from veil.serve.v2 import model_paths, served_model
+
+    app = create_app(predictor, ServerConfig(token="s3cret-token"))
+    path = "/v1/classify" if api == "v1" else model_paths(served_model(predictor))["infer"]
+    with BackgroundServer(app) as url, _connect(url) as sock:
+        sock.settimeout(5)
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 1000000\r\n\r\n".encode())
+        started = time.monotonic()
+        reply = sock.recv(65536)
+        assert time.monotonic() - started < 4
+    assert reply.startswith(b"HTTP/1.1 401") and b"unauthorized" in reply
+
+
 def test_both_protocols_are_dispatched_by_their_routes_so_route_dependencies_run(
         predictor, obfuscated):
     # one dispatch path: FastAPI's routing serves the classifying POSTs, so what a route

@@ -63,7 +63,10 @@ class GuardMiddleware:
 
     async def _handle(self, scope: dict, receive: Callable, send: Callable) -> None:
         try:
-            if scope["path"] in TOKEN_GUARDED and not self.config.public_metrics:
+            guarded = scope["path"] in TOKEN_GUARDED and not self.config.public_metrics
+            # a classifying POST is refused from its headers, before its body is waited for
+            # (its route's dependency checks the token again, and documents it)
+            if guarded or scope["path"] in self.classifying:
                 self.check_token(Request(scope))
             body = await self._read_body(scope, receive)
         except ApiError as e:
