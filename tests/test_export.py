@@ -98,3 +98,14 @@ def test_cli_export_refuses_a_classifier(artifacts, tmp_path, capsys):
     assert code == 2
     assert "not an obfuscator" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.hostile
+def test_export_into_a_folder_is_refused_before_the_work(artifacts, tmp_path, capsys,
+                                                         monkeypatch):
+    import veil.export.onnx_export as onnx_export
+
+    monkeypatch.setattr(onnx_export, "export_obfuscator",
+                        lambda *a, **k: pytest.fail("exported before checking --out"))
+    assert main(["export", str(artifacts.obfuscator), "--out", str(tmp_path)]) == 2
+    assert "a folder; give the ONNX file to write" in capsys.readouterr().err

@@ -423,3 +423,16 @@ def test_fitting_links_a_randomised_obfuscator_at_least_as_well_as_its_expectati
     assert fitted["fitted"] is True and fitted["budget"]["shortlist"] == 4
     assert fitted["top1"] >= expectation["variants"]["exact-noise-free"]["top1"] - 1e-9
     assert fitted["top1"] > 0.5  # 24 photos: chance 4 %
+
+
+@pytest.mark.hostile
+def test_a_bad_send_noise_is_refused_before_the_data_loads(tmp_path, capsys, monkeypatch):
+    import veil.attacks.cli as attack_cli
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("the data was loaded before the options were checked")
+
+    monkeypatch.setattr(attack_cli, "load_data", never)
+    code, _, err = veil(["attack", "--data", "sample", "--baselines", "blur:1.5",
+                         "--send-noise=-1", "--out", str(tmp_path / "a")], capsys)
+    assert code == 2 and "--send-noise takes stds of 0 or more, got -1" in err

@@ -732,3 +732,26 @@ def test_a_recorded_image_size_is_checked_before_anything_is_allocated(trained_c
     save_checkpoint(payload, tmp_path / "big.pt")
     with pytest.raises(ValueError, match=re.escape(message)):
         load_classifier(tmp_path / "big.pt")
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("count", [10.0, "10", True, 0])
+def test_a_recorded_class_count_that_is_not_a_whole_number_is_one_error(trained_classifier,
+                                                                        tmp_path, count):
+    from veil.core.checkpoint import load_checkpoint, save_checkpoint
+    from veil.models.checkpoints import load_classifier
+
+    payload = load_checkpoint(trained_classifier)
+    payload["num_classes"] = count
+    save_checkpoint(payload, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="not a whole number of at least 1"):
+        load_classifier(tmp_path / "odd.pt")
+
+
+@pytest.mark.hostile
+def test_a_device_as_a_classifier_is_named_as_such():
+    from veil.core.checkpoint import CheckpointError
+    from veil.models.checkpoints import load_classifier
+
+    with pytest.raises(CheckpointError, match="/dev/zero: not a regular file"):
+        load_classifier("/dev/zero")

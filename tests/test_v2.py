@@ -523,3 +523,48 @@ def test_model_metadata_that_does_not_fit_is_refused_before_any_image_is_sent(
 def test_v2_needs_a_model_name():
     with pytest.raises(ValueError, match="--model"):
         VeilClient("http://127.0.0.1:1", lambda x: x, protocol="v2")
+
+
+# --- issue 50's low findings, on the server ---------------------------------------------------
+@pytest.mark.hostile
+def test_a_second_content_encoding_cannot_hide_behind_identity(http, obfuscated):
+    head = json.dumps({"inputs": [image_tensor([1, 32, 32, 3],
+                                               data=obfuscated[:1].ravel().tolist())]}).encode()
+    reply = http.post(f"/v2/models/{MODEL}/infer", content=head,
+                      headers=[("Content-Encoding", "identity"), ("Content-Encoding", "gzip")])
+    assert reply.status_code == 415 and reply.json()["code"] == "compressed_body"
+
+
+@pytest.mark.hostile
+def test_json_data_beside_binary_data_is_refused_not_ignored(http, obfuscated):
+    tensor = image_tensor([1, 32, 32, 3], data=[0] * 3072,
+                          parameters={"binary_data_size": 3072})
+    reply = post_infer(http, {"inputs": [tensor]}, obfuscated[:1].tobytes())
+    assert reply.status_code == 400 and "both JSON data and binary_data_size" in \
+        reply.json()["error"]
+
+
+@pytest.mark.hostile
+def test_a_5000_digit_integer_is_named_for_what_it_is(http):
+    head = ('{"inputs": [{"name": "images", "datatype": "UINT8", "shape": [1, 32, 32, 3], '
+            '"data": [' + "9" * 5000 + "]}]}").encode()
+    reply = http.post(f"/v2/models/{MODEL}/infer", content=head)
+    assert reply.status_code == 400 and "integer of more digits" in reply.json()["error"]
+
+
+@pytest.mark.hostile
+def test_a_v2_path_with_a_doubled_slash_is_answered_in_the_v2_shape(server):
+    import socket
+
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET //v2/models/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404") and set(json.loads(body)) == {"error", "code"}
+
+
+def test_head_healthz_answers_like_get(http):
+    assert http.head("/healthz").status_code == 200

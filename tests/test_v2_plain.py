@@ -132,3 +132,40 @@ def test_a_zero_width_answer_names_the_server_and_keeps_the_answers_before_it():
         client.classify(list(sample_images(4)))
     assert server.url in str(caught.value) and "shape [2, 0]" in str(caught.value)
     assert [p.label for p in caught.value.predictions] == ["cat", "cat"]
+
+
+# --- issue 50's low findings, on the edge: the classification extension's answers -------------
+EXT = ModelInput("m", "images", "UINT8", False, (32, 32), "probabilities", None, 10)
+
+
+def classification(entries: list, shape: list | None = None, copies: int = 1) -> dict:
+    output = {"name": "probabilities", "datatype": "BYTES", "shape": shape or [1, len(entries)],
+              "data": entries}
+    return {"outputs": [output] * copies}
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("entry", ["0_0.5:1:cat", "\u0660.5:1:cat", "0.5:\u0661:cat",
+                                   "0.5:1_0:cat", " 0.5:1:cat", "nan:1:cat"])
+def test_scores_and_indices_are_plain_ascii_numbers(entry):
+    with pytest.raises(BadModel, match="is not 'score:index:label'"):
+        predictions(classification([entry]), EXT, 1, 1)
+
+
+@pytest.mark.hostile
+def test_an_output_given_twice_is_refused_not_the_first_taken():
+    with pytest.raises(BadModel, match="holds output 'probabilities' 2 times"):
+        predictions(classification(["0.9:1:cat"], copies=2), EXT, 1, 1)
+
+
+@pytest.mark.hostile
+def test_a_megabyte_label_is_refused_and_not_printed_whole():
+    with pytest.raises(BadModel, match="longer than 200 characters") as caught:
+        predictions(classification(["0.9:1:" + "x" * 2**20]), EXT, 1, 1)
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.hostile
+def test_a_right_shape_with_the_wrong_number_of_entries_says_so():
+    with pytest.raises(BadModel, match=r"of shape \[2, 1\] holds 1 entries, not 2"):
+        predictions(classification(["0.9:1:cat"], shape=[2, 1]), EXT, 2, 1)

@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     baseline_names = expand_names(args.baselines or (["all"] if sweep_mode else []))
     if lams and not args.classifier:
         raise ValueError("a λ sweep needs --classifier (the frozen classifier to train against)")
+    with_send_noise([], args.send_noise)  # bad stds are refused before the data loads
     device = apply_runtime(args)
     ds, data_info = load_data(args.data, args.test_subset, args.seed,
                                 image_size=args.image_size)

@@ -15,18 +15,22 @@ distribution where the output's name says it is one.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 
+from ..core.text import MAX_CLASS_NAME
 from ..core.wire import HEADER_LENGTH, V2_OUTPUT, v2_model_path
 from .answers import ServerError
 from .transport import Transport
 
 PROBABILITY_NAMES = (V2_OUTPUT, "probs", "softmax", "output_probabilities")
 NUMERIC = ("FP32", "FP16", "FP64")
+_SCORE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_INDEX = re.compile(r"[0-9]{1,9}")
 SCALED = {"FP32": "<f4", "FP16": "<f2"}
 
 
@@ -174,17 +178,23 @@ def predictions(answer: Any, spec: ModelInput, n: int, top_k: int,
     (index -> label) holds those seen so far, across answers."""
     if not isinstance(answer, dict) or not isinstance(answer.get("outputs"), list):
         raise BadModel("the answer holds no list of outputs")
-    output = next((o for o in answer["outputs"]
-                   if isinstance(o, dict) and o.get("name") == spec.output), None)
-    if output is None:
+    named = [o for o in answer["outputs"] if isinstance(o, dict) and o.get("name") == spec.output]
+    if not named:
         raise BadModel(f"the answer has no output {spec.output!r}")
+    if len(named) > 1:
+        raise BadModel(f"the answer holds output {spec.output!r} {len(named)} times")
+    output = named[0]
     data = output.get("data")
     if output.get("datatype") in NUMERIC:  # no classification extension: the tensor itself
         return tensor_predictions(output, spec, n, top_k, class_names)
-    if output.get("shape") != [n, top_k] or not isinstance(data, list) or len(data) != n * top_k:
+    if output.get("shape") != [n, top_k]:
         raise BadModel(f"output {spec.output!r} has shape {str(output.get('shape'))[:30]}, "
                        f"not the [{n}, {top_k}] classification asked for, nor a tensor of "
                        "scores")
+    if not isinstance(data, list) or len(data) != n * top_k:
+        count = f"{len(data)} entries" if isinstance(data, list) else "no list of entries"
+        raise BadModel(f"output {spec.output!r} of shape [{n}, {top_k}] holds {count}, not "
+                       f"{n * top_k}")
     labels = {} if labels is None else labels
     return [_prediction(i, data[i * top_k:(i + 1) * top_k], spec.classes, labels)
             for i in range(n)]
@@ -248,16 +258,19 @@ def _entry(entry: Any, classes: int | None, labels: dict[int, str]) -> dict[str,
     """'score:index:label' (or 'score:index' from a model without labels), of a class the
     model has, with the label that class had before."""
     parts = entry.split(":", 2) if isinstance(entry, str) else []
-    try:
-        score, index = float(parts[0]), int(parts[1])
-    except (IndexError, ValueError):
+    # plain ASCII numbers only: float() and int() also take "0_0.5" and other scripts' digits
+    if len(parts) < 2 or not (_SCORE.fullmatch(parts[0]) and _INDEX.fullmatch(parts[1])):
         raise BadModel(f"classification entry {repr(entry)[:40]} is not "
-                       "'score:index:label'") from None
+                       "'score:index:label'")
+    score, index = float(parts[0]), int(parts[1])
     if index < 0 or (classes is not None and index >= classes):
         raise BadModel(f"classification entry {repr(entry)[:40]} names class {index}; the "
                        f"model has classes 0 to {'...' if classes is None else classes - 1}")
     if len(parts) == 3 and not parts[2]:
         raise BadModel(f"classification entry {repr(entry)[:40]} has an empty label")
+    if len(parts) == 3 and len(parts[2]) > MAX_CLASS_NAME:
+        raise BadModel(f"classification entry {repr(entry)[:40]}... has a label longer than "
+                       f"{MAX_CLASS_NAME} characters")
     label = parts[2] if len(parts) == 3 else str(index)
     if labels.setdefault(index, label) != label:
         raise BadModel(f"class {index} is labelled both {labels[index][:40]!r} and "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..core.options import add_data
 from .onnx_export import DEFAULT_OPSET, MAX_ABS_DIFF, MIN_UINT8_EQUAL
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_classifier(args)
     if not args.checkpoint:
         raise ValueError("give an obfuscator checkpoint to export, or --classifier PT")
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out}: a folder; give the ONNX file to write")
     from .onnx_export import export_obfuscator
 
     result = export_obfuscator(args.checkpoint, args.out, data=args.data,

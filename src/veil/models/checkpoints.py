@@ -82,10 +82,15 @@ def _read_veil_classifier(path: str | Path, device: str | torch.device,
     payload = load_checkpoint(path, map_location=device, verify=verify)
     if payload.get("kind") != "classifier":
         raise ValueError(f"{path}: holds a {payload.get('kind')!r} checkpoint, not a classifier")
-    _check_classes(path, payload["classes"], expected_classes)
     missing = [k for k in ("model_name", "num_classes", "classes", "model") if k not in payload]
     if missing:
         raise ValueError(f"{path}: classifier checkpoint without {', '.join(missing)}")
+    count = payload["num_classes"]
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"{path}: records num_classes {str(count)[:20]}, not a whole number of "
+                         "at least 1")
+    check_class_names(payload["classes"], str(path))
+    _check_classes(path, payload["classes"], expected_classes)
     if len(payload["classes"]) != payload["num_classes"]:
         raise ValueError(f"{path}: names {len(payload['classes'])} classes for a model with "
                          f"{payload['num_classes']} outputs")

@@ -36,13 +36,18 @@ log = logging.getLogger("veil.serve")
 RETRY_AFTER_S = 2  # what a 503 tells clients: a replaced inference process loads in seconds
 
 
+def is_v2(path: str) -> bool:
+    """Whether a path asks for the Open Inference Protocol (repeated slashes read as one)."""
+    path = "/" + path.lstrip("/")
+    return path == "/v2" or path.startswith(("/v2/", "/v2?"))
+
+
 def error_response(metrics: Metrics, status: int, code: str, detail: str,
                    path: str = "") -> JSONResponse:
     metrics.record_error(code)
     headers = ({"WWW-Authenticate": "Bearer"} if status == 401 else
                {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
-    body = ({"error": detail, "code": code} if path == "/v2" or path.startswith("/v2/")
-            else {"error": code, "detail": detail})
+    body = ({"error": detail, "code": code} if is_v2(path) else {"error": code, "detail": detail})
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -54,16 +59,16 @@ def add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
         return error_response(metrics, e.status_code, HTTP_CODES.get(e.status_code, "http_error"),
-                              str(e.detail), request.url.path)
+                              str(e.detail), request.scope["path"])
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         detail = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
                            for err in e.errors())
-        return error_response(metrics, 422, "invalid_parameter", detail, request.url.path)
+        return error_response(metrics, 422, "invalid_parameter", detail, request.scope["path"])
 
     async def failed(request: Request, e: Exception) -> JSONResponse:
-        return error_response(metrics, *error_for(e), request.url.path)
+        return error_response(metrics, *error_for(e), request.scope["path"])
 
     # any other exception is answered by the GuardMiddleware in front (middleware.py)
     for kind in (ApiError, InferenceTimeout, ModelFault):

@@ -17,6 +17,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .errors import is_v2
 from .limits import ConnectionLimits
 
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
@@ -38,7 +39,7 @@ def refusal(status: int, message: str, path: bytes = b"") -> bytes:
     """A complete HTTP/1.1 response that closes the connection: a JSON error in the shape of
     the path's API (serve/errors.py), as far as the request line was read."""
     code = _CODES[status]
-    v2 = path == b"/v2" or path.startswith((b"/v2/", b"/v2?"))
+    v2 = is_v2(path.decode("latin-1"))
     body = json.dumps({"error": message, "code": code} if v2
                       else {"error": code, "detail": message}).encode()
     return (f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"

@@ -17,8 +17,8 @@ def add_status_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
                       metrics: Metrics) -> None:
     classifier = classifier_info(predictor)
 
-    @app.get(HEALTH, response_model=Health, summary="Liveness and what is served",
-             responses={503: {"model": Health}})
+    @app.api_route(HEALTH, methods=["GET", "HEAD"], response_model=Health,
+                   summary="Liveness and what is served", responses={503: {"model": Health}})
     async def healthz() -> JSONResponse:
         # an inference process that is being replaced (dead or stuck) makes the server degraded
         inference = predictor.state

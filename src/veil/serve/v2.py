@@ -120,6 +120,8 @@ def _json_object(head: bytes, header_length: str | None) -> dict[str, Any]:
 def _json_problem(error: Exception, header_length: str | None) -> str:
     """What to tell a client whose JSON header does not parse: with binary data, the length
     it declared for the header (or left out) is the likelier culprit."""
+    if isinstance(error, ValueError) and "digits" in str(error):  # Python's int size limit
+        return "the inference request holds an integer of more digits than any pixel or size"
     where = (f": {error.msg} at byte {error.pos}" if isinstance(error, json.JSONDecodeError)
              else " (not UTF-8 text)" if isinstance(error, UnicodeDecodeError) else "")
     if header_length is not None:
@@ -164,6 +166,9 @@ def _images(tensor: dict[str, Any], binary: bytes, size: tuple[int, int],
     if shape[0] > max_images:
         raise ApiError(413, "too_many_images", f"at most {max_images} images per request")
     size_bytes = _parameters(tensor, f"input '{INPUT}'").get("binary_data_size")
+    if size_bytes is not None and "data" in tensor:
+        raise ApiError(400, "invalid_request", f"input '{INPUT}' holds both JSON data and "
+                                               "binary_data_size: send the pixels one way")
     if size_bytes is None:
         flat = _json_pixels(tensor.get("data"), math.prod(shape))
     else:
@@ -324,8 +329,11 @@ def make_infer(predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
         try:
             if request.url.path not in served:
                 raise _not_served(request.url.path)
-            encoding = request.headers.get("content-encoding", "identity").lower()
-            if encoding != "identity":
+            # every Content-Encoding header counts (one saying identity cannot hide a second)
+            codings = [c.strip().lower() for v in request.headers.getlist("content-encoding")
+                       for c in v.split(",")]
+            encoding = next((c for c in codings if c not in ("identity", "")), None)
+            if encoding is not None:
                 raise ApiError(415, "compressed_body", f"Content-Encoding {encoding[:20]!r}: "
                                                        "send the request uncompressed")
             body = request.scope.get("veil.body", b"")
