@@ -433,6 +433,7 @@ def test_a_bad_send_noise_is_refused_before_the_data_loads(tmp_path, capsys, mon
         raise AssertionError("the data was loaded before the options were checked")
 
     monkeypatch.setattr(attack_cli, "load_data", never)
-    code, _, err = veil(["attack", "--data", "sample", "--baselines", "blur:1.5",
-                         "--send-noise=-1", "--out", str(tmp_path / "a")], capsys)
-    assert code == 2 and "--send-noise takes stds of 0 or more, got -1" in err
+    for value, shown in (("-1", "-1.0"), ("-inf", "-inf"), ("nan", "nan")):
+        code, _, err = veil(["attack", "--data", "sample", "--baselines", "blur:1.5",
+                             "--send-noise", value, "--out", str(tmp_path / "a")], capsys)
+        assert code == 2 and f"--send-noise takes stds of 0 or more, got {shown}" in err, err

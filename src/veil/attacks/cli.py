@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,6 +48,9 @@ CALIBRATION_IMAGES = 512  # training images for the random obfuscator's BatchNor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # argparse reads "-inf" and "-nan" as options; as values they reach --send-noise's check
+    parser._negative_number_matcher = re.compile(  # noqa: SLF001  (no public hook)
+        r"^-(\d+|\d*\.\d+|inf|infinity|nan)$", re.IGNORECASE)
     parser.add_argument("mode", nargs="?", choices=["run", "sweep"], default="run",
                         help="run (default): attack the given defenses; sweep: also train "
                              "obfuscators for several λ (--lams) and plot the trade-off against "
