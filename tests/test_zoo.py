@@ -158,3 +158,44 @@ def test_measured_figures_are_added_to_a_card_with_their_source(built, tmp_path)
     notes.write_text(json.dumps({"training_cost": {"source": "metrics.jsonl", "cpu_hours": 6}}))
     assert main(["--name", "tiny", "--out", str(where), "--measured", str(notes)]) == 0
     assert set(zoo.card("tiny", where)["measured"]) == {"privacy", "training_cost"}
+
+
+# --- a cloud classifier alone (issue 49) ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def cloud_entry(tmp_path_factory):
+    from veil.zoo.build import build_classifier
+
+    root = tmp_path_factory.mktemp("cloud")
+    clf.train_classifier(clf.make_config("cloudnet_s", data="sample", out=str(root / "c"),
+                                         epochs=1, batch_size=100, view_averaged_eval=False),
+                         quiet=True)
+    info = build_classifier(root / "c" / "model.pt", "sample", "cloud", "cloudnet_s_tta",
+                            out_dir=root / "weights")
+    return root / "weights", info
+
+
+def test_a_cloud_classifier_entry_says_what_it_costs_and_answers_over_six_views(cloud_entry):
+    where, info = cloud_entry
+    card = zoo.card("cloud", where)
+    assert card == info and card["kind"] == "classifier"
+    c = card["classifier"]
+    assert (c["model"], c["trained_as"]) == ("cloudnet_s_tta", "cloudnet_s")
+    assert c["macs"] == 6 * c["macs_one_view"] == 6 * 118_147_360
+    assert c["obfuscator_macs_over_classifier"] == pytest.approx(26_083_328 / c["macs"], abs=1e-4)
+    assert 0 <= card["metrics"]["plain_acc"] <= 1 and "plain_acc_one_view" in card["metrics"]
+    assert [row["epoch"] for row in c["curve"]] == [1]
+
+
+def test_a_cloud_classifier_entry_loads_as_a_classifier_and_not_as_a_pair(cloud_entry):
+    from veil.models.classifiers import ViewAveraged
+    from veil.models.pretrained import pretrained_classifier
+
+    where, info = cloud_entry
+    model, payload = pretrained_classifier("cloud", where=where)
+    assert isinstance(model, ViewAveraged) and payload["sha256"] == info["weights_sha256"]
+    loader = TensorLoader(load_dataset("sample").test, 500)
+    from veil.batches import accuracy
+
+    assert accuracy(model, loader) == pytest.approx(info["metrics"]["plain_acc"])
+    with pytest.raises(ValueError, match="a cloud classifier alone, with no obfuscator"):
+        zoo.load("cloud", where=where)

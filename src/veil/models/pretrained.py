@@ -56,10 +56,18 @@ def card(name: str = DEFAULT, where: str | os.PathLike | None = None) -> dict[st
     return json.loads(weights_dir(where).joinpath(f"{name}.card.json").read_text())
 
 
+def is_classifier_only(info: dict[str, Any]) -> bool:
+    """Whether a card is a cloud classifier's alone (no obfuscator pair trained for it yet)."""
+    return info.get("kind") == "classifier"
+
+
 def load(name: str = DEFAULT, device: str | torch.device = "cpu",
          where: str | os.PathLike | None = None) -> Pretrained:
     """Load a shipped classifier + obfuscator + deobfuscator, in eval mode, in fp32."""
     info, state = _read(name, where)
+    if is_classifier_only(info):
+        raise ValueError(f"pretrained {name!r} is a cloud classifier alone, with no obfuscator: "
+                         f"serve or export it as zoo:{name}, or train an obfuscator against it")
     nets = {role: _build(role, info, state).to(device).eval()
             for role in ("classifier", "obfuscator", "deobfuscator")}
     return Pretrained(name, nets["classifier"], nets["obfuscator"], nets["deobfuscator"],

@@ -3,6 +3,9 @@
     python -m veil.zoo.build --classifier runs/c/model.pt --obfuscator runs/o/model.pt \
         --data ../shared/data/cifar10-jpeg75.zip --name default
 
+A cloud classifier alone (no obfuscator yet) is an entry too: `--classifier` and `--data`
+without `--obfuscator` (`--served-model cloudnet_s_tta` to answer over six views).
+
 The card's accuracies, PSNR and SSIM are measured on the fp16-stored weights, on the full test
 split of --data.
 """
@@ -18,12 +21,15 @@ from typing import Any
 
 import torch
 
+from ..batches import accuracy
 from ..core.allocator import keep_freed_memory
 from ..core.checkpoint import save_checkpoint
 from ..core.files import atomic_write, sha256_of
 from ..core.runtime import environment
 from ..data import TensorLoader, load_dataset
+from ..models import create_model
 from ..models.checkpoints import load_classifier, load_obfuscator_pair
+from ..models.complexity import count_macs, count_params
 from ..train.common import MetricsLog
 from ..train.obfuscator import evaluate_pair
 from . import card, load
@@ -64,6 +70,54 @@ def build(classifier_path: Path, obfuscator_path: Path, data: str, name: str,
     info["weights_sha256"] = sha256_of(weights)
     atomic_write(out_dir / f"{name}.card.json", json.dumps(info, indent=2) + "\n")
     return info
+
+
+def build_classifier(classifier_path: Path, data: str, name: str,
+                     served_model: str | None = None, out_dir: Path = WEIGHTS) -> dict[str, Any]:
+    """A cloud classifier alone as a shipped entry (no obfuscator trained for it yet): its fp16
+    weights and a card saying what it reaches and costs. `served_model` is the zoo model it
+    answers as, with the same weights (`cloudnet_s_tta`: six views); default the checkpoint's."""
+    ds = load_dataset(data)
+    classifier, payload = load_classifier(classifier_path, expected_classes=ds.classes)
+    served_name = served_model or payload["model_name"]
+    served = create_model(served_name, num_classes=len(ds.classes))
+    served.load_state_dict(classifier.state_dict())  # the same weights, another forward
+    for m in (classifier, served):
+        _as_stored(m.eval())
+    loader = TensorLoader(ds.test, 500)
+    one_view = accuracy(classifier, loader)
+    answered = accuracy(served, loader) if served_name != payload["model_name"] else one_view
+    buffer = io.BytesIO()
+    torch.save({"classifier": half_state(served)}, buffer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / f"{name}.pt", buffer.getvalue())
+    log = MetricsLog(Path(classifier_path).parent / "metrics.jsonl").read()
+    macs, obfuscator_macs = count_macs(served), count_macs(create_model("obfuscator"))
+    info = {
+        "name": name, "kind": "classifier", "classes": list(ds.classes),
+        "data": _data_section(ds),
+        "classifier": {"model": served_name, "trained_as": payload["model_name"],
+                       "recipe": payload["config"], "params": count_params(served),
+                       "macs": macs, "macs_one_view": count_macs(classifier),
+                       "obfuscator_macs_over_classifier": round(obfuscator_macs / macs, 4),
+                       "train_wall_s": log[-1]["wall_s"] if log else None,
+                       "epochs": len(log), "curve": [
+                           {k: row[k] for k in ("epoch", "test_acc", "wall_s")} for row in log]},
+        "storage": "fp16 state dict (numbers below measured on it)",
+        "metrics": {"plain_acc": answered, "plain_acc_one_view": one_view},
+        "seed": {"classifier": payload["config"]["seed"]},
+        "training_environment": payload.get("environment"),
+        "card_environment": environment(),
+    }
+    info["weights_sha256"] = sha256_of(out_dir / f"{name}.pt")
+    atomic_write(out_dir / f"{name}.card.json", json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def _data_section(ds: Any) -> dict[str, Any]:
+    return {"source": ds.name, "sha256": ds.source_sha256,
+            "description": "CIFAR-10 (JPEG-75)" if "jpeg75" in ds.name else ds.name,
+            "evaluated_on": f"full test split, {len(ds.test)} images"}
 
 
 def extract_classifier(name: str, out: Path) -> Path:
@@ -138,9 +192,7 @@ def _card(name, ds, clf_payload, obf_payload, classifier_path, obfuscator_path, 
     return {
         "name": name,
         "classes": list(ds.classes),
-        "data": {"source": ds.name, "sha256": ds.source_sha256,
-                 "description": "CIFAR-10 (JPEG-75)" if "jpeg75" in ds.name else ds.name,
-                 "evaluated_on": f"full test split, {len(ds.test)} images"},
+        "data": _data_section(ds),
         "classifier": clf_section,
         "obfuscator": {"model": "obfuscator", "recipe": obf_payload["config"],
                        "train_wall_s": obf_log[-1]["wall_s"] if obf_log else None,
@@ -167,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--obfuscator", type=Path)
     p.add_argument("--data")
     p.add_argument("--name", default="default")
+    p.add_argument("--served-model", help="a classifier-only entry: the zoo model it answers "
+                                          "as, with the same weights (e.g. cloudnet_s_tta)")
     p.add_argument("--out", type=Path, default=WEIGHTS)
     p.add_argument("--extract-classifier", type=Path, metavar="PT",
                    help="instead: write entry --name's classifier as a checkpoint to PT")
@@ -196,8 +250,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"veil.zoo.build: error: {e}", file=sys.stderr)
             return 2
         return 0
+    if args.classifier and args.data and not args.obfuscator:
+        info = build_classifier(args.classifier, args.data, args.name, args.served_model,
+                                args.out)
+        print(json.dumps(info["metrics"]))
+        return 0
     if not (args.classifier and args.obfuscator and args.data):
-        p.error("--classifier, --obfuscator and --data are required to build an entry")
+        p.error("--classifier, --obfuscator and --data are required to build an entry "
+                "(--classifier and --data alone: a cloud classifier's entry)")
     info = build(args.classifier, args.obfuscator, args.data, args.name, args.out)
     print(json.dumps(info["metrics"], indent=2))
     return 0
