@@ -146,7 +146,7 @@ def classification(entries: list, shape: list | None = None, copies: int = 1) ->
 
 @pytest.mark.hostile
 @pytest.mark.parametrize("entry", ["0_0.5:1:cat", "\u0660.5:1:cat", "0.5:\u0661:cat",
-                                   "0.5:1_0:cat", " 0.5:1:cat", "nan:1:cat"])
+                                   "0.5:1_0:cat", " 0.5:1:cat", "infinity:1:cat"])
 def test_scores_and_indices_are_plain_ascii_numbers(entry):
     with pytest.raises(BadModel, match="is not 'score:index:label'"):
         predictions(classification([entry]), EXT, 1, 1)

@@ -29,7 +29,9 @@ from .transport import Transport
 
 PROBABILITY_NAMES = (V2_OUTPUT, "probs", "softmax", "output_probabilities")
 NUMERIC = ("FP32", "FP16", "FP64")
-_SCORE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# ("nan" and "inf" are read, then refused as probabilities by the answer's check)
+_SCORE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(nan|inf)",
+                    re.IGNORECASE)
 _INDEX = re.compile(r"[+-]?[0-9]{1,9}")
 SCALED = {"FP32": "<f4", "FP16": "<f2"}
 
