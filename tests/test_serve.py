@@ -1081,7 +1081,7 @@ def test_a_uvicorn_whose_protocol_changed_is_refused_loudly():
     changed = type("Changed", (), {name: getattr(HttpToolsProtocol, name)
                                    for name in ("connection_made", "connection_lost",
                                                 "data_received", "on_body")})
-    with pytest.raises(RuntimeError, match="no longer has on_message_begin, "
+    with pytest.raises(RuntimeError, match="no longer has on_message_begin, on_url, on_header, "
                                            "on_headers_complete.*--no-connection-guards"):
         check_uvicorn(changed)
 
