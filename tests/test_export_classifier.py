@@ -223,11 +223,13 @@ def test_an_export_beside_a_stale_version_or_into_a_file_is_refused_before_the_w
     assert "not a folder (the model repository)" in capsys.readouterr().err
 
 
-def test_a_shipped_entry_exports_with_its_manifest(tmp_path):
-    assert main(["export", "--classifier", "zoo:default", "--out", str(tmp_path / "m"),
+@pytest.mark.parametrize("entry", ["default", "cloudnet_s"])
+def test_a_shipped_entry_exports_with_its_manifest(tmp_path, entry):
+    assert main(["export", "--classifier", f"zoo:{entry}", "--out", str(tmp_path / "m"),
                  "--images", "20"]) == 0
     manifest = json.loads((tmp_path / "m" / "classifier" / "manifest.json").read_text())
     from veil import zoo
 
-    assert manifest["checkpoint"]["sha256"] == zoo.card("default")["weights_sha256"]
+    assert manifest["checkpoint"]["sha256"] == zoo.card(entry)["weights_sha256"]
+    assert manifest["parity"]["top1_agreement"] == 1.0
     assert (tmp_path / "m" / "classifier" / "labels.txt").read_text().count("\n") == 10

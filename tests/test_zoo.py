@@ -199,3 +199,20 @@ def test_a_cloud_classifier_entry_loads_as_a_classifier_and_not_as_a_pair(cloud_
     assert accuracy(model, loader) == pytest.approx(info["metrics"]["plain_acc"])
     with pytest.raises(ValueError, match="a cloud classifier alone, with no obfuscator"):
         zoo.load("cloud", where=where)
+
+
+def test_the_shipped_cloud_classifier_is_what_its_card_says():
+    from veil.models.classifiers import ViewAveraged
+    from veil.models.complexity import count_macs
+    from veil.models.pretrained import pretrained_classifier
+
+    card = zoo.card("cloudnet_s")
+    assert card["kind"] == "classifier" and "cloudnet_s" in zoo.list_pretrained()
+    model, payload = pretrained_classifier("cloudnet_s")
+    assert isinstance(model, ViewAveraged) and count_macs(model) == card["classifier"]["macs"]
+    assert card["metrics"]["plain_acc"] > card["metrics"]["plain_acc_one_view"] > 0.85
+    # a sanity bound on the bundled 200-image sample (the card's figure is on the full split)
+    x = torch.as_tensor(load_dataset("sample").test.images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        hits = (model(x).argmax(1) == torch.as_tensor(load_dataset("sample").test.labels))
+    assert hits.float().mean().item() > 0.8

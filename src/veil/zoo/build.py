@@ -24,7 +24,7 @@ import torch
 from ..batches import accuracy
 from ..core.allocator import keep_freed_memory
 from ..core.checkpoint import save_checkpoint
-from ..core.files import atomic_write, sha256_of
+from ..core.files import atomic_write, recorded_path, sha256_of
 from ..core.runtime import environment
 from ..data import TensorLoader, load_dataset
 from ..models import create_model
@@ -97,7 +97,7 @@ def build_classifier(classifier_path: Path, data: str, name: str,
         "name": name, "kind": "classifier", "classes": list(ds.classes),
         "data": _data_section(ds),
         "classifier": {"model": served_name, "trained_as": payload["model_name"],
-                       "recipe": payload["config"], "params": count_params(served),
+                       "recipe": _portable(payload["config"]), "params": count_params(served),
                        "macs": macs, "macs_one_view": count_macs(classifier),
                        "obfuscator_macs_over_classifier": round(obfuscator_macs / macs, 4),
                        "train_wall_s": log[-1]["wall_s"] if log else None,
@@ -112,6 +112,11 @@ def build_classifier(classifier_path: Path, data: str, name: str,
     info["weights_sha256"] = sha256_of(out_dir / f"{name}.pt")
     atomic_write(out_dir / f"{name}.card.json", json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _portable(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recorded recipe with its paths as result files record them (no machine's own)."""
+    return {k: recorded_path(v) if k in ("data", "out") and v else v for k, v in recipe.items()}
 
 
 def _data_section(ds: Any) -> dict[str, Any]:
