@@ -275,6 +275,8 @@ def test_torch_never_reads_an_untrusted_program(tmp_path, monkeypatch):
     zeroes files, any operator) and no expression in it can run."""
     import veil.models.external as external
 
+    monkeypatch.setenv("VEIL_CACHE", str(tmp_path / "cache"))  # a trust list of its own
+
     opened = []
     monkeypatch.setattr(external.torch.export, "load", lambda *a, **k: opened.append(a))
     good = export_classifier(small_convnet(), tmp_path / "good.pt2",
@@ -286,8 +288,11 @@ def test_torch_never_reads_an_untrusted_program(tmp_path, monkeypatch):
     assert opened == []
 
 
-def test_a_pinned_program_loads_and_a_changed_one_is_refused_again(tmp_path, capsys):
+def test_a_pinned_program_loads_and_a_changed_one_is_refused_again(tmp_path, capsys,
+                                                                   monkeypatch):
     from veil.core.trust import UntrustedProgram
+
+    monkeypatch.setenv("VEIL_CACHE", str(tmp_path / "cache"))  # a trust list of its own
 
     program = tmp_path / "theirs.pt2"
     # a program veil did not write: a copy under another name, one byte of its metadata changed
@@ -305,6 +310,7 @@ def test_a_pinned_program_loads_and_a_changed_one_is_refused_again(tmp_path, cap
 
 
 def test_programs_veil_exported_load_without_asking_and_env_pins_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("VEIL_CACHE", str(tmp_path / "cache"))  # a trust list of its own
     good = export_classifier(small_convnet(), tmp_path / "mine.pt2",
                              load_dataset("sample").classes, (32, 32), "mine")
     assert load_classifier(good)[1]["sha256"] == sha256_of(good)

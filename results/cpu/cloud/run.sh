@@ -19,10 +19,13 @@ RUNS=$WT/runs
 mkdir -p "$RUNS"
 seed_from_resume() {  # a fresh machine: continue from the committed state
   local name=$1
-  if [ ! -e "$RUNS/$name/last.pt" ] && [ -d "$HERE/resume/$name" ]; then
-    mkdir -p "$RUNS/$name"
+  mkdir -p "$RUNS/$name"
+  if [ ! -e "$RUNS/$name/model.pt" ] && [ -f "$HERE/$name/model.pt" ]; then  # finished
+    cp "$HERE/$name"/model.pt* "$RUNS/$name/"
+  elif [ ! -e "$RUNS/$name/model.pt" ] && [ ! -e "$RUNS/$name/last.pt" ] \
+      && [ -d "$HERE/resume/$name" ]; then
     cp "$HERE/resume/$name"/* "$RUNS/$name/"
-    cp "$HERE/$name"/{config.yaml,metrics.jsonl} "$RUNS/$name/" 2>/dev/null || true
+    cp "$HERE/$name"/{config.yaml,metrics.jsonl,curve.jsonl} "$RUNS/$name/" 2>/dev/null || true
   fi
 }
 cd "$WT"
