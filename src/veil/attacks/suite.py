@@ -229,16 +229,14 @@ def _run_linkage(name: str, defense: Defense, sent: torch.Tensor, setup: AttackS
     if name == "link_operator":
         model = setup.classifier.model if setup.classifier else None
         scored = operator_linkage(model, queries, photos, labels)
-    elif name == "link_reobfuscate":
+    elif name in ("link_reobfuscate", "link_fit"):  # the attacker runs an obfuscator it holds
         held = setup.attacker_obfuscator
-        scored = reobfuscation_linkage(defense.transform if held is None else held, queries,
-                                       photos, labels)
-        scored["weights"] = "the defense's own" if held is None else "the attacker's"
-    elif name == "link_fit":
-        held = setup.attacker_obfuscator
-        budget = FitBudget(setup.budget.fit_shortlist, setup.budget.fit_steps)
-        scored = fitting_linkage(defense.transform if held is None else held, queries, photos,
-                                 labels, budget)
+        weights = defense.transform if held is None else held
+        if name == "link_reobfuscate":
+            scored = reobfuscation_linkage(weights, queries, photos, labels)
+        else:
+            budget = FitBudget(setup.budget.fit_shortlist, setup.budget.fit_steps)
+            scored = fitting_linkage(weights, queries, photos, labels, budget)
         scored["weights"] = "the defense's own" if held is None else "the attacker's"
     else:
         train = setup.ds.train.subset(setup.train_images, setup.seed)

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from ..core.files import atomic_write
-from ..core.imagefit import recorded_image_size
 from ..core.trust import check_trusted, pin
 from ..core.unpickling import no_code_unpickling
 from .classifiers import Normalize
@@ -108,8 +107,7 @@ def _load_program(path: Path) -> tuple[nn.Module, dict[str, Any]]:
                          ")") from err
     meta = json.loads(extra[META_FILE]) if extra[META_FILE] else {}
     info = {"model_name": meta.get("model_name") or f"export:{path.stem}",
-            "classes": meta.get("classes"),
-            "image_size": recorded_image_size(meta.get("image_size"), str(path)),
+            "classes": meta.get("classes"), "image_size": meta.get("image_size"),
             "source": str(path), "format": "torch.export"}
     return ExportedClassifier(program.module(), meta), info
 

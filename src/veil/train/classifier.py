@@ -19,7 +19,7 @@ from torch import nn
 
 from ..batches import accuracy
 from ..core.runtime import autocast, progress, quiet_default, seed_everything
-from ..data import Dataset, TensorLoader, load_dataset
+from ..data import Dataset, TensorLoader, load_dataset, to_tensor_images
 from ..models import create_model, model_kind
 from ..models.classifiers import ViewAveraged
 from .common import (
@@ -157,8 +157,8 @@ class ClassifierTrainer:
         seed_everything(config.seed)
         model = create_model(config.model, num_classes=len(ds.classes)).to(self.device)
         if config.whiten:  # from a fixed, seeded sample of the training images
-            sample = TensorLoader(ds.train.subset(5000, config.seed), 5000).images
-            _whiten(model, sample.to(self.device))
+            _whiten(model, to_tensor_images(ds.train.subset(5000, config.seed).images,
+                                            self.device))
         self.model = model.to(memory_format=torch.channels_last) if config.channels_last else model
         self.train_loader = TensorLoader(ds.train, config.batch_size, shuffle=True,
                                          crop_padding=config.crop_padding, flip=config.flip,
