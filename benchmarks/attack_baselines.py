@@ -28,7 +28,7 @@ from veil.core.files import atomic_write
 from veil.core.markdown import table
 from veil.core.runtime import environment
 from veil.data import TensorLoader, load_dataset
-from veil.models.checkpoints import load_classifier
+from veil.models.loading import load_classifier
 
 
 def main(argv: list[str] | None = None) -> int:

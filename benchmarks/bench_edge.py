@@ -36,7 +36,7 @@ DEFAULT_OBFUSCATORS = ("runs/default-obfuscator/model.pt", "runs/obfuscator/mode
 
 
 def pick_obfuscator(path: str | None) -> tuple[torch.nn.Module, str]:
-    from veil.models.checkpoints import load_obfuscator_pair
+    from veil.models.loading import load_obfuscator_pair
 
     candidates = [path] if path else [str(REPO / p) for p in DEFAULT_OBFUSCATORS]
     for candidate in candidates:

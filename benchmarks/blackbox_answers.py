@@ -33,7 +33,7 @@ from veil.core.runtime import environment
 from veil.data import TensorLoader, load_dataset
 from veil.data.dataset import subset_indices
 from veil.edge.client import Prediction
-from veil.models.checkpoints import load_classifier
+from veil.models.loading import load_classifier
 from veil.pipeline.blackbox import answer_target, parse_answers
 from veil.report.figures import agg_figure
 from veil.train.common import resumable_states

@@ -23,7 +23,7 @@ from veil.core.files import sha256_of
 from veil.core.runtime import environment
 from veil.data import Split, TensorLoader, load_dataset
 from veil.data.lossless import jpeg_twins, load_lossless_slice
-from veil.models.checkpoints import load_classifier, load_obfuscator_pair
+from veil.models.loading import load_classifier, load_obfuscator_pair
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

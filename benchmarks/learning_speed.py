@@ -32,7 +32,7 @@ from veil.core.runtime import environment
 from veil.data import TensorLoader, load_dataset
 from veil.data.dataset import Split
 from veil.metrics import psnr, ssim
-from veil.models.checkpoints import load_classifier, load_obfuscator_pair
+from veil.models.loading import load_classifier, load_obfuscator_pair
 from veil.report.figures import agg_figure
 from veil.train.obfuscator import evaluate_pair
 

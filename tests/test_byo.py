@@ -18,8 +18,8 @@ from veil.cli import main
 from veil.core.checkpoint import load_checkpoint
 from veil.core.files import sha256_of
 from veil.data import load_dataset
-from veil.models.checkpoints import load_classifier
 from veil.models.external import export_classifier
+from veil.models.loading import load_classifier
 from veil.serve.inference import Predictor
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)

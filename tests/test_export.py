@@ -13,7 +13,7 @@ import torch
 from veil.cli import main
 from veil.export import fold_batchnorm, verify_parity
 from veil.export.onnx_export import ExportError, check_parity, onnx_op_types
-from veil.models.checkpoints import load_obfuscator_pair
+from veil.models.loading import load_obfuscator_pair
 
 try:  # whether or not tests/ is a package
     from tests.offload_helpers import build_artifacts, sample_images

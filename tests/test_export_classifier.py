@@ -14,7 +14,7 @@ from hostile_server import HostileServer, send_json
 from offload_helpers import sample_images
 from veil.cli import main
 from veil.edge.client import VeilClient
-from veil.models.checkpoints import load_classifier
+from veil.models.loading import load_classifier
 
 try:
     from tests.test_eval import save_classifier

@@ -380,7 +380,7 @@ def test_bad_bottleneck_noise_is_a_clear_error(noise):
 def test_a_checkpoint_rebuilds_its_obfuscators_noise(tmp_path):
     from veil.core.checkpoint import save_checkpoint
     from veil.models import create_model
-    from veil.models.checkpoints import load_obfuscator_pair
+    from veil.models.loading import load_obfuscator_pair
 
     pair = create_model("obfuscator", noise=0.7), create_model("deobfuscator")
     save_checkpoint({"kind": "obfuscator", "obfuscator": pair[0].state_dict(),

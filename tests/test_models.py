@@ -239,7 +239,7 @@ def test_a_budget_below_the_smallest_fastnet_is_a_clear_error():
 
 def test_an_obfuscator_checkpoint_rebuilds_at_its_width(tmp_path):
     from veil.core.checkpoint import save_checkpoint
-    from veil.models.checkpoints import load_obfuscator_pair
+    from veil.models.loading import load_obfuscator_pair
     torch.manual_seed(0)
     narrow = Obfuscator(0.25)
     save_checkpoint({"kind": "obfuscator", "obfuscator": narrow.state_dict(),

@@ -23,7 +23,7 @@ from veil.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoi
 from veil.core.eightbit import quantize_8bit, quantize_8bit_ste, to_uint8
 from veil.data import TensorLoader, load_dataset
 from veil.models import create_model
-from veil.models.checkpoints import load_classifier, load_obfuscator_pair
+from veil.models.loading import load_classifier, load_obfuscator_pair
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
 from veil.train.common import RunDirError
@@ -667,7 +667,7 @@ def test_a_run_with_the_linkage_adversary_logs_its_loss_and_resumes_exactly(
 
 def test_a_run_can_start_from_a_trained_pair_and_skips_the_warm_start(trained_classifier,
                                                                      tmp_path):
-    from veil.models.checkpoints import load_obfuscator_pair
+    from veil.models.loading import load_obfuscator_pair
     from veil.train.common import start_process
     first = tiny_obfuscator_config(trained_classifier, tmp_path / "a", epochs=1,
                                    train_subset=100)
@@ -725,7 +725,7 @@ def test_a_device_named_as_a_checkpoint_is_not_a_regular_file():
 def test_a_recorded_image_size_is_checked_before_anything_is_allocated(trained_classifier,
                                                                        tmp_path, size, message):
     from veil.core.checkpoint import load_checkpoint, save_checkpoint
-    from veil.models.checkpoints import load_classifier
+    from veil.models.loading import load_classifier
 
     payload = load_checkpoint(trained_classifier)
     payload["image_size"] = size
@@ -739,7 +739,7 @@ def test_a_recorded_image_size_is_checked_before_anything_is_allocated(trained_c
 def test_a_recorded_class_count_that_is_not_a_whole_number_is_one_error(trained_classifier,
                                                                         tmp_path, count):
     from veil.core.checkpoint import load_checkpoint, save_checkpoint
-    from veil.models.checkpoints import load_classifier
+    from veil.models.loading import load_classifier
 
     payload = load_checkpoint(trained_classifier)
     payload["num_classes"] = count
@@ -751,7 +751,7 @@ def test_a_recorded_class_count_that_is_not_a_whole_number_is_one_error(trained_
 @pytest.mark.hostile
 def test_a_device_as_a_classifier_is_named_as_such():
     from veil.core.checkpoint import CheckpointError
-    from veil.models.checkpoints import load_classifier
+    from veil.models.loading import load_classifier
 
     with pytest.raises(CheckpointError, match="/dev/zero: not a regular file"):
         load_classifier("/dev/zero")

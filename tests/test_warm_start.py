@@ -11,8 +11,8 @@ from torch import nn
 from test_train import read_metrics, tiny_classifier_config, tiny_obfuscator_config
 from veil.data import TensorLoader, load_dataset
 from veil.models import FrozenClassifier, create_model
-from veil.models.checkpoints import load_classifier
 from veil.models.fold import fold_batchnorm
+from veil.models.loading import load_classifier
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
 from veil.train.losses import feature_distance, utility_loss

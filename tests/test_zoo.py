@@ -84,7 +84,7 @@ def test_pretrained_weights_that_do_not_match_their_card_are_refused(built, tmp_
 
 
 def test_the_shipped_classifier_extracts_into_a_new_folder_and_classifies_alike(tmp_path):
-    from veil.models.checkpoints import load_classifier
+    from veil.models.loading import load_classifier
     from veil.zoo.build import main
 
     out = tmp_path / "new" / "deeper" / "default-classifier.pt"
@@ -109,7 +109,7 @@ def test_extracting_where_no_file_can_be_written_is_one_line(tmp_path, capsys):
 
 def test_the_shipped_obfuscator_extracts_with_the_classifier_it_was_trained_for(tmp_path):
     from veil.core.files import sha256_of
-    from veil.models.checkpoints import ArrayObfuscator
+    from veil.models.loading import ArrayObfuscator
     from veil.zoo.build import main
 
     classifier, obfuscator = tmp_path / "c.pt", tmp_path / "o" / "o.pt"

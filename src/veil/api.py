@@ -28,7 +28,7 @@ from typing import Any
 
 from torch import nn
 
-from .models.checkpoints import load_obfuscator_pair
+from .models.loading import load_obfuscator_pair
 from .pipeline.blackbox import BlackboxSettings, train_blackbox
 from .train.obfuscator import DEFAULT_RECIPE, ObfuscatorConfig, make_config
 from .train.obfuscator import train_obfuscator as _train

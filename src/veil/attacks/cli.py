@@ -24,7 +24,8 @@ from ..core.files import atomic_write
 from ..core.options import add_evaluation, apply_runtime
 from ..core.runtime import quiet_default
 from ..data import Dataset, to_tensor_images
-from ..loading import (
+from ..report.results import write_result_with
+from ..run_inputs import (
     LoadedClassifier,
     LoadedObfuscator,
     load_classifiers,
@@ -32,7 +33,6 @@ from ..loading import (
     load_obfuscators,
     pair_with_classifiers,
 )
-from ..report.results import write_result_with
 from ..train.obfuscator import RECIPES
 from .baselines import expand_names, make_baseline
 from .budget import BUDGETS, AttackBudget, preset

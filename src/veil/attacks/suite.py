@@ -20,10 +20,10 @@ from torch import nn
 from ..batches import accuracy_on, test_images
 from ..core.runtime import environment
 from ..data import Dataset, Split
-from ..loading import LoadedClassifier
 from ..metrics import image_scores
 from ..models.complexity import count_params
 from ..report.figures import encode_strip, pareto_front
+from ..run_inputs import LoadedClassifier
 from .budget import AttackBudget
 from .decoders import make_decoder
 from .defenses import Defense

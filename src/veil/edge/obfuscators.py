@@ -61,7 +61,7 @@ class TorchObfuscator:
     """An obfuscator checkpoint run with PyTorch (imports torch; for machines that have it)."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        from ..models.checkpoints import ArrayObfuscator  # the edge itself never imports torch
+        from ..models.loading import ArrayObfuscator  # the edge itself never imports torch
 
         self.runner = ArrayObfuscator(path, threads)
         self.payload = self.runner.payload

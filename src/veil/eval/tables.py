@@ -21,10 +21,10 @@ from torch import nn
 from ..batches import accuracy_on, batched, sent_images, test_images
 from ..core.runtime import environment
 from ..data import Dataset
-from ..loading import LoadedClassifier, LoadedObfuscator
 from ..metrics import image_scores
 from ..models.complexity import count_macs, count_params
 from ..report.figures import encode_strip
+from ..run_inputs import LoadedClassifier, LoadedObfuscator
 
 SCHEMA = "veil.eval.tables/1"
 EQUAL_COST = 0.10  # a device-alone classifier counts at an obfuscator's budget within ±10 % MACs

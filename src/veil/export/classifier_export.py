@@ -31,7 +31,7 @@ from ..core.files import atomic_write, sha256_bytes
 from ..core.text import shown
 from ..core.wire import V2_INPUT, V2_OUTPUT
 from ..data import load_dataset
-from ..models.checkpoints import load_classifier
+from ..models.loading import load_classifier
 
 DEFAULT_OPSET = 17
 MAX_PROBABILITY_DIFF = 1e-4

@@ -137,7 +137,7 @@ def export_obfuscator(checkpoint: str | os.PathLike, out: str | os.PathLike = "o
                       opset: int = DEFAULT_OPSET) -> ExportResult:
     """Export an obfuscator checkpoint to `out` and write its manifest to `out` with .json."""
     from ..data import load_dataset
-    from ..models.checkpoints import load_obfuscator_pair
+    from ..models.loading import load_obfuscator_pair
 
     obfuscator, _, payload = load_obfuscator_pair(checkpoint)
     size = trained_image_size(payload)

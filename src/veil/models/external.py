@@ -66,7 +66,7 @@ def read_external(spec: str | Path, device: str | torch.device = "cpu",
                   weights: str | Path | None = None,
                   expected_classes: tuple[str, ...] | None = None,
                   image_size: tuple[int, int] = (32, 32)) -> tuple[nn.Module, dict[str, Any]]:
-    """The format reader behind `checkpoints.load_classifier` for a `.pt2` program or a
+    """The format reader behind `loading.load_classifier` for a `.pt2` program or a
     factory (call that, not this): (model in eval mode, a classifier payload), its classes
     checked against `expected_classes` and its output against a blank batch."""
     spec = str(spec)

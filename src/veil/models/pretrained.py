@@ -1,6 +1,6 @@
 """Pretrained weights shipped inside the package (`src/veil/zoo/weights/`), each with a model
 card: the reader. `veil.zoo` is its public face; `load_classifier("zoo:NAME")`
-(models.checkpoints, the spec in core.specs) reads an entry's classifier through
+(models.loading, the spec in core.specs) reads an entry's classifier through
 `pretrained_classifier`.
 
 Weights are stored in fp16 to keep the package small and come back in fp32; the card's numbers

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..data import Dataset
-from ..loading import (
+from ..run_inputs import (
     load_data,
 )
 from .plan import Scale, Slot

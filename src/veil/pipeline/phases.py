@@ -19,16 +19,16 @@ from ..core.runtime import (
 )
 from ..eval.schemas import write_result
 from ..eval.tables import evaluate_tables
-from ..loading import (
+from ..models import create_model
+from ..models.complexity import count_params
+from ..report.figures import pareto_front
+from ..run_inputs import (
     LoadedClassifier,
     LoadedObfuscator,
     load_classifiers,
     load_obfuscators,
     pair_with_classifiers,
 )
-from ..models import create_model
-from ..models.complexity import count_params
-from ..report.figures import pareto_front
 from ..train import classifier as clf
 from ..train import obfuscator as obf
 from ..train.classifier import train_classifier

@@ -40,7 +40,7 @@ from ..core.runtime import (
     resolve_device,
 )
 from ..data.sources import default_source
-from ..loading import (
+from ..run_inputs import (
     load_data,
 )
 from .context import Context

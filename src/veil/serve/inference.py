@@ -27,8 +27,8 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, verify: bool = True) -> Predictor:
         """Any classifier spec `load_classifier` takes: a checkpoint, `zoo:NAME`, a `.pt2`."""
-        from ..models.checkpoints import load_classifier
         from ..models.external import check_classifier
+        from ..models.loading import load_classifier
 
         model, payload = load_classifier(path, verify=verify)
         info = {"model_name": payload["model_name"], "sha256": payload["sha256"] or "",

@@ -50,12 +50,12 @@ from ..core.eightbit import quantize_8bit, quantize_8bit_ste
 from ..core.runtime import autocast, progress, quiet_default, seed_everything
 from ..core.settings import setting_names, unknown_setting, upgrade_names
 from ..data import TensorLoader, load_dataset
-from ..loading import load_ensemble, load_target
 from ..metrics import psnr, ssim
 from ..models import FrozenClassifier, create_model
-from ..models.checkpoints import load_obfuscator_pair
+from ..models.loading import load_obfuscator_pair
 from ..models.matcher import Matcher
 from ..models.obfuscator import scaled_channels
+from ..run_inputs import load_ensemble, load_target
 from .common import (
     WARM_START_PREFIX,
     Distributed,

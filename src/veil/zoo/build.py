@@ -28,8 +28,8 @@ from ..core.files import atomic_write, recorded_path, sha256_of
 from ..core.runtime import environment
 from ..data import TensorLoader, load_dataset
 from ..models import create_model
-from ..models.checkpoints import load_classifier, load_obfuscator_pair
 from ..models.complexity import count_macs, count_params
+from ..models.loading import load_classifier, load_obfuscator_pair
 from ..train.common import MetricsLog
 from ..train.obfuscator import evaluate_pair
 from . import card, load

@@ -16,8 +16,8 @@ from torch import nn
 from .core.files import recorded_path, sha256_of
 from .data import Dataset, load_dataset
 from .data.sources import default_source
-from .models.checkpoints import load_classifier, load_obfuscator_pair, with_normalization
 from .models.external import check_classifier, export_classifier
+from .models.loading import load_classifier, load_obfuscator_pair, with_normalization
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 
 from veil import zoo
 from veil.core.unpickling import UnsafePickleError, load_restricted, no_code_unpickling
-from veil.models.checkpoints import load_classifier
+from veil.models.loading import load_classifier
 from veil.serve.cli import load_predictor
 
 
