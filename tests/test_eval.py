@@ -376,3 +376,30 @@ def test_image_scores_carry_ms_ssim_from_32_pixels_up():
     assert image_scores(x, x)["ms_ssim"]["mean"] == pytest.approx(1.0)
     small = torch.rand(3, 3, 16, 16, generator=g)
     assert "ms_ssim" not in image_scores(small, small)
+
+
+def test_the_python_api_writes_what_the_command_writes(checkpoints, tables_run, tmp_path):
+    import veil
+
+    evaluation = veil.evaluate(classifiers=[str(checkpoints["clf0"]), str(checkpoints["clf1"])],
+                               obfuscators=[str(checkpoints["obf0"]), str(checkpoints["obf1"])],
+                               data="sample", test_subset=40, out=str(tmp_path), quiet=True)
+    command = json.loads((tables_run / "tables.json").read_text())
+    assert evaluation.files[0] == tmp_path / "tables.json"
+    for key in ("table1", "table3", "classifiers", "obfuscators"):
+        assert evaluation.result[key] == command[key], key
+    assert (tmp_path / "tables.md").read_text() == (tables_run / "tables.md").read_text()
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(("options", "message"), [
+    ({}, "give --classifiers and/or --obfuscators checkpoints to evaluate"),
+    ({"classifiers": ["a.pt"], "per_class": 0}, "setting per_class = 0: must be at least 1"),
+    ({"classifiers": ["a.pt"], "threads": 0}, "setting threads = 0: must be at least 1"),
+    ({"classifiers": ["a.pt"], "batch": 3}, "unexpected keyword argument 'batch'"),
+])
+def test_the_python_api_checks_its_settings_before_loading_anything(options, message):
+    import veil
+
+    with pytest.raises((ValueError, TypeError), match=message):
+        veil.evaluate(**options)

@@ -249,7 +249,7 @@ def test_the_matcher_returned_is_its_best_validation_point(sample):
 
 
 def test_send_noise_adds_fresh_randomness_per_request_and_keeps_the_clean_defense():
-    from veil.attacks.cli import with_send_noise
+    from veil.attacks.run import with_send_noise
 
     clean = Defense("obf", "obfuscator", nn.Identity(), "trained obfuscator (8-bit output)")
     defenses = with_send_noise([clean], [0.0, 0.1])
@@ -270,7 +270,7 @@ def test_send_noise_adds_fresh_randomness_per_request_and_keeps_the_clean_defens
     ([0.1, 0.1], "--send-noise lists a std twice"),
 ])
 def test_bad_send_noise_is_a_clear_error(stds, message):
-    from veil.attacks.cli import with_send_noise
+    from veil.attacks.run import with_send_noise
 
     with pytest.raises(ValueError, match=message):
         with_send_noise([Defense("obf", "obfuscator", nn.Identity())], stds)
@@ -427,7 +427,7 @@ def test_fitting_links_a_randomised_obfuscator_at_least_as_well_as_its_expectati
 
 @pytest.mark.hostile
 def test_a_bad_send_noise_is_refused_before_the_data_loads(tmp_path, capsys, monkeypatch):
-    import veil.attacks.cli as attack_cli
+    import veil.attacks.run as attack_cli
 
     def never(*_args, **_kwargs):
         raise AssertionError("the data was loaded before the options were checked")

@@ -60,7 +60,8 @@ def run(tmp_path_factory, session_cache) -> SimpleNamespace:
             real_train(config, resume=resume, quiet=quiet, on_epoch_end=interrupt)
         return real_train(config, resume=resume, quiet=quiet)
 
-    argv = tiny_args(out, "--classifier-epochs", "2", "--budget-minutes", "30")
+    # a budget that takes the planning path but that no loaded machine can make cap the epochs
+    argv = tiny_args(out, "--classifier-epochs", "2", "--budget-minutes", "1440")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("VEIL_CACHE", str(session_cache))
         env.delenv("VEIL_DATA", raising=False)

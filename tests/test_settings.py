@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import typing
 from dataclasses import asdict, fields
 
 import pytest
 import yaml
 
 from veil.cli import build_parser, main
-from veil.core.settings import parse_setting, read_settings_file
+from veil.core.settings import (
+    add_options,
+    check_types,
+    from_args,
+    option,
+    parse_setting,
+    parse_value,
+    read_settings_file,
+)
 from veil.train import classifier as clf
 from veil.train import obfuscator as obf
 from veil.train.common import config_from_dict
@@ -300,3 +310,64 @@ def test_a_config_that_is_not_a_small_regular_file_is_refused_unread(tmp_path, c
     expected = ("1,048,586 bytes, more than the 1,048,576 it may have" if kind == "too large"
                 else "not a regular file")
     assert f"--config {path}: {expected}" in err and len(err.strip().splitlines()) == 1, err
+
+
+# --- settings as command-line options: declared once -----------------------------------------
+@dataclasses.dataclass(kw_only=True)
+class Declared:
+    url: str = option(help="where", metavar="URL")
+    source: str | None = option(help="optional on the command line, an argument of the API")
+    mode: typing.Literal["fast", "slow"] = option("fast", "how")
+    names: list[str] = option(["a"], "several")
+    count: int = option(3, "how many")
+    ratio: float | None = option(None, "a fraction")
+    stages: dict[str, float] | None = option(None, "key:value pairs")
+    loud: bool = option(False, "a switch")
+    hidden: int = 7  # not an option: no flag
+
+
+def declared_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="t")
+    add_options(parser, Declared)
+    return parser
+
+
+def test_flags_come_from_the_fields_with_their_types_and_defaults():
+    args = declared_parser().parse_args(["--url", "u", "--mode", "slow", "--names", "x", "y",
+                                         "--count", "5", "--stages", "encoder:4", "--loud"])
+    made = from_args(Declared, args)
+    assert made == Declared(url="u", source=None, mode="slow", names=["x", "y"], count=5,
+                            stages={"encoder": 4.0}, loud=True)
+    defaults = from_args(Declared, declared_parser().parse_args(["--url", "u"]))
+    assert (defaults.mode, defaults.names, defaults.count, defaults.loud) == ("fast", ["a"], 3,
+                                                                              False)
+    assert not hasattr(declared_parser().parse_args(["--url", "u"]), "hidden")
+
+
+def test_the_help_shows_each_default_once():
+    text = declared_parser().format_help()
+    assert "how (default: fast)" in text and "how many (default: 3)" in text
+    assert "a switch (default" not in text and "a fraction (default" not in text
+    assert "{fast,slow}" in text
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(("argv", "message"), [
+    ([], "the following arguments are required: --url"),
+    (["--url", "u", "--mode", "medium"], "invalid choice: 'medium'"),
+    (["--url", "u", "--count", "x"], "invalid int value: 'x'"),
+    (["--url", "u", "--stages", "encoder"], "expected key:value entries"),
+])
+def test_a_bad_flag_is_a_usage_error_naming_it(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        declared_parser().parse_args(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_literal_settings_are_parsed_and_type_checked():
+    assert parse_value(typing.Literal["fast", "slow"], "slow") == "slow"
+    with pytest.raises(ValueError, match="choose one of fast, slow"):
+        parse_value(typing.Literal["fast", "slow"], "medium")
+    check_types(Declared(url="u", source=None, mode="slow"))
+    with pytest.raises(ValueError, match="setting mode = 'medium': expected one of fast, slow"):
+        check_types(Declared(url="u", source=None, mode="medium"))

@@ -6,7 +6,9 @@ while a frozen cloud classifier trained on ordinary images still classifies it.
 
 from .core.version import VERSION as __version__
 
-API = ("BlackBoxObfuscator", "TrainedObfuscator", "train_blackbox_obfuscator", "train_obfuscator")
+API = ("AttackSettings", "BlackBoxObfuscator", "EvaluateSettings", "ReproduceSettings",
+       "TrainedObfuscator", "attack", "evaluate", "reproduce", "train_blackbox_obfuscator",
+       "train_obfuscator")
 __all__ = [*API, "__version__"]
 
 

@@ -17,6 +17,12 @@ A classifier that can only be queried (a `veil serve` URL, no weights):
     result = veil.train_blackbox_obfuscator("https://cloud.example.org", data="cifar10",
                                             out="runs/bb", query_budget=10_000)
     result.report            # images sent, the real server's plain / obfuscated accuracy
+
+What the commands that measure do, as functions taking their flags' settings by name:
+
+    veil.evaluate(classifiers=[...], obfuscators=[...], data="cifar10")   # Tables 1-3
+    veil.attack(obfuscators=["runs/mine/model.pt"], budget=...)          # every attack
+    veil.reproduce(scale="tiny", out="runs/reproduce")                     # the paper's runs
 """
 
 from __future__ import annotations
@@ -28,10 +34,17 @@ from typing import Any
 
 from torch import nn
 
+from .attacks.run import AttackRun, AttackSettings, attack
+from .eval.evaluate import EvaluateSettings, Evaluation, evaluate
 from .models.loading import load_obfuscator_pair
 from .pipeline.blackbox import BlackboxSettings, train_blackbox
+from .pipeline.reproduce import ReproduceSettings, reproduce
 from .train.obfuscator import DEFAULT_RECIPE, ObfuscatorConfig, make_config
 from .train.obfuscator import train_obfuscator as _train
+
+__all__ = ["AttackRun", "AttackSettings", "BlackBoxObfuscator", "EvaluateSettings", "Evaluation",
+           "ReproduceSettings", "TrainedObfuscator", "attack", "evaluate", "reproduce",
+           "train_blackbox_obfuscator", "train_obfuscator"]
 
 
 @dataclass

@@ -188,6 +188,21 @@ def _label_obfuscators(obfuscators: list[LoadedObfuscator]) -> None:
         o.label = names[i] if repeats == 0 else f"{names[i]}-{repeats + 1}"
 
 
+def load_models(classifier_paths: Sequence[str | os.PathLike],
+                obfuscator_paths: Sequence[str | os.PathLike], classes: tuple[str, ...],
+                device: torch.device, *, labels: Sequence[str] | None = None,
+                add_missing: bool = True
+                ) -> tuple[list[LoadedClassifier], list[LoadedObfuscator], list[str]]:
+    """Classifiers (labelled by `labels` where given) and obfuscators, each obfuscator paired
+    with its classifier by sha256 (`pair_with_classifiers`); with the notes of the pairing."""
+    classifiers = load_classifiers(list(classifier_paths), classes, device)
+    for c, label in zip(classifiers, labels or (), strict=labels is not None):
+        c.label = label
+    obfuscators = load_obfuscators(list(obfuscator_paths), classes, device)
+    notes = pair_with_classifiers(obfuscators, classifiers, classes, device, add_missing)
+    return classifiers, obfuscators, notes
+
+
 def load_target(spec: str | None, classes: tuple[str, ...], image_size: tuple[int, int],
                 device: torch.device, out: Path, *, module: nn.Module | None = None,
                 weights: str | None = None, mean: Sequence[float] | None = None,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..core.eightbit import quantize_8bit
+from ..run_inputs import LoadedObfuscator
 
 
 @dataclass
@@ -67,3 +68,13 @@ def obfuscator_defense(name: str, obfuscator: nn.Module, deobfuscator: nn.Module
                        info: dict[str, Any] | None = None) -> Defense:
     return Defense(name, "obfuscator", obfuscator, "trained obfuscator (8-bit output)",
                    info=dict(info or {}), deobfuscator=deobfuscator)
+
+
+RECORDED_INFO = ("path", "sha256", "lam", "recipe", "epochs", "train_subset")
+
+
+def loaded_defense(o: LoadedObfuscator) -> Defense:
+    """A loaded obfuscator checkpoint as a defense, recording where it came from."""
+    info = o.info()
+    return obfuscator_defense(o.label, o.obfuscator, o.deobfuscator,
+                              {k: info[k] for k in RECORDED_INFO})

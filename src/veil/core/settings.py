@@ -1,5 +1,7 @@
 """Settings held in dataclasses: `key=value` text parsed by each field's type, YAML files of
-settings, and the names a config once had read as the names it has now.
+settings, the names a config once had read as the names it has now, and command-line options
+derived from the fields (`option` declares a setting once: its type, default and help;
+`add_options` makes its flag, `from_args` reads it back).
 
 A command's config is assembled in one order everywhere: the recipe (a config instance), then
 `--config FILE`, then the command's own flags, then `--set key=value`, each over the one before.
@@ -9,12 +11,14 @@ of a mapping field); a saved config that uses them still loads, with a one-line 
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import math
 import sys
 import types
 import typing
-from dataclasses import fields
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, Field, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +70,10 @@ def _parse(hint: Any, text: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _parse(inner, text)
+    if origin is typing.Literal:
+        if text not in args:
+            raise ValueError(f"choose one of {', '.join(map(str, args))}")
+        return text
     if origin is list:
         return [_parse(args[0], item.strip()) for item in text.split(",") if item.strip()]
     if origin is dict:
@@ -207,6 +215,8 @@ def _matches(hint: Any, value: Any) -> bool:
         return any(_matches(a, value) for a in args)
     if hint is type(None):
         return value is None
+    if origin is typing.Literal:
+        return value in args
     if origin is list:
         return isinstance(value, list | tuple) and all(_matches(args[0], v) for v in value)
     if origin is dict:
@@ -232,9 +242,116 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(a) for a in args)
     if hint is type(None):
         return "none"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
     if origin is list:
         return f"a list of {_describe(args[0])}"
     if origin is dict:
         return f"a mapping of {_describe(args[0])} to {_describe(args[1])}"
     return {bool: "true or false", int: "a whole number", float: "a finite number",
             str: "text"}.get(hint, str(hint))
+
+
+# --- checks: every settings class raises the same way, naming the setting -------------------
+
+def at_least(config: Any, **bounds: float) -> None:
+    """Raise naming the first setting below its bound (None, an unset optional, passes)."""
+    for name, bound in bounds.items():
+        value = getattr(config, name)
+        if value is not None and value < bound:
+            raise ValueError(f"setting {name} = {value!r}: must be at least {bound:g}")
+
+
+def positive(config: Any, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"setting {name} = {getattr(config, name)!r}: must be above 0")
+
+
+def one_of(config: Any, name: str, choices: tuple[str, ...]) -> None:
+    if getattr(config, name) not in choices:
+        raise ValueError(f"setting {name} = {getattr(config, name)!r}: choose one of "
+                         f"{', '.join(choices)}")
+
+
+# --- command-line options from settings classes -----------------------------------------------
+
+def option(default: Any = MISSING, help: str = "", *, metavar: str | None = None,
+           flag: str | None = None, parse: Callable[[str], Any] | None = None) -> Any:
+    """A dataclass field declared once for the API and the command line: its default and the
+    help of its flag (`--name-with-dashes` unless `flag` names another; `parse` reads its text
+    where the field's type alone does not say how)."""
+    meta = {"help": help, "metavar": metavar, "flag": flag, "parse": parse}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
+                names: Iterable[str] | None = None) -> None:
+    """A flag for each `option` field of cls (or for `names`, in that order): bools are
+    switches, lists take one or more values, a `Literal` its choices; the default is shown."""
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in fields(cls) if "help" in f.metadata}
+    for name in names if names is not None else by_name:
+        _add_option(parser, by_name[name], hints[name])
+
+
+def from_args(cls: type, args: argparse.Namespace, **given: Any) -> Any:
+    """cls from the parsed command line (the fields it has flags for) and `given`."""
+    names = {f.name for f in fields(cls)} - set(given)
+    return cls(**{n: getattr(args, n) for n in names if hasattr(args, n)}, **given)
+
+
+def _add_option(parser: Any, f: Field, hint: Any) -> None:
+    meta, default = f.metadata, (f.default_factory() if callable(f.default_factory)
+                                 else f.default)
+    optional = type(None) in typing.get_args(hint)
+    if default is MISSING and optional:  # an argument of the API; on the command line, None
+        default = None
+    required = default is MISSING
+    flag = meta["flag"] or "--" + f.name.replace("_", "-")
+    kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
+    if not required and default is not None and default is not False and default != [] \
+            and "default" not in meta["help"]:
+        shown_default = " ".join(map(str, default)) if isinstance(default, list) else default
+        kwargs["help"] = f"{meta['help']} (default: {shown_default})".lstrip()
+    if hint is bool:
+        parser.add_argument(flag, action="store_true", **kwargs)
+        return
+    inner, many = _unwrap(hint)
+    if meta["parse"] is not None:
+        kwargs["type"] = meta["parse"]
+    elif typing.get_origin(inner) is typing.Literal:
+        kwargs["choices"] = list(typing.get_args(inner))
+    elif inner in (int, float, str):
+        kwargs["type"] = inner
+    else:
+        kwargs["type"] = _text_parser(inner)
+    if meta["metavar"]:
+        kwargs["metavar"] = meta["metavar"]
+    if required:
+        kwargs["required"] = True
+    else:
+        kwargs["default"] = default
+    parser.add_argument(flag, nargs="+" if many else None, **kwargs)
+
+
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    """(the type of one value, whether the flag takes a list) of an option's hint."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        (hint,) = [a for a in args if a is not type(None)]
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return args[0], True
+    return hint, False
+
+
+def _text_parser(hint: Any) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            return parse_value(hint, text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse

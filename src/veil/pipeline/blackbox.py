@@ -26,13 +26,14 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ..core.files import atomic_write, read_bounded, recorded_path
-from ..core.options import add_data, add_quiet, add_threads, parse_warm_start
+from ..core.options import DATA_HELP, parse_warm_start, quiet_option, threads_option
 from ..core.runtime import environment, progress
+from ..core.settings import add_options, option
 from ..core.text import printable, shown
 from ..data import load_dataset
 from ..edge.cli import add_server_limits, add_token_options, resolve_token
@@ -46,35 +47,53 @@ MAX_JOURNAL_BYTES = 2**30  # two lines a request: a million images of 100 classe
 COUNTS = ("requests", "sent", "bad_answers", "rate_limited")
 
 
+ANSWER_KINDS = "probs, topk:K or label"
+
+
 @dataclass
 class BlackboxSettings:
     """One `veil blackbox` run: the options of the command, typed, with its defaults (the
     Python API, `veil.train_blackbox_obfuscator`, takes them by name)."""
 
-    classifier_url: str
-    data: str | None
-    out: str
-    token: str | None = None
-    query_budget: int = 10_000
-    answers: str = "probs"
-    bad_answers: str = "error"
-    timeout: float = 30.0
+    classifier_url: str = option(
+        help="the veil server of the classifier (only /v1/classify is used)", metavar="URL")
+    data: str | None = option(help="public images to query with and to measure on: "
+                                    f"{DATA_HELP} (default: $VEIL_DATA or cifar10)",
+                              metavar="SOURCE")
+    out: str = option(help="run folder", metavar="DIR")
+    token: str | None = None  # --token-file or $VEIL_TOKEN, never argv
+    query_budget: int = option(10_000, "training images sent to the server", metavar="N")
+    answers: str = option("probs", f"what the server's answers are learnt from: {ANSWER_KINDS}",
+                          metavar="KIND")
+    bad_answers: Literal["error", "skip"] = option(
+        "error", "an answer that is not valid (NaN, unknown label, ...): stop with an error "
+                 "(default) or skip the image and count it")
+    timeout: float = 30.0  # the server limits: edge.cli.add_server_limits declares their flags
     request_timeout: float = REQUEST_TIMEOUT
     max_response_bytes: int = MAX_RESPONSE_BYTES
-    surrogate: str = "fastnet"
-    surrogate_epochs: int = 10
-    recipe: str | None = None
-    epochs: int | None = None
-    warm_start: dict[str, float] | None = None
-    batch_size: int | None = None
-    train_subset: int | None = None
-    eval_images: int | None = None
-    seed: int = 0
-    threads: int | None = None
-    quiet: bool = False
+    surrogate: str = option("fastnet", "zoo classifier distilled from the answers",
+                            metavar="MODEL")
+    surrogate_epochs: int = option(10, "epochs of the surrogate's distillation")
+    recipe: str | None = option(None, "obfuscator recipe (default: staged)")
+    epochs: int | None = option(None, "obfuscator epochs (default: the recipe's)")
+    warm_start: dict[str, float] | None = option(
+        None, "the obfuscator's warm-start stages (default: the recipe's; 'none': off), e.g. "
+              "encoder:4", metavar="STAGE:EPOCHS,...", parse=parse_warm_start)
+    batch_size: int | None = option(None, "obfuscator batch size")
+    train_subset: int | None = option(
+        None, "public training images the obfuscator trains on (default: all)", metavar="N")
+    eval_images: int | None = option(
+        None, "test images sent to measure the real server (default: all)", metavar="N")
+    seed: int = option(0, "seed of the queries, the surrogate and the obfuscator")
+    threads: int | None = threads_option()
+    quiet: bool = quiet_option()
     # refinement rounds: the server answers the obfuscator's own (augmented) images, the
     # surrogate is fine-tuned on them and the plain answers, the obfuscator one epoch against it
-    refine_rounds: int = 0
+    refine_rounds: int = option(
+        0, "after training, N rounds of: the server answers the obfuscator's own images (one "
+           "more query of --query-budget images each), the surrogate is fine-tuned on them, the "
+           "obfuscator one epoch against it (default: 0; results/cpu/blackbox/refine/: one round "
+           "closed the gap to the white box to 0.4 point)", metavar="N")
     refine_surrogate_epochs: int = 2
     refine_surrogate_lr: float = 0.04
     refine_lr: float = 5e-4
@@ -95,45 +114,14 @@ class BlackboxSettings:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--classifier-url", required=True, metavar="URL",
-                        help="the veil server of the classifier (only /v1/classify is used)")
+    add_options(parser, BlackboxSettings, ["classifier_url"])
     add_token_options(parser)
-    add_data(parser, what="public images to query with and to measure on", image_size=False)
-    parser.add_argument("--out", required=True, metavar="DIR", help="run folder")
-    parser.add_argument("--query-budget", type=int, default=10_000, metavar="N",
-                        help="training images sent to the server (default: %(default)s)")
-    parser.add_argument("--answers", default="probs", metavar="KIND",
-                        help=f"what the server's answers are learnt from: {ANSWER_KINDS} "
-                             "(default: %(default)s)")
-    parser.add_argument("--bad-answers", choices=["error", "skip"], default="error",
-                        help="an answer that is not valid (NaN, unknown label, ...): stop with "
-                             "an error (default) or skip the image and count it")
+    add_options(parser, BlackboxSettings, ["data", "out", "query_budget", "answers",
+                                           "bad_answers"])
     add_server_limits(parser)
-    parser.add_argument("--surrogate", default="fastnet", metavar="MODEL",
-                        help="zoo classifier distilled from the answers (default: %(default)s)")
-    parser.add_argument("--surrogate-epochs", type=int, default=10)
-    parser.add_argument("--recipe", default=None, help="obfuscator recipe (default: staged)")
-    parser.add_argument("--epochs", type=int, help="obfuscator epochs (default: the recipe's)")
-    parser.add_argument("--warm-start", type=parse_warm_start, metavar="STAGE:EPOCHS,...",
-                        help="the obfuscator's warm-start stages (default: the recipe's; "
-                             "'none': off), e.g. encoder:4")
-    parser.add_argument("--batch-size", type=int, help="obfuscator batch size")
-    parser.add_argument("--train-subset", type=int, metavar="N",
-                        help="public training images the obfuscator trains on (default: all)")
-    parser.add_argument("--eval-images", type=int, metavar="N",
-                        help="test images sent to measure the real server (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--refine-rounds", type=int, default=0, metavar="N",
-                        help="after training, N rounds of: the server answers the obfuscator's "
-                             "own images (one more query of --query-budget images each), the "
-                             "surrogate is fine-tuned on them, the obfuscator one epoch against "
-                             "it (default: 0; results/cpu/blackbox/refine/: one round closed the "
-                             "gap to the white box to 0.4 point)")
-    add_threads(parser)
-    add_quiet(parser)
-
-
-ANSWER_KINDS = "probs, topk:K or label"
+    add_options(parser, BlackboxSettings, [
+        "surrogate", "surrogate_epochs", "recipe", "epochs", "warm_start", "batch_size",
+        "train_subset", "eval_images", "seed", "refine_rounds", "threads", "quiet"])
 
 
 def parse_answers(text: str) -> tuple[str, int | None]:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..attacks import AttackBudget, AttackSetup, obfuscator_defense, run_attack_suite
+from ..attacks import AttackBudget, AttackSetup, loaded_defense, run_attack_suite
 from ..core.files import atomic_write
 from ..core.runtime import (
     environment,
@@ -22,13 +22,7 @@ from ..eval.tables import evaluate_tables
 from ..models import create_model
 from ..models.complexity import count_params
 from ..report.figures import pareto_front
-from ..run_inputs import (
-    LoadedClassifier,
-    LoadedObfuscator,
-    load_classifiers,
-    load_obfuscators,
-    pair_with_classifiers,
-)
+from ..run_inputs import LoadedClassifier, LoadedObfuscator, load_models
 from ..train import classifier as clf
 from ..train import obfuscator as obf
 from ..train.classifier import train_classifier
@@ -159,13 +153,10 @@ def load_slot_models(ctx: Context, slots: tuple[Slot, ...]
                      ) -> tuple[list[LoadedClassifier], list[LoadedObfuscator]]:
     """Trained classifiers (labelled by slot) and their obfuscators, paired by sha256."""
     ds, _ = ctx.eval_data()
-    classifiers = load_classifiers([ctx.checkpoint("classifier", s) for s in slots], ds.classes,
-                                   ctx.device)
-    for c, slot in zip(classifiers, slots, strict=True):
-        c.label = slot.name
-    obfuscators = load_obfuscators([ctx.checkpoint("obfuscator", s) for s in slots], ds.classes,
-                                   ctx.device)
-    pair_with_classifiers(obfuscators, classifiers, ds.classes, ctx.device, add_missing=False)
+    classifiers, obfuscators, _ = load_models(
+        [ctx.checkpoint("classifier", s) for s in slots],
+        [ctx.checkpoint("obfuscator", s) for s in slots], ds.classes, ctx.device,
+        labels=[s.name for s in slots], add_missing=False)
     return classifiers, obfuscators
 
 
@@ -210,10 +201,7 @@ def run_attack(ctx: Context, phase: Phase, budget_s: float | None
                ) -> dict[str, Any]:
     ds, data_info = ctx.eval_data()
     (classifier,), (o,) = load_slot_models(ctx, (phase.slot,))
-    info = o.info()
-    defense = obfuscator_defense(o.label, o.obfuscator, o.deobfuscator,
-                                 {k: info[k] for k in ("path", "sha256", "lam", "recipe",
-                                                       "epochs", "train_subset")})
+    defense = loaded_defense(o)
     budget = attack_budget(ctx, budget_s)
     setup = AttackSetup(ds, data_info, classifier, list(ATTACKS), budget, ctx.device, ctx.seed,
                         ctx.quiet)

@@ -26,19 +26,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
 from ..core.files import atomic_write
-from ..core.options import add_data, add_device, add_quiet, add_threads
+from ..core.options import data_option, device_option, quiet_option, threads_option
 from ..core.runtime import (
     configure_backends,
     environment,
     quiet_default,
     resolve_device,
 )
+from ..core.settings import add_options, from_args, one_of, option
 from ..data.sources import default_source
 from ..run_inputs import (
     load_data,
@@ -95,42 +97,57 @@ def run_phases(ctx: Context, phases: list[Phase]) -> None:
 
 
 # --- command line ----------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class ReproduceSettings:
+    """One `veil reproduce` invocation (the Python API, `veil.reproduce`, takes them by name)."""
+
+    scale: Literal["paper", "tiny"] = option(
+        "paper", "paper (default): the paper's models on a GPU; tiny: stand-in models and a few "
+                 "hundred images, minutes on a CPU")
+    data: str | None = data_option()
+    out: str = option(DEFAULT_OUT, "run and results folder", metavar="DIR")
+    budget_minutes: float | None = option(
+        None, "wall-time budget of this invocation; epochs are capped to fit (default: no "
+              "limit, the scale's default epochs)", metavar="M")
+    resume: bool = option(False, "continue the run in --out: skip finished phases")
+    device: str = device_option()
+    precision: Literal["auto", "fp32", "bf16"] = option(
+        "auto", "auto (default): bf16 autocast on a GPU, fp32 on a CPU")
+    compile: bool = option(False, "torch.compile the classifiers")
+    seed: int = option(0, "seed of evaluation and attacks")
+    classifier_epochs: int | None = option(None, metavar="N")
+    obfuscator_epochs: int | None = option(None, metavar="N")
+    attack_epochs: int | None = option(None, metavar="N")
+    train_subset: int | None = option(
+        None, "training images for classifiers, obfuscators and attacks", metavar="N")
+    test_subset: int | None = option(None, metavar="N")
+    threads: int | None = threads_option()
+    quiet: bool = quiet_option()
+
+    def __post_init__(self) -> None:
+        one_of(self, "scale", tuple(SCALES))
+        one_of(self, "precision", ("auto", "fp32", "bf16"))
+        for name in ("classifier_epochs", "obfuscator_epochs", "attack_epochs", "train_subset",
+                     "test_subset", "budget_minutes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+OVERRIDES = ("classifier_epochs", "obfuscator_epochs", "attack_epochs", "train_subset",
+             "test_subset")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", choices=sorted(SCALES), default="paper",
-                        help="paper (default): the paper's models on a GPU; tiny: stand-in "
-                             "models and a few hundred images, minutes on a CPU")
-    add_data(parser, image_size=False)  # the paper's set-up: 32x32
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                        help=f"run and results folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--budget-minutes", type=float, metavar="M",
-                        help="wall-time budget of this invocation; epochs are capped to fit "
-                             "(default: no limit, the scale's default epochs)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out: skip finished phases")
-    add_device(parser)
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="auto (default): bf16 autocast on a GPU, fp32 on a CPU")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the classifiers")
-    parser.add_argument("--seed", type=int, default=0, help="seed of evaluation and attacks")
+    add_options(parser, ReproduceSettings,
+                [f.name for f in fields(ReproduceSettings) if f.name not in OVERRIDES])
     g = parser.add_argument_group("overrides of the scale's defaults (the budget still caps "
                                   "epochs)")
-    g.add_argument("--classifier-epochs", type=int, metavar="N")
-    g.add_argument("--obfuscator-epochs", type=int, metavar="N")
-    g.add_argument("--attack-epochs", type=int, metavar="N")
-    g.add_argument("--train-subset", type=int, metavar="N",
-                   help="training images for classifiers, obfuscators and attacks")
-    g.add_argument("--test-subset", type=int, metavar="N")
-    add_threads(parser)
-    add_quiet(parser)
+    add_options(g, ReproduceSettings, OVERRIDES)
 
 
-def scale_from(args: argparse.Namespace) -> Scale:
+def scale_from(args: ReproduceSettings) -> Scale:
     s = SCALES[args.scale]
-    for name in ("classifier_epochs", "obfuscator_epochs", "attack_epochs", "train_subset",
-                 "test_subset", "budget_minutes"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.classifier_epochs:
         s = replace(s, classifier_epochs={slot.model: args.classifier_epochs
                                           for slot in s.slots})
@@ -152,7 +169,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def make_context(args: argparse.Namespace) -> Context:
+def make_context(args: ReproduceSettings) -> Context:
     clock = Clock(None if args.budget_minutes is None else 60 * args.budget_minutes)
     scale = scale_from(args)
     device = resolve_device(args.device)
@@ -178,8 +195,10 @@ def make_context(args: argparse.Namespace) -> Context:
                    args.threads, quiet, clock, progress, len(ds.train), len(ds.test))
 
 
-def run(args: argparse.Namespace) -> int:
-    ctx = make_context(args)
+def reproduce(settings: ReproduceSettings | None = None, **options: Any) -> Path:
+    """The paper's experiments as `settings` (or ReproduceSettings(**options)) say, resumable;
+    returns the run folder (tables.md, reproduce.md, progress.json and every phase's files)."""
+    ctx = make_context(settings or ReproduceSettings(**options))
     phases = build_phases(ctx.scale.slots)
     try:
         run_phases(ctx, phases)
@@ -187,7 +206,12 @@ def run(args: argparse.Namespace) -> int:
         ctx.progress.data["invocations"][-1]["wall_s"] = round(ctx.clock.elapsed(), 2)
         ctx.progress.save()
         atomic_write(ctx.out / "reproduce.md", reproduce_markdown(ctx.progress.data, ctx.scale))
-    print((ctx.out / "tables.md").read_text())
-    print((ctx.out / "reproduce.md").read_text())
     print(f"total {ctx.clock.elapsed():.0f}s of this invocation; results in {ctx.out}")
+    return ctx.out
+
+
+def run(args: argparse.Namespace) -> int:
+    out = reproduce(from_args(ReproduceSettings, args))
+    print((out / "tables.md").read_text())
+    print((out / "reproduce.md").read_text())
     return 0

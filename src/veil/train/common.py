@@ -30,7 +30,7 @@ from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.files import atomic_write
 from ..core.imagefit import check_image_size
 from ..core.runtime import configure_backends, environment, resolve_device
-from ..core.settings import check_types, upgrade_names
+from ..core.settings import at_least, check_types, one_of, positive, upgrade_names
 
 C = TypeVar("C")
 SEEDS = (-(2**63), 2**64 - 1)
@@ -66,26 +66,6 @@ class RunConfig:
         one_of(self, "precision", ("fp32", "bf16", "fp16"))
         if self.image_size is not None:
             check_image_size(self.image_size, "setting image_size")
-
-
-def at_least(config: Any, **bounds: float) -> None:
-    """Raise naming the first setting below its bound (None, an unset optional, passes)."""
-    for name, bound in bounds.items():
-        value = getattr(config, name)
-        if value is not None and value < bound:
-            raise ValueError(f"setting {name} = {value!r}: must be at least {bound:g}")
-
-
-def positive(config: Any, *names: str) -> None:
-    for name in names:
-        if getattr(config, name) <= 0:
-            raise ValueError(f"setting {name} = {getattr(config, name)!r}: must be above 0")
-
-
-def one_of(config: Any, name: str, choices: tuple[str, ...]) -> None:
-    if getattr(config, name) not in choices:
-        raise ValueError(f"setting {name} = {getattr(config, name)!r}: choose one of "
-                         f"{', '.join(choices)}")
 
 
 def build_config(cls: type[C], defaults: dict[str, Any], overrides: dict[str, Any]) -> C:

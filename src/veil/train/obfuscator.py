@@ -48,7 +48,14 @@ from torch import nn
 from ..batches import accuracy
 from ..core.eightbit import quantize_8bit, quantize_8bit_ste
 from ..core.runtime import autocast, progress, quiet_default, seed_everything
-from ..core.settings import setting_names, unknown_setting, upgrade_names
+from ..core.settings import (
+    at_least,
+    one_of,
+    positive,
+    setting_names,
+    unknown_setting,
+    upgrade_names,
+)
 from ..data import TensorLoader, load_dataset
 from ..metrics import psnr, ssim
 from ..models import FrozenClassifier, create_model
@@ -61,10 +68,7 @@ from .common import (
     Distributed,
     Process,
     RunConfig,
-    at_least,
     fit,
-    one_of,
-    positive,
     run_payload,
     start_process,
 )
