@@ -12,7 +12,6 @@ defenses are kept in attacks.partial.json, so that `--resume` continues a killed
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 from dataclasses import replace
@@ -20,11 +19,10 @@ from pathlib import Path
 
 import torch
 
-from ..core.files import atomic_write
 from ..core.options import add_evaluation, apply_runtime
 from ..core.runtime import quiet_default
 from ..data import Dataset, to_tensor_images
-from ..report.results import write_result_with
+from ..report.results import write_result
 from ..run_inputs import (
     LoadedClassifier,
     LoadedObfuscator,
@@ -39,7 +37,6 @@ from .budget import BUDGETS, AttackBudget, preset
 from .defenses import Defense, obfuscator_defense
 from .fresh_decoder import attacker_curves
 from .partial import PARTIAL, PartialResult
-from .render import RENDERER
 from .suite import ATTACKS, DEFAULT_ATTACKS, AttackSetup, check_attacks, run_attack_suite
 from .sweep import DEFAULT_LAMS, train_sweep
 
@@ -186,14 +183,12 @@ def run(args: argparse.Namespace) -> int:
     result = run_attack_suite(defenses, attack_setup, sweep, partial=partial)
     if held is not None:
         result["attacker_weights"] = {"path": held.path, "sha256": held.sha256}
-    written = write_result_with(RENDERER, result, args.out)
+    written = write_result(result, args.out)
     curves = {d["name"]: [c for a in d["attacks"].values() for c in a.get("curves", [])]
               for d in result["defenses"]}
     if any(curves.values()):
-        path = Path(args.out) / "attacker_curves.json"
-        atomic_write(path, json.dumps(attacker_curves(
-            {k: v for k, v in curves.items() if v}), indent=1) + "\n")
-        written.append(path)
+        written += write_result(attacker_curves({k: v for k, v in curves.items() if v}),
+                                args.out)
     partial.close()
     print(written[1].read_text())
     print("wrote " + ", ".join(str(p) for p in written))

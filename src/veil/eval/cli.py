@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..core.options import add_evaluation, apply_runtime
+from ..report.results import write_result
 from ..run_inputs import load_classifiers, load_data, load_obfuscators, pair_with_classifiers
-from .schemas import write_result
 from .tables import evaluate_tables
 
 DEFAULT_OUT = "results/evaluate"

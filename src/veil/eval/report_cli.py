@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .schemas import regenerate
+from ..report.results import regenerate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

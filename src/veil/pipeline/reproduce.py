@@ -40,6 +40,7 @@ from ..core.runtime import (
     resolve_device,
 )
 from ..data.sources import default_source
+from ..report.kinds.reproduce import reproduce_markdown
 from ..run_inputs import (
     load_data,
 )
@@ -52,7 +53,6 @@ from .reproduce_budget import (
     share,
     warm_up,
 )
-from .summary import reproduce_markdown
 
 DEFAULT_OUT = "results/reproduce"
 
@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         ctx.progress.data["invocations"][-1]["wall_s"] = round(ctx.clock.elapsed(), 2)
         ctx.progress.save()
-        atomic_write(ctx.out / "reproduce.md", reproduce_markdown(ctx.progress.data, ctx.scale))
+        atomic_write(ctx.out / "reproduce.md", reproduce_markdown(ctx.progress.data))
     print((ctx.out / "tables.md").read_text())
     print((ctx.out / "reproduce.md").read_text())
     print(f"total {ctx.clock.elapsed():.0f}s of this invocation; results in {ctx.out}")
