@@ -186,3 +186,11 @@ def test_not_a_number_is_rendered_as_such_not_as_nan_percent():
     assert pct(float("nan")) == pct(float("inf")) == "not a number"
     assert mean_std({"mean": float("nan"), "std": 0.1}) == "not a number"
     assert pct(0.5) == "50.00" and pct(None) == "–"
+
+
+def test_outside_a_repository_the_writer_makes_paths_relative_to_the_working_folder(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = {**DEMO, "pretrained": f"{tmp_path}/runs/obf/model.pt"}
+    json_path = write_result(result, tmp_path / "out")[0]
+    assert json.loads(json_path.read_text())["pretrained"] == "runs/obf/model.pt"

@@ -41,11 +41,11 @@ def render(result: Result, out: Path, stem: str | None = None,
 
 def write_result(result: Result, out: str | Path, stem: str | None = None) -> list[Path]:
     """Write `<stem>.json` (its kind's stem unless given) and everything rendered from it;
-    absolute paths in it are made portable first. Returns the written paths."""
+    absolute paths in it are made portable first, relative to the repository `out` lies in (the
+    working directory when none). Returns the written paths."""
     out = Path(out)
     kind = kind_of(result)
-    root = repo_root(out)
-    result = portable(result, (root,) if root else ())
+    result = portable(result, (repo_root(out) or Path.cwd(),))
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stem or kind.stem}.json"
     atomic_write(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
