@@ -9,7 +9,8 @@ from ..report.results import regenerate
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="DIR",
-                        help="a results folder (every veil result JSON in it) or one JSON file")
+                        help="a results folder (every result JSON under it, zoo cards aside) "
+                             "or one JSON file")
 
 
 def run(args: argparse.Namespace) -> int:
