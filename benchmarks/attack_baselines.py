@@ -14,7 +14,6 @@ sent test images is measured too. Same attackers, same budgets and the same scor
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -24,11 +23,10 @@ from veil.attacks.baselines import make_baseline
 from veil.attacks.fresh_decoder import attacker_curves
 from veil.batches import accuracy_on, test_images
 from veil.core.allocator import keep_freed_memory
-from veil.core.files import atomic_write
-from veil.core.markdown import table
 from veil.core.runtime import environment
 from veil.data import TensorLoader, load_dataset
 from veil.models.loading import load_classifier
+from veil.report.results import write_result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,29 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{spec}: accuracy {acc:.2%}, strongest attacker SSIM "
               f"{rows[-1]['attacker']['test_ssim']:.3f}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"environment": environment(), "settings": {k: str(v) for k, v in vars(args).items()},
-              "baselines": rows}
-    atomic_write(args.out / "baseline_attacks.json", json.dumps(result, indent=2) + "\n")
-    atomic_write(args.out / "baseline_attacks.md", markdown(rows, result["environment"]))
-    curves = attacker_curves({r["name"]: r["attacker"]["all"] for r in rows})
-    atomic_write(args.out / "attacker_curves.json", json.dumps(curves, indent=1) + "\n")
-    print(markdown(rows, result["environment"]))
+    result = {"schema": "veil.baseline_attacks/1", "environment": environment(),
+              "settings": {k: str(v) for k, v in vars(args).items()}, "baselines": rows}
+    written = write_result(result, args.out)
+    write_result(attacker_curves({r["name"]: r["attacker"]["all"] for r in rows}), args.out)
+    print(written[1].read_text())
     return 0
-
-
-def markdown(rows: list[dict], env: dict) -> str:
-    body = []
-    for r in rows:
-        for a in r["attacker"]["all"]:
-            body.append([r["name"], f"{100 * r['accuracy']:.2f}", a["decoder"], a["loss"],
-                         f"{a['stopped']} ({a['images']:,} images, {a['train_s']:.0f} s)",
-                         f"{a['test_ssim']:.3f}", f"{a['test_psnr']:.2f}"])
-    return "\n".join(["# Baselines under the obfuscators' attackers", "",
-                      f"{env['cpu']}, torch {env['torch']}, CIFAR-10 (JPEG-75), seed 0; "
-                      "accuracy of the frozen classifier on the full test split's sent images; "
-                      "attackers: fresh decoders scored on 2,000 held-out test images.", "",
-                      *table(["baseline", "accuracy %", "attacker", "attacker loss", "stopped",
-                              "test SSIM", "test PSNR dB"], body), ""])
 
 
 if __name__ == "__main__":

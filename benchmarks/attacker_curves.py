@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from veil.attacks.fresh_decoder import attacker_curves
-from veil.core.files import atomic_write
+from veil.report.results import write_result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(path.read_text())
         rows = data.get("runs") or data.get("baselines") or []
         curves = attacker_curves({r["name"]: r["attacker"]["all"] for r in rows})
-        atomic_write(path.parent / "attacker_curves.json", json.dumps(curves, indent=1) + "\n")
-        print(f"wrote {path.parent / 'attacker_curves.json'}: {len(rows)} defenses")
+        written = write_result(curves, path.parent)
+        print(f"wrote {written[0]}: {len(rows)} defenses")
     return 0
 
 

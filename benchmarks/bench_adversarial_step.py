@@ -33,13 +33,11 @@ The distillation and feature terms are off so that all variants compute the same
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +49,7 @@ from veil.core.eightbit import quantize_8bit_ste
 from veil.core.runtime import environment
 from veil.models import FrozenClassifier, create_model
 from veil.models.fused import fuse_batchnorm_leakyrelu
+from veil.report.results import write_result
 from veil.train.obfuscator import AdversarialStep, make_config
 
 
@@ -217,36 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     gap = [abs(a - b) for a, b in zip(agreement["folded"], agreement["unfolded"], strict=True)]
     noise = [max(abs(agreement[f"unfolded_nudged_{n:g}"][i] - u) for n in NUDGES)
              for i, u in enumerate(agreement["unfolded"])]
-    result = {"environment": environment(), "settings": vars(args), "batch_sizes": sizes,
+    result = {"schema": "veil.adversarial_step/1", "environment": environment(),
+              "settings": vars(args), "batch_sizes": sizes,
               "images_per_s_median": rate,
               "speedup_vs_baseline": {k: rate[k] / rate["baseline_b128"] for k in rate},
               "speedup_vs_plain": {k: rate[k] / rate["plain_fp32_eager"] for k in rate},
               "loss_c_per_step": agreement, "loss_c_gap_folded": gap,
               "loss_c_gap_nudged_noise_floor": noise,
               "images_per_s_per_round": times}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "adversarial_step.json").write_text(json.dumps(result, indent=2))
-    env = result["environment"]
-    lines = [f"# Adversarial step on CPU ({env['cpu']}, {args.threads} threads, torch "
-             f"{env['torch']})", "",
-             f"Frozen classifier `{args.classifier}`, random images. Each variant runs in its own "
-             f"process (the allocator setting is process-wide), median of {args.steps} steps; "
-             f"the table gives the median over {args.repeats} rounds that alternate between the "
-             "variants (compare the ratios).", "",
-             "| step | batch | images/s | vs baseline (today's step) | vs plain |",
-             "|---|---:|---:|---:|---:|"]
-    for k in rate:
-        lines.append(f"| {k} | {sizes[k]} | {rate[k]:.1f} | "
-                     f"{result['speedup_vs_baseline'][k]:.2f}x | "
-                     f"{result['speedup_vs_plain'][k]:.2f}x |")
-    lines += ["", "L_c over the first 5 training steps (same batches, same seed), |folded - "
-                  "unfolded| per step: " + ", ".join(f"{g:.1e}" for g in gap) + "; the noise "
-                  "floor, max over nudges of the images by "
-                  + ", ".join(f"{n:g}" for n in NUDGES) + " of |nudged - unfolded|: "
-                  + ", ".join(f"{g:.1e}" for g in noise) + "."]
-    (out / "adversarial_step.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_result(result, args.out)[1].read_text())
     return 0
 
 

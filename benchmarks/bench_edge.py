@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import sys
@@ -30,6 +29,7 @@ from veil.edge.images import encode_png, load_image
 from veil.edge.obfuscators import OnnxObfuscator
 from veil.export.onnx_export import onnx_bytes, verify_parity
 from veil.models import create_model
+from veil.report.results import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OBFUSCATORS = ("runs/default-obfuscator/model.pt", "runs/obfuscator/model.pt")
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     speedup = latency["pytorch_eager"]["median_ms"] / latency["onnxruntime"]["median_ms"]
     cpu_speedup = (latency["pytorch_eager"]["cpu_median_ms"]
                    / latency["onnxruntime"]["cpu_median_ms"])
-    result = {"obfuscator": source, "threads": 1, "batch_size": 1, "latency": latency,
+    result = {"schema": "veil.edge/1", "obfuscator": source, "threads": 1, "batch_size": 1,
+              "latency": latency,
               "speedup_onnxruntime_vs_eager": speedup, "target_speedup": 5.0,
               "speedup_thread_cpu_time": cpu_speedup,
               "target_met": speedup >= 5.0, "edge_path_jpeg_256x192": edge_path,
@@ -162,48 +163,8 @@ def main(argv: list[str] | None = None) -> int:
               "note": "other processes (e.g. a training job) may share the 2 CPUs: see the "
                       "load averages; compare the two runtimes by their ratio, measured in "
                       "alternating blocks"}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "edge.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "edge.md").write_text(markdown(result))
-    print(markdown(result))
+    print(write_result(result, args.out)[1].read_text())
     return 0
-
-
-def markdown(r: dict) -> str:
-    lat, sent, env = r["latency"], r["bytes_sent_per_image"], r["environment"]
-    rows = "\n".join(f"| {name} | {v['median_ms']:.3f} | {v['p10_ms']:.3f} | {v['p90_ms']:.3f} | "
-                     f"{v['cpu_median_ms']:.3f} | {v['runs']} |" for name, v in lat.items())
-    verdict = "met" if r["target_met"] else "**missed**"
-    return f"""# Edge: obfuscation latency and bytes sent
-
-Batch 1, one thread, {r['obfuscator']}.
-
-| runtime | median ms | p10 ms | p90 ms | median thread-CPU ms | runs |
-|---|---:|---:|---:|---:|---:|
-{rows}
-
-onnxruntime is **{r['speedup_onnxruntime_vs_eager']:.2f}x** faster than eager PyTorch by
-median wall-clock latency (target >= 5x: {verdict}); by thread CPU time, which leaves out the
-time other processes took the core, {r['speedup_thread_cpu_time']:.2f}x.
-
-Whole edge path per image (read a 256x192 JPEG, resize + centre-crop, obfuscate, 8-bit PNG):
-median {r['edge_path_jpeg_256x192']['median_ms']:.2f} ms.
-
-Bytes sent per image (8-bit RGB PNG of the obfuscated 32x32 image, bundled sample): mean
-{sent['obfuscated_png_mean']:.0f}, median {sent['obfuscated_png_median']:.0f}, max
-{sent['obfuscated_png_max']}. For scale: raw pixels {sent['raw_uint8']} bytes, the original
-images as PNG {sent['original_png_mean']:.0f} bytes on average.
-
-Export parity on the {r['export_parity']['images']} sample images: max |diff|
-{r['export_parity']['max_abs_diff']:.1e}, 8-bit pixels equal
-{r['export_parity']['uint8_equal_fraction']:.4%}.
-
-Environment: {env['cpu']}, torch {env['torch']}, onnxruntime {env['onnxruntime']},
-Python {env['python']}, {env['date']}.
-
-Load average (1 min) before / after: {r['load_average_before_after'][0]:.2f} /
-{r['load_average_before_after'][1]:.2f}. {r['note'][0].upper() + r['note'][1:]}.
-"""
 
 
 if __name__ == "__main__":

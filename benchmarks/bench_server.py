@@ -40,6 +40,7 @@ from veil.core.runtime import environment
 from veil.data import load_dataset
 from veil.edge.images import encode_png
 from veil.models import create_model
+from veil.report.results import write_result
 from veil.serve.inference import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -319,10 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
         baseline_after = in_process(predictor, images, args.baseline_batch, args.seconds)
     result = build_result(args, source, sweeps, baseline_before, baseline_after, load)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "serve.md").write_text(markdown(result))
-    print(markdown(result))
+    print(write_result(result, args.out)[1].read_text())
     return 0
 
 
@@ -364,17 +362,15 @@ def guards_ab(args: argparse.Namespace) -> int:
                 server.stop()
     ratio = statistics.median(r["ratio"] for r in rounds)
     cpu_ratio = statistics.median(r["cpu_ratio"] for r in rounds)
-    result = {"median_cpu_ratio": cpu_ratio, "classifier": source, "threads": args.threads,
+    result = {"schema": "veil.serve_guards/1", "median_cpu_ratio": cpu_ratio,
+              "classifier": source, "threads": args.threads,
               "clients": 32,
               "seconds_per_run": args.seconds, "rounds": rounds, "median_ratio": ratio,
               "target_ratio": 0.95, "target_met": ratio >= 0.95
               and all(r[v]["errors"] == 0 for r in rounds for v in variants),
               "environment": environment(),
               "load_average_before_after": [args.load_before, os.getloadavg()[0]]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "guards.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "guards.md").write_text(guards_markdown(result))
-    print(guards_markdown(result))
+    print(write_result(result, args.out)[1].read_text())
     return 0
 
 
@@ -417,7 +413,8 @@ def protocols_ab(args: argparse.Namespace) -> int:
         finally:
             server.stop()
     ratio = statistics.median(r["ratio"] for r in rounds)
-    result = {"classifier": source, "threads": args.threads, "clients": 32,
+    result = {"schema": "veil.serve_protocols/1", "classifier": source,
+              "threads": args.threads, "clients": 32,
               "seconds_per_run": args.seconds, "rounds": rounds, "median_ratio": ratio,
               "median_cpu_ratio": statistics.median(r["cpu_ratio"] for r in rounds),
               "target_ratio": 0.9, "target_met": ratio >= 0.9
@@ -425,70 +422,8 @@ def protocols_ab(args: argparse.Namespace) -> int:
                       for e in ("errors", "wrong_label")),
               "environment": environment(),
               "load_average_before_after": [args.load_before, os.getloadavg()[0]]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "protocols.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "protocols.md").write_text(protocols_markdown(result))
-    print(protocols_markdown(result))
+    print(write_result(result, args.out)[1].read_text())
     return 0
-
-
-def protocols_markdown(r: dict) -> str:
-    rows = "\n".join(f"| {k + 1} | {x['v1']['images_per_s']:.1f} | {x['v2']['images_per_s']:.1f} "
-                     f"| {x['ratio']:.3f} | {x['v1']['server_cpu_ms_per_image']:.3f} / "
-                     f"{x['v2']['server_cpu_ms_per_image']:.3f} | "
-                     f"{x['v1']['p99_ms']:.1f} / {x['v2']['p99_ms']:.1f} | "
-                     f"{x['v1']['errors'] + x['v2']['errors']} |"
-                     for k, x in enumerate(r["rounds"]))
-    env = r["environment"]
-    verdict = "met" if r["target_met"] else "**missed**"
-    return f"""# /v1/classify vs the Open Inference Protocol (`/v2/models/.../infer`), one server
-
-Classifier: {r['classifier']}. One `veil serve` (`--inference process`, {r['threads']} torch
-thread(s)); {r['clients']} keep-alive clients, one 8-bit 32x32 image per request: a multipart PNG
-to /v1 (top_k=1), or a UINT8 [1, 32, 32, 3] tensor as binary data to /v2 (classification 1, a
-JSON answer), {r['seconds_per_run']:.0f} s per run, alternating (order flipped each round);
-every answer's label checked against in-process inference.
-
-| round | v1 img/s | v2 img/s | v2 / v1 | server CPU ms/img (v1 / v2) | p99 ms (v1 / v2) | errors |
-|---:|---:|---:|---:|---|---|---:|
-{rows}
-
-Median throughput ratio v2 / v1: **{r['median_ratio']:.3f}** (target >= 0.9: {verdict}). Median
-ratio of the server's CPU time per image (all its processes): {r['median_cpu_ratio']:.3f}.
-
-Environment: {env.get('cpu')}, torch {env.get('torch')}, {env.get('date', '')}; load average
-(1 min) before / after: {r['load_average_before_after'][0]:.2f} /
-{r['load_average_before_after'][1]:.2f} (other jobs shared the two cores: read the ratios).
-"""
-
-
-def guards_markdown(r: dict) -> str:
-    rows = "\n".join(f"| {k + 1} | {x['guarded']['images_per_s']:.1f} | "
-                     f"{x['unguarded']['images_per_s']:.1f} | {x['ratio']:.3f} | "
-                     f"{x['guarded']['server_cpu_ms_per_image']:.3f} / "
-                     f"{x['unguarded']['server_cpu_ms_per_image']:.3f} | "
-                     f"{x['guarded']['p99_ms']:.1f} / {x['unguarded']['p99_ms']:.1f} |"
-                     for k, x in enumerate(r["rounds"]))
-    env = r["environment"]
-    verdict = "met" if r["target_met"] else "**missed**"
-    return f"""# The connection guards' cost (`veil serve` vs `veil serve --no-connection-guards`)
-
-Classifier: {r['classifier']}. Both servers run at once (`--inference process`,
-{r['threads']} torch thread(s)); {r['clients']} keep-alive clients, one 8-bit PNG per request,
-{r['seconds_per_run']:.0f} s per run, the two servers alternating (order flipped each round).
-
-| round | guarded img/s | unguarded img/s | ratio | server CPU ms/img (guarded / not) | p99 ms |
-|---:|---:|---:|---:|---|---|
-{rows}
-
-Median throughput ratio: **{r['median_ratio']:.3f}** (target ≥ 0.95: {verdict}). Median ratio of
-the server's CPU time per image (all its processes; less distorted by other work on the machine):
-{r['median_cpu_ratio']:.3f}.
-
-Environment: {env.get('cpu')}, torch {env.get('torch')}, {env.get('date', '')}; load average
-(1 min) before / after: {r['load_average_before_after'][0]:.2f} /
-{r['load_average_before_after'][1]:.2f}.
-"""
 
 
 def _at_32(rows: list[dict]) -> dict:
@@ -505,6 +440,7 @@ def build_result(args: argparse.Namespace, source: str, sweeps: dict[str, list[d
     judged = args.inference[0]
     ratios = {m: _at_32(rows)["images_per_s"] / baseline for m, rows in sweeps.items()}
     return {
+        "schema": "veil.serve/1",
         "classifier": source, "threads": args.threads, "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms, "seconds_per_level": args.seconds,
         "in_process": {"before": before, "after": after, "mean_images_per_s": baseline},
@@ -523,59 +459,6 @@ def build_result(args: argparse.Namespace, source: str, sweeps: dict[str, list[d
         "note": "server and load generator share the 2 CPUs, and so may other processes (e.g. "
                 "a training job: see the load averages); read ratios measured in the same run",
     }
-
-
-def markdown(r: dict) -> str:
-    rows = "\n".join(f"| {x['concurrency']} | {x['images_per_s']:.1f} | {x['p50_ms']:.2f} | "
-                     f"{x['p99_ms']:.2f} | {x['mean_batch']:.1f} | "
-                     f"{x['server_cpu_ms_per_image']:.2f} | {x['event_loop_cpu_ms_per_image']:.2f} "
-                     f"| {x['errors']} |" for x in r["http"])
-    modes = "\n".join(f"| {m} | {_at_32(rows)['images_per_s']:.1f} | "
-                      f"{r['ratio_at_32_by_inference'][m]:.2f}x | {_at_32(rows)['p99_ms']:.2f} | "
-                      f"{_at_32(rows)['server_cpu_ms_per_image']:.2f} |"
-                      for m, rows in r["http_by_inference"].items())
-    load, env, base = r["load_run"], r["environment"], r["in_process"]
-    ratio_ok = "met" if r["ratio_at_32"] >= 0.8 else "**missed**"
-    rss_ok = "met" if abs(load["rss_growth"]) <= 0.10 else "**missed**"
-    return f"""# Server: HTTP throughput and latency vs in-process inference
-
-Classifier: {r['classifier']}. {r['threads']} torch thread(s), max batch {r['max_batch']},
-max wait {r['max_wait_ms']} ms, one 8-bit 32x32 PNG per request, loopback, HTTP/1.1
-keep-alive, {r['seconds_per_level']:.0f} s per level; every answer checked against in-process
-inference. `veil serve --inference {r['inference']}` (the default):
-
-| clients | images/s | p50 ms | p99 ms | mean batch | server CPU ms/img | event loop | errors |
-|---:|---:|---:|---:|---:|---:|---:|---:|
-{rows}
-
-In-process batched inference (batch {base['before']['batch_size']}, same classifier and threads):
-{base['before']['images_per_s']:.1f} images/s before the sweeps,
-{base['after']['images_per_s']:.1f} after; mean {base['mean_images_per_s']:.1f}.
-
-HTTP at concurrency 32 / in-process: **{r['ratio_at_32']:.2f}x** (target >= 0.8x: {ratio_ok}).
-By CPU time, which other processes distort less: in-process
-{r['cpu_ms_per_image_in_process']:.2f} ms per image, the server (HTTP, PNG decoding, batching
-and inference, all its processes) {_at_32(r['http'])['server_cpu_ms_per_image']:.2f} ms at
-concurrency 32: {r['cpu_efficiency_at_32']:.2f}x.
-
-Where the classifier runs, at concurrency 32, in the same run:
-
-| `--inference` | images/s | / in-process | p99 ms | server CPU ms/img |
-|---|---:|---:|---:|---:|
-{modes}
-
-Load run ({r['inference']}): {load['seconds']:.0f} s, {load['clients']} clients,
-{load['requests']} requests, {load['images_per_s']:.1f} images/s, {load['errors']} errors,
-{load['wrong_label']} wrong labels. Server RSS (all its processes)
-{load['rss_mib_after_warmup']:.1f} MiB after warm-up, {load['rss_mib_end']:.1f} MiB at the end
-({load['rss_growth']:+.1%}; target within 10%: {rss_ok}).
-
-Environment: {env['cpu']}, torch {env['torch']}, fastapi {env['fastapi']},
-uvicorn {env['uvicorn']}, Python {env['python']}, {env['date']}.
-
-Load average (1 min) before / after: {r['load_average_before_after'][0]:.2f} /
-{r['load_average_before_after'][1]:.2f}. {r['note'][0].upper() + r['note'][1:]}.
-"""
 
 
 if __name__ == "__main__":

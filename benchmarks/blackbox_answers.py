@@ -35,7 +35,7 @@ from veil.data.dataset import subset_indices
 from veil.edge.client import Prediction
 from veil.models.loading import load_classifier
 from veil.pipeline.blackbox import answer_target, parse_answers
-from veil.report.figures import agg_figure
+from veil.report.results import write_result
 from veil.train.common import resumable_states
 from veil.train.surrogate import load_queries, make_surrogate_config, train_surrogate
 
@@ -93,45 +93,6 @@ def agreement(model: torch.nn.Module, reference: np.ndarray, loader: TensorLoade
     return float(np.mean(top1(model, loader) == reference))
 
 
-def markdown(result: dict) -> str:
-    lines = [
-        "| images queried | answers | surrogate test accuracy | agreement with the server (test) |",
-        "|---:|---|---:|---:|",
-    ]
-    for p in sorted(result["points"], key=lambda p: (p["queries"], p["answers"])):
-        lines.append(
-            f"| {p['queries']:,} | {p['answers']} | {100 * p['surrogate_test_acc']:.2f} % "
-            f"| {100 * p['agreement_with_server_on_test']:.2f} % |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def plot(result: dict, path: Path) -> None:
-    """Agreement with the server against the images queried, one line per kind of answer."""
-    fig = agg_figure(figsize=(6.5, 4.2))
-    ax = fig.subplots()
-    for answers in sorted({p["answers"] for p in result["points"]}):
-        points = sorted(
-            (p["queries"], 100 * p["agreement_with_server_on_test"])
-            for p in result["points"]
-            if p["answers"] == answers
-        )
-        ax.plot(
-            [q for q, _ in points], [a for _, a in points], marker="o", label=f"answers: {answers}"
-        )
-    budgets = sorted({p["queries"] for p in result["points"]})
-    ax.set_xscale("log")
-    ax.set_xticks(budgets, [f"{b:,}" for b in budgets])
-    ax.minorticks_off()
-    ax.set_xlabel("public training images queried")
-    ax.set_ylabel("top-1 agreement with the server, %")
-    ax.set_title("surrogate on the test split", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -168,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     test = TensorLoader(public.test, 500)
     reference = top1(load_classifier(args.classifier, expected_classes=public.classes)[0], test)
     result = {
+        "schema": "veil.blackbox_answers/1",
         "settings": {k: str(v) for k, v in vars(args).items()},
         "environment": environment(),
         "server_test_acc": float(np.mean(reference == public.test.labels)),
@@ -202,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(result["points"][-1]), flush=True)
         # after every point, so that a stopped run keeps what it measured
-        atomic_write(args.out / "blackbox_answers.json", json.dumps(result, indent=1) + "\n")
-        atomic_write(args.out / "blackbox_answers.md", markdown(result))
-        plot(result, args.out / "blackbox_answers.png")
+        write_result(result, args.out)
     return 0
 
 

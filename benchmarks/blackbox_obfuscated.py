@@ -27,11 +27,10 @@ from pathlib import Path
 import torch
 
 from veil.core.checkpoint import load_checkpoint
-from veil.core.files import atomic_write
 from veil.core.runtime import environment
 from veil.data import load_dataset
 from veil.pipeline.blackbox import server_accuracy
-from veil.report.figures import agg_figure
+from veil.report.results import write_result
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.server import BackgroundServer
@@ -88,64 +87,6 @@ def describe(point: str) -> tuple[int | None, str]:
     return int(budget), answers
 
 
-def markdown(result: dict) -> str:
-    lines = [
-        f"Real classifier on plain test images: {100 * result['server_plain_acc']:.2f} %.",
-        "",
-        "| images queried | answers | on the classifier it was trained against (test) | "
-        "real server, obfuscated test images |",
-        "|---:|---|---:|---:|",
-    ]
-    for p in sorted(result["points"], key=lambda p: (p["queries"] or 0, p["answers"])):
-        queries = "—" if p["queries"] is None else f"{p['queries']:,}"
-        lines.append(
-            f"| {queries} | {p['answers']} | "
-            f"{100 * p['trained_obfuscated_acc']:.2f} % | "
-            f"{100 * p['server_obfuscated_acc']:.2f} % |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def plot(result: dict, path: Path) -> None:
-    """Obfuscated accuracy on the real server against the images queried, one line per kind of
-    answer; the white box and the plain images as horizontal lines."""
-    fig = agg_figure(figsize=(6.5, 4.2))
-    ax = fig.subplots()
-    black = [p for p in result["points"] if p["queries"] is not None]
-    for answers in sorted({p["answers"] for p in black}):
-        points = sorted(
-            (p["queries"], 100 * p["server_obfuscated_acc"])
-            for p in black
-            if p["answers"] == answers
-        )
-        ax.plot(
-            [q for q, _ in points],
-            [a for _, a in points],
-            marker="o",
-            label=f"black box, answers: {answers}",
-        )
-    for p in result["points"]:
-        if p["queries"] is None:
-            ax.axhline(
-                100 * p["server_obfuscated_acc"],
-                color="black",
-                linestyle="--",
-                label="white box, same budget",
-            )
-    ax.axhline(100 * result["server_plain_acc"], color="gray", linestyle=":", label="plain images")
-    budgets = sorted({p["queries"] for p in black})
-    ax.set_xscale("log")
-    ax.set_xticks(budgets, [f"{b:,}" for b in budgets])
-    ax.minorticks_off()
-    ax.set_xlabel("public training images queried")
-    ax.set_ylabel("accuracy on obfuscated images, %")
-    ax.set_title("real classifier through its server, test split", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -183,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with BackgroundServer(app) as url:
         result = {
+            "schema": "veil.blackbox_obfuscated/1",
             "settings": {k: str(v) for k, v in vars(args).items()},
             "environment": environment(),
             "measured_on": len(test),
@@ -214,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(json.dumps(result["points"][-1]), flush=True)
             # after every point, so that a stopped run keeps what it measured
-            atomic_write(args.out / "blackbox_obfuscated.json", json.dumps(result, indent=1) + "\n")
-            atomic_write(args.out / "blackbox_obfuscated.md", markdown(result))
-            plot(result, args.out / "blackbox_obfuscated.png")
+            write_result(result, args.out)
     return 0
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,11 @@ import torch
 
 from veil.core.checkpoint import load_checkpoint
 from veil.core.files import atomic_write
-from veil.core.markdown import table
 from veil.core.runtime import environment
 from veil.data import load_dataset
 from veil.edge.client import VeilClient
 from veil.pipeline.blackbox import QueryLog, obfuscate_augmented, query, server_accuracy
+from veil.report.results import write_result
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.server import BackgroundServer
@@ -113,15 +112,14 @@ def main(argv: list[str] | None = None) -> int:
                           "target_obfuscated_acc": trained["obfuscated_acc"],
                           "deobfuscator_ssim": trained["deobfuscator_ssim"],
                           "train_seconds": trained.get("wall_s")}
-    result = {"settings": {k: str(v) for k, v in vars(args).items()},
+    result = {"schema": "veil.blackbox_refine/1",
+              "settings": {k: str(v) for k, v in vars(args).items()},
               "environment": environment(), "measured_on": len(test),
               "images_sent": {**sent, "measuring": len(test) * (2 + len(args.arms))},
               "surrogate_test_acc": {"before": load_checkpoint(surrogate)["metrics"]["test_acc"],
                                      "refined": load_checkpoint(refined)["metrics"]["test_acc"]},
               "arms": rows, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
-    atomic_write(args.out / "blackbox_refine.json", json.dumps(result, indent=1) + "\n")
-    atomic_write(args.out / "blackbox_refine.md", markdown(result))
-    print(markdown(result))
+    print(write_result(result, args.out)[1].read_text())
     return 0
 
 
@@ -187,31 +185,6 @@ def fine_tune(args: argparse.Namespace, start: Path, classifier: Path, folder: P
         trainer.deobfuscator.load_state_dict(pair["deobfuscator"])
         fit(trainer, process, config, resume, quiet=True)
     return folder / "model.pt", load_checkpoint(folder / "model.pt")["metrics"]
-
-
-def markdown(result: dict[str, Any]) -> str:
-    arms, env = result["arms"], result["environment"]
-    def before(label: str, key: str) -> list[str]:
-        return [label, "", f"{100 * arms[key]['server_acc']:.2f}", "", ""]
-
-    rows = [before("black box, as finished (issue 23 §1)", "blackbox_before"),
-            before("white box, as shipped", "whitebox_before")]
-    for name in ARMS:
-        if name in arms:
-            a = arms[name]
-            rows.append([name.replace("_", " "), a["against"], f"{100 * a['server_acc']:.2f}",
-                         f"{100 * a['target_obfuscated_acc']:.2f}",
-                         f"{a['deobfuscator_ssim']:.3f}"])
-    sent, s = result["images_sent"], result["surrogate_test_acc"]
-    return "\n".join([
-        "# Black box refined on its own obfuscated images", "",
-        f"{env['cpu']}, torch {env['torch']}, {result['settings']['threads']} thread(s), seed "
-        f"{result['settings']['seed']}, CIFAR-10 (JPEG-75). Images sent: {sent['plain']:,} plain "
-        f"and {sent['obfuscated']:,} obfuscated training images, {sent['measuring']:,} test "
-        f"images to measure. Surrogate test accuracy {100 * s['before']:.2f} % before, "
-        f"{100 * s['refined']:.2f} % refined.", "",
-        *table(["obfuscator", "fine-tuned against", "real server %", "on its target %",
-                "co-trained SSIM"], rows, text_columns=2), ""])
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from veil.cli import main as veil
-from veil.core.files import atomic_write
 from veil.core.runtime import environment
 from veil.data import load_dataset
 from veil.pipeline.blackbox import server_accuracy
+from veil.report.results import write_result
 from veil.serve.app import ServerConfig, create_app
 from veil.serve.inference import Predictor
 from veil.serve.server import BackgroundServer
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                                     args.threads)
         seconds["whitebox"] = time.perf_counter() - t0
     black = json.loads((args.out / "blackbox" / "blackbox.json").read_text())
-    result = {"settings": {k: str(v) for k, v in vars(args).items()},
+    result = {"schema": "veil.blackbox_vs_whitebox/1",
+              "settings": {k: str(v) for k, v in vars(args).items()},
               "environment": environment(), "seconds": {k: round(v, 1) for k, v in
                                                         seconds.items()},
               "server_plain_acc": black["server_plain_acc"],
@@ -78,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
               "whitebox_obfuscated_acc": white_acc,
               "gap_points": round(100 * (white_acc - black["server_obfuscated_acc"]), 2),
               "queries": black["queries"], "surrogate": black["surrogate"]}
-    atomic_write(args.out / "blackbox_vs_whitebox.json", json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    print(write_result(result, args.out)[1].read_text())
     return 0
 
 

@@ -25,15 +25,13 @@ from typing import Any
 import yaml
 
 from veil.core.files import recorded_path
-from veil.core.markdown import table
 from veil.eval.tables import offloading_gain
 from veil.models.classifiers import DEVICE_FASTNETS
 from veil.models.complexity import count_macs, count_params, model_complexity
 from veil.models.obfuscator import Obfuscator
-from veil.report.figures import agg_figure
-from veil.report.results import write_result_with
+from veil.report.results import write_result
 
-SCHEMA = "veil-device-budget/1"
+SCHEMA = "veil.device_budget/1"
 CLOUD = "fastnet"
 
 
@@ -113,77 +111,12 @@ def build(runs: Path, veil_points: dict[float, Path], linkage: dict[float, Path]
                         "plain_accuracy": plain}]}
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.2f}"
-
-
-def markdown(result: dict[str, Any]) -> str:
-    rows = []
-    for v in result["veil"]:
-        d = next(x for x in result["device_alone"] if x["alpha"] == v["alpha"])
-        link = v.get("linkage") or {}
-        rows.append([f"{v['alpha']:g}", f"{v['macs']:,}", f"{_pct(d['accuracy'])} ({d['model']})",
-                     f"{_pct(v['accuracy'])}" + _status(v),
-                     "–" if "offloading_gain_pp" not in v else f"{v['offloading_gain_pp']:+.2f}",
-                     "–" if v["cotrained_ssim"] is None else f"{v['cotrained_ssim']:.3f}",
-                     "–" if link.get("top1") is None else f"{100 * link['top1']:.1f}"
-                     + ("" if link.get("matcher_run") else " (operator only: a lower bound)")])
-    cloud = result["clouds"][0]
-    return "\n".join([
-        "# Device budget: veil against the device alone", "",
-        f"Cloud classifier: {cloud['model']} ({cloud['macs']:,} MACs, plain "
-        f"{_pct(cloud['plain_accuracy'])} %). Accuracy in % on the 10,000 test images; veil's "
-        "on the 8-bit images it sends. Offloading gain = veil − the device alone at the same "
-        "device MACs (±10 %). Privacy: the co-trained deobfuscator's SSIM and, where measured, "
-        "the strongest linkage attack's top-1 among 1,000 photos (chance 0.1 %).", "",
-        *table(["α", "device MACs", "device alone %", "veil %", "gain (pp)", "co-trained SSIM",
-                "linkage top-1 %"], rows), "",
-        "![device budget](device_budget.png)", ""])
-
-
-def _status(point: dict[str, Any]) -> str:
-    if point["status"] == "finished":
-        return ""
-    p = point.get("progress")
-    return (" (not finished)" if not p else
-            f" (training: {_pct(p['accuracy'])} after epoch {p['epoch']} of {p['of']})")
-
-
-def figure(result: dict[str, Any], path: Path) -> Path:
-    fig = agg_figure(figsize=(7, 4.5), dpi=120)
-    ax = fig.subplots()
-    for key, label, style in (("device_alone", "device alone (sends nothing)", "s-"),
-                              ("veil", f"veil through {CLOUD}", "o-")):
-        pts = [p for p in result[key] if p["accuracy"] is not None]
-        ax.plot([p["macs"] for p in pts], [100 * p["accuracy"] for p in pts], style, label=label)
-    for cloud in result["clouds"]:
-        if cloud["plain_accuracy"]:
-            ax.axhline(100 * cloud["plain_accuracy"], color="gray", ls=":", lw=1,
-                       label=f"{cloud['model']} on plain images (cloud)")
-    ax.set_xscale("log")
-    ax.set_xlabel("device multiply-accumulates per image (log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("CIFAR-10 (JPEG-75): does offloading pay?", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    return path
-
-
 def _pairs(specs: list[str]) -> dict[float, Path]:
     out = {}
     for spec in specs:
         alpha, _, path = spec.partition("=")
         out[float(alpha)] = Path(path)
     return out
-
-
-def figures(result: dict[str, Any], out: Path) -> list[Path]:
-    return [figure(result, out / "device_budget.png")]
-
-
-RENDERER = ("device_budget", markdown, figures)  # for report.results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--linkage", nargs="*", default=[], metavar="ALPHA=ATTACKS_JSON")
     args = p.parse_args(argv)
     result = build(args.runs, _pairs(args.veil_point), _pairs(args.linkage))
-    written = write_result_with(RENDERER, result, args.out)
+    written = write_result(result, args.out)
     print(written[1].read_text())
     return 0
 

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 
 from veil.core.checkpoint import load_checkpoint
-from veil.core.files import atomic_write
 from veil.core.runtime import environment
+from veil.report.results import write_result
 
 TIMINGS = {"wall_s", "images_per_s", "encoder_s", "train_s"}
 RUN = ["--data", "sample", "--recipe", "staged", "--epochs", "2", "--batch-size", "50",
@@ -121,14 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                        "lost_s": round(killed_at - saved_at, 2) if saved_at else round(at, 2),
                        "resume_s": round(resume_s, 2), "identical": same})
         print(json.dumps(trials[-1]), flush=True)
-    report = {"environment": environment(), "seed": args.seed, "run": RUN,
+    report = {"schema": "veil.fault_kills/1", "environment": environment(), "seed": args.seed,
+              "run": RUN,
               "uninterrupted_s": round(reference_s, 2), "trials": trials,
               "all_identical": all(all(t["identical"].values()) for t in trials),
               "median_lost_s": statistics.median(t["lost_s"] for t in trials)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "kills.json", json.dumps(report, indent=2) + "\n")
-    print(f"all identical: {report['all_identical']}; wrote {out / 'kills.json'}")
+    written = write_result(report, args.out)
+    print(f"all identical: {report['all_identical']}; wrote {written[0]}")
     return 0 if report["all_identical"] else 1
 
 

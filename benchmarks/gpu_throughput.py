@@ -10,7 +10,6 @@ Markdown to --out. Runs on CPU too (tiny settings) so that it is tested before a
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from veil.core.runtime import environment, resolve_device
 from veil.pipeline.reproduce_budget import classifier_step, obfuscator_step, synchronize
+from veil.report.results import write_result
 from veil.train.obfuscator import make_config
 
 CLASSIFIERS = ("vgg19", "resnet18", "resnet50", "googlenet", "fastnet")
@@ -85,22 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(out: Path, rows: list[dict], args: argparse.Namespace) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    env = environment()
-    (out / "throughput.json").write_text(json.dumps({"environment": env, "rows": rows,
-                                                     "settings": vars(args)}, indent=2))
-    lines = [f"# Training throughput ({env.get('gpu', env['cpu'])}, torch {env['torch']})", "",
-             f"Synthetic 3x32x32 batches of {args.batch_size}, {args.precision} autocast, "
-             f"channels-last; median of {args.repeats} repeats of {args.steps} steps after "
-             f"{args.warmup} warm-up steps. 'adversarial' is one obfuscator + deobfuscator "
-             "step against the frozen classifier (fast recipe: distillation on).", "",
-             "| model | step | torch.compile | images/s (median) | epoch of 50k (s) |",
-             "|---|---|---|---:|---:|"]
-    for r in rows:
-        ips = r["images_per_s_median"]
-        lines.append(f"| {r['model']} | {r['step']} | {'yes' if r['compiled'] else 'no'} | "
-                     f"{ips:,.0f} | {50000 / ips:.1f} |")
-    (out / "throughput.md").write_text("\n".join(lines) + "\n")
+    write_result({"schema": "veil.throughput/1", "environment": environment(), "rows": rows,
+                  "settings": vars(args)}, out)
 
 
 if __name__ == "__main__":

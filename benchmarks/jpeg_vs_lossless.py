@@ -12,7 +12,6 @@ so the difference is paired: the table also counts the images only one version g
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from veil.core.runtime import environment
 from veil.data import Split, TensorLoader, load_dataset
 from veil.data.lossless import jpeg_twins, load_lossless_slice
 from veil.models.loading import load_classifier, load_obfuscator_pair
+from veil.report.results import write_result
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -64,28 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         rows["obfuscated_8bit"] = compare(correct(lossless, classifier, obfuscator),
                                           correct(jpeg, classifier, obfuscator))
     rmse = float(np.sqrt(((jpeg.images.astype(np.float64) - lossless.images) ** 2).mean()))
-    result = {"images": len(lossless), "rmse_0_255": round(rmse, 2),
+    result = {"schema": "veil.jpeg_vs_lossless/1", "images": len(lossless),
+              "rmse_0_255": round(rmse, 2),
               "classifier": {"path": args.classifier, "sha256": sha256_of(args.classifier),
                              "model_name": payload["model_name"],
                              "trained_on": payload.get("data", {})},
               "obfuscator": args.obfuscator and {"path": args.obfuscator,
                                                  "sha256": sha256_of(args.obfuscator)},
               "rows": rows, "environment": environment()}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "jpeg_vs_lossless.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = [f"# JPEG-75 copy vs lossless pixels: the same {len(lossless)} CIFAR-10 test images",
-             "", f"Classifier `{payload['model_name']}` ({args.classifier}); JPEG copy vs lossless "
-             f"RMSE {rmse:.2f} on the 0-255 scale.", "",
-             "| input | lossless acc % | JPEG-75 acc % | lossless - JPEG (pp) | "
-             "only lossless right "
-             "| only JPEG right |", "|---|---:|---:|---:|---:|---:|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {100 * r['lossless_acc']:.1f} | {100 * r['jpeg_acc']:.1f} | "
-                     f"{r['difference_pp']:+.1f} | {r['only_lossless_right']} | "
-                     f"{r['only_jpeg_right']} |")
-    (out / "jpeg_vs_lossless.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_result(result, args.out)[1].read_text())
     return 0
 
 

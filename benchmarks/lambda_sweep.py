@@ -19,9 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from veil.core.files import atomic_write
-from veil.core.markdown import table
-from veil.report.figures import pareto_front, save_tradeoff
+from veil.report.figures import pareto_front
+from veil.report.results import write_result
 
 
 def sweep_rows(results: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -50,27 +49,6 @@ def sweep_rows(results: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any
     return rows, environments
 
 
-def markdown(rows: list[dict[str, Any]], environments: dict[str, Any]) -> str:
-    body = [[r["name"], f"{100 * r['obfuscated_acc']:.2f}", f"{r['deobfuscator_ssim']:.3f}",
-             f"{r['attacker']['test_ssim']:.3f} ({r['attacker']['stopped']}, "
-             f"{r['attacker']['images']:,} images)", f"{r['strongest_ssim']:.3f}",
-             "yes" if r["pareto"] else "", f"{r['train_s'] / 60:.0f}"] for r in rows]
-    env = next(iter(environments.values()))
-    return "\n".join([
-        "# λ sweep at the embedded default's training length", "",
-        f"Frozen classifier: the shipped fastnet ({100 * rows[0]['plain_acc']:.2f} % on plain "
-        f"images). Every obfuscator: recipe `{rows[0]['recipe']}` ({rows[0]['epochs']} "
-        "adversarial epochs after the encoder warm start), λ alone changed; accuracies on the "
-        "full CIFAR-10 (JPEG-75) test split, 8-bit. Fresh attacker: a U-Net of width 48 "
-        "trained after the obfuscator was frozen (MSE + (1 - SSIM)), until its validation "
-        "curve was flat or 30,000 images, scored on 2,000 held-out test images.", "",
-        *table(["λ", "obfuscated %", "co-trained deobf. SSIM", "fresh attacker SSIM",
-                "strongest SSIM", "Pareto (among λ)", "training min"], body), "",
-        f"Run on {env['cpu']}, torch {env['torch']}, seed 0; training minutes are as measured "
-        "and include time when other jobs shared the cores (compare runs of one sweep only).",
-        "", "![trade-off](tradeoff.png)", ""])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", nargs="+", type=Path, required=True,
@@ -81,10 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     rows, environments = sweep_rows(args.results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "lambda_sweep.json",
-                 json.dumps({"runs": rows, "environment": environments}, indent=2) + "\n")
-    atomic_write(args.out / "lambda_sweep.md", markdown(rows, environments))
     points = [{"name": r["name"], "kind": "obfuscator", "ssim": r["strongest_ssim"],
                "accuracy": r["obfuscated_acc"]} for r in rows]
     if args.baselines:
@@ -94,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     front = set(pareto_front([(p["name"], p["ssim"], p["accuracy"]) for p in points]))
     for point in points:
         point["pareto"] = point["name"] in front
-    save_tradeoff(args.out / "tradeoff.png", points, rows[0]["plain_acc"],
-                  "λ sweep at the default's training length (CIFAR-10 JPEG-75, 2-core CPU)")
-    print(markdown(rows, environments))
+    written = write_result({"schema": "veil.lambda_sweep/1", "runs": rows,
+                            "environment": environments, "points": points}, args.out)
+    print(written[1].read_text())
     return 0
 
 

@@ -27,13 +27,12 @@ from veil.attacks.decoders import make_decoder
 from veil.attacks.defenses import obfuscator_defense
 from veil.attacks.fresh_decoder import attacker_curves, reconstruct, train_until_flat
 from veil.core.allocator import keep_freed_memory
-from veil.core.files import atomic_write
 from veil.core.runtime import environment
 from veil.data import TensorLoader, load_dataset
 from veil.data.dataset import Split
 from veil.metrics import psnr, ssim
 from veil.models.loading import load_classifier, load_obfuscator_pair
-from veil.report.figures import agg_figure
+from veil.report.results import write_result
 from veil.train.obfuscator import evaluate_pair
 
 
@@ -86,64 +85,6 @@ def attack_defense(defense, ds, args) -> dict[str, Any]:
     return {**strongest, "all": results}
 
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
-
-
-def seconds_to_reach(curve: list[dict[str, Any]], accuracy: float) -> float | None:
-    """Training seconds at the first curve point at or above `accuracy` (None: never)."""
-    return next((p["train_s"] for p in curve if p["obfuscated_acc"] >= accuracy), None)
-
-
-def markdown(rows: list[dict[str, Any]], env: dict[str, Any], args) -> str:
-    lines = [f"# Learning speed of obfuscator recipes ({env['cpu']}, torch {env['torch']})", "",
-             "CIFAR-10 (JPEG-75), frozen classifier: the embedded default's fastnet, seed 0. The "
-             "recipes trained side by side in one run, one torch thread each (the cores were "
-             "shared, so compare within this table). Curve: 8-bit obfuscated accuracy on a fixed "
-             "1,000-image test slice against training seconds (evaluation excluded); final: "
-             "the full 10,000-image test split. Attacker: a fresh U-Net (width "
-             f"{args.unet_width}; loss MSE, or MSE + w (1 - SSIM) for w in {args.ssim_weights}; "
-             "Adam 2e-3, batch 64) trained on the sent images of the "
-             "training split after the obfuscator was frozen, until its validation SSIM gained "
-             f"< 0.005 over the last quarter of its images, or it had seen {args.attack_images} "
-             f"images or trained {args.attack_s:.0f} s; "
-             f"scored on {args.score_images} other test images.", "",
-             "| recipe | train s | obfuscated % (full test) | plain % | co-trained deobf. SSIM | "
-             "strongest fresh attacker SSIM / PSNR dB (loss) | attacker stopped | "
-             "curve: obfuscated % at train s |", "|---|---:|---:|---:|---:|---:|---|---|"]
-    for r in rows:
-        f, a = r["final"], r["attacker"]
-        curve = ", ".join(f"{100 * p['obfuscated_acc']:.0f}@{p['train_s']:.0f}"
-                          for p in r["curve"][::max(1, len(r["curve"]) // 8)])
-        lines.append(f"| {r['name']} | {r['train_s']:.0f} | {100 * f['obfuscated_acc']:.2f} | "
-                     f"{100 * f['plain_acc']:.2f} | {f['deobfuscator_ssim']:.3f} | "
-                     f"{a['test_ssim']:.3f} / {a['test_psnr']:.2f} ({a['loss']}) | "
-                     f"{a['stopped']} after "
-                     f"{a['images']} images, {a['train_s']:.0f} s | {curve} |")
-    lines += ["", "Training seconds until the curve first reaches an obfuscated accuracy "
-              "(- : not within the run):", "",
-              "| recipe | " + " | ".join(f"{100 * t:.0f} %" for t in THRESHOLDS) + " |",
-              "|---|" + "---:|" * len(THRESHOLDS)]
-    for r in rows:
-        cells = [seconds_to_reach(r["curve"], t) for t in THRESHOLDS]
-        lines.append(f"| {r['name']} | " + " | ".join("-" if c is None else f"{c:.0f}"
-                                                      for c in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    fig = agg_figure(figsize=(7, 4.5))
-    ax = fig.subplots()
-    for r in rows:
-        ax.plot([p["train_s"] / 60 for p in r["curve"]],
-                [100 * p["obfuscated_acc"] for p in r["curve"]], label=r["name"])
-    ax.set_xlabel("training CPU minutes (one thread, shared cores)")
-    ax.set_ylabel("8-bit obfuscated accuracy, % (1,000 test images)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", required=True, type=Path, help="folder of obfuscator run folders")
@@ -184,15 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         done = {r["name"] for r in rows}
         rows = [r for r in json.loads(previous.read_text())["runs"] if r["name"] not in done] + rows
         rows.sort(key=lambda r: r["name"])
-    args.out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) for k, v in vars(args).items()}
-    atomic_write(args.out / "learning_speed.json",
-                 json.dumps({"environment": env, "settings": settings, "runs": rows}, indent=2))
-    atomic_write(args.out / "learning_speed.md", markdown(rows, env, args))
-    curves = attacker_curves({r["name"]: r["attacker"]["all"] for r in rows})
-    atomic_write(args.out / "attacker_curves.json", json.dumps(curves, indent=1) + "\n")
-    plot(rows, args.out / "learning_speed.png")
-    print(markdown(rows, env, args))
+    written = write_result({"schema": "veil.learning_speed/1", "environment": env,
+                            "settings": settings, "runs": rows}, args.out)
+    write_result(attacker_curves({r["name"]: r["attacker"]["all"] for r in rows}), args.out)
+    print(written[1].read_text())
     return 0
 
 

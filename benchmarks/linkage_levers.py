@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from veil.core.files import recorded_path
-from veil.core.markdown import table
-from veil.report.figures import agg_figure
-from veil.report.results import write_result_with
+from veil.report.results import write_result
 
-SCHEMA = "veil-linkage-levers/1"
+SCHEMA = "veil.linkage_levers/1"
 TARGET_TOP1, TARGET_CLASS = 0.01, 0.05  # issue 42 §3
 
 
@@ -89,89 +87,6 @@ def baseline_points(attacks: Path) -> list[dict[str, Any]]:
         json.loads(attacks.read_text())["defenses"][j]["name"] for j in range(n))]
 
 
-def _bound(link: dict[str, Any]) -> str:
-    """Why the point's linkage figure is a lower bound ("" when it is not)."""
-    if not link.get("reobfuscation_run", False):
-        return " (re-obfuscation not run: a lower bound)"
-    if link["attack"] == "link_reobfuscate":
-        return ""
-    if not link["matcher_run"]:
-        return " (operator only: a lower bound)"
-    if link.get("matcher_stopped") == "budget":
-        return " (the matcher stopped by its time budget, still rising: a lower bound)"
-    return ""
-
-
-def markdown(result: dict[str, Any]) -> str:
-    rows = []
-    for p in result["points"]:
-        link, rec = p["linkage"], p["reconstruction"]
-        rows.append([p["label"], f"{100 * p['accuracy']:.2f}",
-                     "–" if link is None else f"{100 * link['top1']:.1f} ({link['attack']})"
-                     + _bound(link),
-                     "–" if link is None else f"{100 * link['class_top1']:.1f}",
-                     "–" if rec is None else f"{rec['ssim']:.3f} ({rec['by']})",
-                     f"`{p['source']}`"])
-    lines = ["# Levers against linkage, side by side (issue 42 §2)", "",
-             "Strongest linkage measured among a gallery of 1,000 test photos (chance: top-1 "
-             "0.1 %, within the class 1 %); issue 42's bounds: top-1 ≤ 1 %, within the class "
-             "≤ 5 %. Accuracy on the 10,000 test images, 8-bit.", "",
-             *table(["point", "accuracy %", "linkage top-1 %", "within class %",
-                     "reconstruction SSIM", "source"], rows), ""]
-    if result.get("device_alone") is not None:
-        lines += [f"A classifier of the obfuscator's device cost, alone on the device: "
-                  f"{100 * result['device_alone']:.2f} % (results/cpu/device_budget/).", ""]
-    lines += ["![levers](levers.png)", ""]
-    return "\n".join(lines)
-
-
-def figure(result: dict[str, Any], path: Path) -> Path:
-    fig = agg_figure(figsize=(7.5, 4.8), dpi=120)
-    ax = fig.subplots()
-    pts = [p for p in result["points"] if p["linkage"] is not None]
-    ssim = [p["reconstruction"]["ssim"] if p["reconstruction"] else float("nan") for p in pts]
-    xs = [max(100 * p["linkage"]["top1"], 0.05) for p in pts]
-    ys = [100 * p["accuracy"] for p in pts]
-    groups = {}  # (kind, matcher run) -> indices: circles for obfuscators, squares for baselines
-    for i, p in enumerate(pts):
-        groups.setdefault((p["kind"], not _bound(p["linkage"])), []).append(i)
-    sc = None
-    for (kind, final), chosen in sorted(groups.items()):
-        what = "obfuscator" if kind == "obfuscator" else "heuristic baseline"
-        sc = ax.scatter([xs[i] for i in chosen], [ys[i] for i in chosen],
-                        c=[ssim[i] for i in chosen], cmap="viridis", vmin=0, vmax=1,
-                        marker="o" if kind == "obfuscator" else "s", s=60, edgecolors="k",
-                        linewidths=0.6 if final else 2.0,
-                        label=f"{what}, " + ("re-obfuscation or a converged matcher measured "
-                                             "(thin edge)" if final
-                                             else "a lower bound (thick edge)"))
-    fig.colorbar(sc, ax=ax, label="strongest reconstruction SSIM")
-    for p, x, y in zip(pts, xs, ys, strict=True):
-        ax.annotate(p["label"].removeprefix("baseline: "), (x, y), fontsize=6, xytext=(4, 3),
-                    textcoords="offset points")
-    ax.axvline(0.1, color="gray", ls=":", lw=1, label="chance (0.1 %)")
-    ax.axvline(100 * TARGET_TOP1, color="red", ls="--", lw=1, label="issue 42's bound (1 %)")
-    if result.get("device_alone") is not None:
-        ax.axhline(100 * result["device_alone"], color="gray", ls="-.", lw=1,
-                   label="device alone at the obfuscator's cost")
-    ax.set_xscale("log")
-    ax.set_xlabel("strongest linkage top-1 among 1,000 photos (%, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("CIFAR-10 (JPEG-75): accuracy against linkage", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left")
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    return path
-
-
-def figures(result: dict[str, Any], out: Path) -> list[Path]:
-    return [figure(result, out / "levers.png")]
-
-
-RENDERER = ("levers", markdown, figures)  # for report.results
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
@@ -192,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         points += baseline_points(args.baselines)
     result = {"schema": SCHEMA, "points": points, "device_alone": args.device_alone,
               "bounds": {"top1": TARGET_TOP1, "class_top1": TARGET_CLASS}}
-    written = write_result_with(RENDERER, result, args.out)
+    written = write_result(result, args.out)
     print(written[1].read_text())
     return 0
 

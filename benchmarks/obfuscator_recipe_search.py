@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from veil.report.results import write_result
+
 
 def expand(jobs: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
     """The jobs with `{out}` in their string arguments replaced by the output folder."""
@@ -102,33 +104,6 @@ def summarise(jobs: list[dict[str, Any]], out: Path, status: dict[str, int | Non
     return rows
 
 
-def markdown(rows: list[dict[str, Any]], header: str) -> str:
-    lines = [header, "", "| run | settings | epochs done | plain % | obfuscated % by epoch | "
-             "deobf. PSNR dB | deobf. SSIM | img/s | train s |", "|---|---|---:|---:|---|---:|"
-             "---:|---:|---:|"]
-    for r in rows:
-        if r["what"] != "obfuscator":
-            last = r["epochs"][-1] if r["epochs"] else {}
-            acc = f"{100 * last['test_acc']:.2f}" if last else "-"
-            lines.append(f"| {r['name']} | classifier {_settings(r['args'])} | {len(r['epochs'])} "
-                         f"| {acc} | | | | | {last.get('wall_s', '-')} |")
-            continue
-        if not r["epochs"]:
-            lines.append(f"| {r['name']} | {_settings(r['args'])} | 0 | | | | | | |")
-            continue
-        last = r["epochs"][-1]
-        curve = " ".join(f"{100 * e['obfuscated_acc']:.1f}" for e in r["epochs"])
-        lines.append(f"| {r['name']} | {_settings(r['args'])} | {len(r['epochs'])} | "
-                     f"{100 * last['plain_acc']:.2f} | {curve} | "
-                     f"{last['deobfuscator_psnr']:.1f} | {last['deobfuscator_ssim']:.3f} | "
-                     f"{last['images_per_s']:.0f} | {last['wall_s']:.0f} |")
-    return "\n".join(lines) + "\n"
-
-
-def _settings(args: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in args.items() if k not in ("classifier", "model"))
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     common: list[str] = []
@@ -148,10 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     status = run_grid(jobs, args.data, out, args.workers, args.deadline_s, common)
     rows = summarise(jobs, out, status)
-    meta = {"data": args.data, "common": common, "workers": args.workers}
-    (out / "search.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1) + "\n")
-    (out / "search.md").write_text(markdown(rows, args.header))
-    print((out / "search.md").read_text())
+    meta = {"data": args.data, "common": common, "workers": args.workers, "header": args.header}
+    written = write_result({"schema": "veil.recipe_search/1", "meta": meta, "runs": rows}, out)
+    print(written[1].read_text())
     return 0 if all(s == 0 for s in status.values()) else 1
 
 

@@ -88,7 +88,7 @@ def test_unknown_data_action_is_a_usage_error(capsys):
 
 
 def test_a_package_missing_inside_a_command_names_the_extra(monkeypatch, capsys):
-    from veil.models import cli as models_cli
+    from veil.eval import models_cli
 
     def needs_matplotlib(args):
         raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
@@ -100,7 +100,7 @@ def test_a_package_missing_inside_a_command_names_the_extra(monkeypatch, capsys)
 
 
 def test_a_missing_package_that_is_no_extra_is_not_disguised(monkeypatch):
-    from veil.models import cli as models_cli
+    from veil.eval import models_cli
 
     def needs_nothing_known(args):
         raise ModuleNotFoundError("No module named 'veil_nonexistent'", name="veil_nonexistent")

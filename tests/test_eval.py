@@ -16,10 +16,10 @@ from veil.cli import main
 from veil.core.checkpoint import save_checkpoint
 from veil.core.files import sha256_of
 from veil.data import CIFAR10_CLASSES
-from veil.eval.schemas import regenerate
 from veil.metrics import PSNR_CAP_DB, image_scores, psnr, ssim, summarize
 from veil.models import create_model
 from veil.report.figures import decode_strip, encode_strip, label_points, pareto_front
+from veil.report.results import regenerate
 
 DATA = Path(__file__).parent / "data"
 

@@ -11,7 +11,7 @@ from .core.allocator import keep_freed_memory
 
 # subcommand -> (module that defines `add_arguments(parser)` and `run(args)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "models": ("veil.models.cli", "list the model zoo with parameters, MACs and obfuscator "
+    "models": ("veil.eval.models_cli", "list the model zoo with parameters, MACs and obfuscator "
                "overhead (Table 1's overhead columns)"),
     "trust": ("veil.models.trust_cli", "pin a torch.export program (.pt2) you trust: veil "
               "loads no other program, since a .pt2 is code"),

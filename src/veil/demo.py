@@ -20,8 +20,8 @@ import torch
 
 from .core.eightbit import from_uint8_array, to_uint8
 from .data import load_dataset
-from .eval.render import DEMO_SCHEMA
-from .eval.schemas import write_result
+from .report.kinds.evaluation import DEMO_SCHEMA
+from .report.results import write_result
 
 DEFAULT_OUT = "results/demo"
 

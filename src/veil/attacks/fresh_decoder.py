@@ -17,6 +17,7 @@ from ..batches import channels_last
 from ..core.runtime import progress
 from ..data import Split, TensorLoader
 from ..metrics import psnr, ssim
+from ..report.kinds.attacks import CURVE_SCHEMA
 from .budget import AttackBudget
 from .decoders import make_decoder
 from .defenses import Defense
@@ -122,7 +123,6 @@ def train_until_flat(defense: Defense, decoder: nn.Module, train: Split, val: Sp
                             "max_images": max_images}
 
 
-CURVE_SCHEMA = "veil-attacker-curves/1"
 
 
 def attacker_curves(defenses: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:

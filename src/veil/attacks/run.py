@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,12 +10,11 @@ from typing import Any, Literal
 
 import torch
 
-from ..core.files import atomic_write
 from ..core.options import EvaluationSettings, apply_runtime
 from ..core.runtime import quiet_default
 from ..core.settings import one_of, option
 from ..data import Dataset, to_tensor_images
-from ..report.results import write_result_with
+from ..report.results import write_result
 from ..run_inputs import (
     LoadedClassifier,
     load_classifiers,
@@ -30,7 +28,6 @@ from .budget import AttackBudget, preset
 from .defenses import Defense, loaded_defense
 from .fresh_decoder import attacker_curves
 from .partial import PARTIAL, PartialResult
-from .render import RENDERER
 from .suite import ATTACKS, DEFAULT_ATTACKS, AttackSetup, check_attacks, run_attack_suite
 from .sweep import DEFAULT_LAMS, train_sweep
 
@@ -132,7 +129,7 @@ def attack(settings: AttackSettings | None = None, **options: Any) -> AttackRun:
     result = run_attack_suite(defenses, setup, sweep, partial=partial)
     if held is not None:
         result["attacker_weights"] = {"path": held.path, "sha256": held.sha256}
-    files = write_result_with(RENDERER, result, s.out) + _write_curves(result, Path(s.out))
+    files = write_result(result, s.out) + _write_curves(result, s.out)
     partial.close()
     return AttackRun(result, files)
 
@@ -177,15 +174,12 @@ def _obfuscator_defenses(paths: list, classifier: LoadedClassifier | None,
     return [loaded_defense(o) for o in obfuscators], (given[0] if given else None)
 
 
-def _write_curves(result: dict[str, Any], out: Path) -> list[Path]:
+def _write_curves(result: dict[str, Any], out: str) -> list[Path]:
     curves = {d["name"]: [c for a in d["attacks"].values() for c in a.get("curves", [])]
               for d in result["defenses"]}
     if not any(curves.values()):
         return []
-    path = out / "attacker_curves.json"
-    atomic_write(path, json.dumps(attacker_curves({k: v for k, v in curves.items() if v}),
-                                  indent=1) + "\n")
-    return [path]
+    return write_result(attacker_curves({k: v for k, v in curves.items() if v}), out)
 
 
 def _calibration(ds: Dataset, device: torch.device) -> torch.Tensor:

@@ -23,6 +23,7 @@ from ..data import Dataset, Split
 from ..metrics import image_scores
 from ..models.complexity import count_params
 from ..report.figures import encode_strip, pareto_front
+from ..report.kinds.attacks import SCHEMA
 from ..run_inputs import LoadedClassifier
 from .budget import AttackBudget
 from .decoders import make_decoder
@@ -40,7 +41,6 @@ from .linkage import (
 )
 from .partial import PartialResult
 
-SCHEMA = "veil.attacks/1"
 Log = Callable[[str], None]
 ATTACKS: dict[str, str] = {
     "cotrained": "the obfuscator's own co-trained deobfuscator (trained obfuscators only)",

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..core.options import EvaluationSettings, apply_runtime
 from ..core.settings import at_least, option
+from ..report.results import write_result
 from ..run_inputs import load_data, load_models
-from .schemas import write_result
 from .tables import evaluate_tables
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .schemas import regenerate
+from ..report.results import regenerate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="DIR",
-                        help="a results folder (every veil result JSON in it) or one JSON file")
+                        help="a results folder (every result JSON under it, zoo cards aside) "
+                             "or one JSON file")
 
 
 def run(args: argparse.Namespace) -> int:

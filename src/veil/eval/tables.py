@@ -24,9 +24,9 @@ from ..data import Dataset
 from ..metrics import image_scores
 from ..models.complexity import count_macs, count_params
 from ..report.figures import encode_strip
+from ..report.kinds.evaluation import TABLES_SCHEMA as SCHEMA
 from ..run_inputs import LoadedClassifier, LoadedObfuscator
 
-SCHEMA = "veil.eval.tables/1"
 EQUAL_COST = 0.10  # a device-alone classifier counts at an obfuscator's budget within ±10 % MACs
 
 

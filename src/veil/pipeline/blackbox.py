@@ -38,7 +38,8 @@ from ..core.text import printable, shown
 from ..data import load_dataset
 from ..edge.cli import add_server_limits, add_token_options, resolve_token
 from ..edge.client import MAX_RESPONSE_BYTES, REQUEST_TIMEOUT, Prediction, VeilClient
-from ..eval.render import BLACKBOX_SCHEMA, blackbox_markdown
+from ..report.kinds.evaluation import BLACKBOX_SCHEMA, blackbox_markdown
+from ..report.results import write_result
 from ..train.surrogate import load_queries, read_npz, target_problem
 
 QUERIES = "queries.npz"
@@ -352,8 +353,7 @@ def train_blackbox(args: BlackboxSettings) -> dict[str, Any]:
     report["queries"] = {**queries, "measuring_images_sent": 2 * report["measured_on"],
                          "refinement_images_sent": sum(r["images_sent"] for r in rounds)}
     report["refinement"] = rounds
-    atomic_write(out / "blackbox.json", json.dumps(report, indent=1) + "\n")
-    atomic_write(out / "blackbox.md", blackbox_markdown(report))
+    write_result(report, out)
     if not args.quiet:
         print(blackbox_markdown(report))
     return report

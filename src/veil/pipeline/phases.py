@@ -17,11 +17,12 @@ from ..core.runtime import (
     environment,
     seed_everything,
 )
-from ..eval.schemas import write_result
 from ..eval.tables import evaluate_tables
 from ..models import create_model
 from ..models.complexity import count_params
 from ..report.figures import pareto_front
+from ..report.kinds.reproduce import reproduce_markdown
+from ..report.results import write_result
 from ..run_inputs import LoadedClassifier, LoadedObfuscator, load_models
 from ..train import classifier as clf
 from ..train import obfuscator as obf
@@ -41,7 +42,6 @@ from .reproduce_budget import (
     plan_epochs,
     warm_start_epochs_equivalent,
 )
-from .summary import reproduce_markdown
 
 ATTACKS = ["cotrained", "decoder"]
 
@@ -207,8 +207,7 @@ def run_attack(ctx: Context, phase: Phase, budget_s: float | None
                         ctx.quiet)
     result = run_attack_suite([defense], setup, log=lambda line: ctx.log("    " + line.strip()))
     path = attack_file(ctx, phase.slot)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
+    write_result(result, path.parent, path.stem)
     scores = result["defenses"][0]["attacks"]
     return {"file": str(path), "epochs": budget.epochs,
             "plan": ctx.progress.data["plans"]["attack"],
@@ -230,7 +229,7 @@ def run_report(ctx: Context, phase: Phase, budget_s: float | None
     parts = [json.loads(attack_file(ctx, s).read_text()) for s in ctx.scale.slots]
     written = write_result(merge_attacks(parts), ctx.out)
     md = ctx.out / "reproduce.md"
-    atomic_write(md, reproduce_markdown(ctx.progress.data, ctx.scale))
+    atomic_write(md, reproduce_markdown(ctx.progress.data))
     return {"files": [str(p) for p in [*written, md]]}
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.files import atomic_write
+from ..report.kinds.reproduce import SCHEMA
 
-SCHEMA = "reproduce-progress/1"  # not a result: `veil report DIR` skips it
 PROGRESS = "progress.json"
 
 

@@ -42,6 +42,7 @@ from ..core.runtime import (
 )
 from ..core.settings import add_options, from_args, one_of, option
 from ..data.sources import default_source
+from ..report.kinds.reproduce import reproduce_markdown
 from ..run_inputs import (
     load_data,
 )
@@ -54,7 +55,6 @@ from .reproduce_budget import (
     share,
     warm_up,
 )
-from .summary import reproduce_markdown
 
 DEFAULT_OUT = "results/reproduce"
 
@@ -205,7 +205,7 @@ def reproduce(settings: ReproduceSettings | None = None, **options: Any) -> Path
     finally:
         ctx.progress.data["invocations"][-1]["wall_s"] = round(ctx.clock.elapsed(), 2)
         ctx.progress.save()
-        atomic_write(ctx.out / "reproduce.md", reproduce_markdown(ctx.progress.data, ctx.scale))
+        atomic_write(ctx.out / "reproduce.md", reproduce_markdown(ctx.progress.data))
     print(f"total {ctx.clock.elapsed():.0f}s of this invocation; results in {ctx.out}")
     return ctx.out
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core.markdown import image, table
-from ..report.figures import pareto_front, save_grid, save_tradeoff
-from ..report.markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance
-from .suite import SCHEMA
+from ...core.markdown import image, table
+from ..figures import pareto_front, save_grid, save_tradeoff
+from ..markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance
+from ..registry import Kind, register
 
-__all__ = ["SCHEMA", "attacks_figures", "attacks_markdown"]
+SCHEMA = "veil.attacks/1"
+CURVE_SCHEMA = "veil.attacker_curves/1"
 TRADEOFF_FIGURE = "tradeoff.png"
 LINKAGE_FIGURE = "tradeoff_linkage.png"
 LINKAGE_NAMES = {"link_operator": "operator (no training)",
@@ -213,7 +214,7 @@ def attacks_figures(result: dict[str, Any], out: Path) -> list[Path]:
     return paths
 
 
-RENDERER = ("attacks", attacks_markdown, attacks_figures)
+ATTACKS = register(Kind(SCHEMA, "attacks", attacks_markdown, attacks_figures))
 
 
 def curves_markdown(curves: dict[str, Any]) -> str:
@@ -231,4 +232,4 @@ def curves_markdown(curves: dict[str, Any]) -> str:
                 "validation SSIM"], rows, 4), ""])
 
 
-CURVES_RENDERER = ("attacker_curves", curves_markdown, lambda result, out: [])
+CURVES = register(Kind(CURVE_SCHEMA, "attacker_curves", curves_markdown))

@@ -1,13 +1,15 @@
-"""reproduce.md: what a `veil reproduce` run did, phase by phase."""
+"""reproduce.md: what a `veil reproduce` run did, phase by phase, from its progress.json alone."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .plan import Scale
+from ..registry import Kind, register
+
+SCHEMA = "veil.reproduce/1"
 
 
-def reproduce_markdown(progress: dict[str, Any], scale: Scale) -> str:
+def reproduce_markdown(progress: dict[str, Any]) -> str:
     rows = []
     for name, p in progress["phases"].items():
         r = p.get("result") or {}
@@ -17,7 +19,7 @@ def reproduce_markdown(progress: dict[str, Any], scale: Scale) -> str:
         speed = plan.get("images_per_s")
         rows.append(f"| {name} | {p.get('status', '–')} | {shown} | "
                     f"{'–' if speed is None else f'{speed:,.0f}'} | {p.get('wall_s', '–')} |")
-    slots = ", ".join(f"{s.name} = {s.model} (seed {s.seed})" for s in scale.slots)
+    slots = ", ".join(f"{s['name']} = {s['model']} (seed {s['seed']})" for s in progress["slots"])
     runs = progress.get("invocations", [])
     budgets = ", ".join("none" if r.get("budget_s") is None else f"{r['budget_s']:.0f}s"
                         for r in runs)
@@ -30,3 +32,7 @@ def reproduce_markdown(progress: dict[str, Any], scale: Scale) -> str:
              "| phase | status | epochs (run / default) | measured img/s | wall s |",
              "|---|---|---:|---:|---:|", *rows, ""]
     return "\n".join(lines)
+
+
+# progress.json is the run's state, rewritten as it goes; its page keeps the name reproduce.md
+REPRODUCE = register(Kind(SCHEMA, "progress", reproduce_markdown, page="reproduce"))

@@ -1,13 +1,14 @@
-"""Markdown and figures for the Tables 1-3 result JSON."""
+"""Markdown and figures of `veil evaluate` (Tables 1-3), `veil blackbox` and `veil demo` results."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ..core.markdown import image, table
-from ..report.figures import save_grid
-from ..report.markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance, short
+from ...core.markdown import image, table
+from ..figures import save_grid
+from ..markdown import grid_figure_name, grid_rows, mean_std, pct, plural, provenance, short
+from ..registry import Kind, register
 
 
 # --- Tables 1-3 ------------------------------------------------------------------------------
@@ -108,7 +109,7 @@ def tables_figures(result: dict[str, Any], out: Path) -> list[Path]:
 
 
 # --- veil blackbox ---------------------------------------------------------------------------
-BLACKBOX_SCHEMA = "veil-blackbox/1"
+BLACKBOX_SCHEMA = "veil.blackbox/1"
 
 
 def blackbox_markdown(report: dict[str, Any]) -> str:
@@ -156,3 +157,9 @@ def demo_markdown(result: dict[str, Any]) -> str:
         + ("" if result.get("trained", True) else " (untrained stand-in weights)") + ".", "",
         *table(["", "value"], rows, text_columns=1), "",
         "![original / sent / reconstructed](demo_grid.png)", ""])
+
+
+TABLES_SCHEMA = "veil.eval.tables/1"
+TABLES = register(Kind(TABLES_SCHEMA, "tables", tables_markdown, tables_figures))
+BLACKBOX = register(Kind(BLACKBOX_SCHEMA, "blackbox", blackbox_markdown))
+DEMO = register(Kind(DEMO_SCHEMA, "demo", demo_markdown))

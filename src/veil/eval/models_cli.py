@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from ..core.files import atomic_write
 from ..core.options import parse_image_size
-from .complexity import models_report, report_markdown
+from ..models.complexity import models_report
+from ..report.results import write_result
 
 DEFAULT_OUT = "results/models"
 
@@ -22,12 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = models_report(image_size=args.image_size)
-    markdown = report_markdown(report)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "models.json", json.dumps(report, indent=1) + "\n")
-    atomic_write(out / "models.md", markdown)
-    print(markdown)
-    print(f"wrote {out / 'models.json'} and {out / 'models.md'}")
+    written = write_result(models_report(image_size=args.image_size), args.out)
+    print(written[1].read_text())
+    print("wrote " + " and ".join(str(p) for p in written))
     return 0
