@@ -30,11 +30,10 @@ from starlette.concurrency import run_in_threadpool
 
 from ..core.wire import HEADER_LENGTH, V2_INPUT, V2_MODEL_VERSION, V2_OUTPUT
 from .auth import require_token
-from .backend import Backend, OnReceive
-from .batching import MicroBatcher
+from .backend import Backend
 from .config import ServerConfig
+from .dataplane import DataPlane
 from .errors import ApiError
-from .middleware import mark_arrived
 from .schemas import ERRORS
 
 INPUT, OUTPUT, MODEL_VERSION = V2_INPUT, V2_OUTPUT, V2_MODEL_VERSION
@@ -316,8 +315,8 @@ class InferResponse(BaseModel):
     outputs: list[OutputTensor]
 
 
-def make_infer(predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
-               on_receive: OnReceive | None) -> Callable[[Request], Awaitable[Response]]:
+def make_infer(predictor: Backend, config: ServerConfig,
+               plane: DataPlane) -> Callable[[Request], Awaitable[Response]]:
     """POST /v2/models/{model}/infer: the tensor, one batched forward pass (the token is checked
     by the route's dependency)."""
     model = served_model(predictor)
@@ -326,30 +325,30 @@ def make_infer(predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
     n_classes = len(predictor.classes)
 
     async def infer(request: Request) -> Response:
-        try:
+        with plane.arriving():
             if request.url.path not in served:
                 raise _not_served(request.url.path)
-            # every Content-Encoding header counts (one saying identity cannot hide a second)
-            codings = [c.strip().lower() for v in request.headers.getlist("content-encoding")
-                       for c in v.split(",")]
-            encoding = next((c for c in codings if c not in ("identity", "")), None)
-            if encoding is not None:
-                raise ApiError(415, "compressed_body", f"Content-Encoding {encoding[:20]!r}: "
-                                                       "send the request uncompressed")
-            body = request.scope.get("veil.body", b"")
+            _check_uncompressed(request)
+            body = await request.body()
             parsed = await _off_loop(len(body), parse_infer, body,
                                      request.headers.get(HEADER_LENGTH), predictor.image_size,
                                      config.max_images, n_classes)
-        finally:
-            mark_arrived(request)
-        if on_receive is not None:
-            on_receive([parsed.images.tobytes()], parsed.images)
-        probs = await batcher.submit(parsed.images)
+        probs = await plane.classify(parsed.images)
         answer, headers = await _off_loop(_answer_bytes(parsed, probs), infer_answer, parsed,
                                           probs, predictor.classes, model)
         return Response(answer, headers=headers)
 
     return infer
+
+
+def _check_uncompressed(request: Request) -> None:
+    # every Content-Encoding header counts (one saying identity cannot hide a second)
+    codings = [c.strip().lower() for v in request.headers.getlist("content-encoding")
+               for c in v.split(",")]
+    encoding = next((c for c in codings if c not in ("identity", "")), None)
+    if encoding is not None:
+        raise ApiError(415, "compressed_body", f"Content-Encoding {encoding[:20]!r}: "
+                                               "send the request uncompressed")
 
 
 async def _off_loop(size: int, work: Any, *args: Any) -> Any:
@@ -373,9 +372,9 @@ def served_paths(model: str) -> set[str]:
     return {"/v2", "/v2/health/live", "/v2/health/ready", *model_paths(model).values()}
 
 
-def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
-                  on_receive: OnReceive | None) -> None:
-    infer = make_infer(predictor, config, batcher, on_receive)
+def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
+                  plane: DataPlane) -> None:
+    infer = make_infer(predictor, config, plane)
     model = served_model(predictor)
     metadata = model_metadata(model, predictor.image_size, len(predictor.classes))
 
