@@ -92,7 +92,7 @@ def test_skip_drops_and_counts_the_invalid_answers_only():
 
 
 @pytest.mark.parametrize("health, message", [
-    ({"classes": ["cat", "dog", "cat"], "max_images": 16}, "lists class 'cat' more than once"),
+    ({"classes": ["cat", "dog", "cat"], "max_images": 16}, "class name 'cat' is given twice"),
     ({"classes": "cat,dog", "max_images": 16}, "not a list of names"),
     ({"classes": CLASSES, "max_images": 0}, "max_images 0, not a whole number of at least 1"),
 ])

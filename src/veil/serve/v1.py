@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..core.answers import ranked
 from ..core.wire import CLASSIFY, FIELD
 from .auth import require_token
 from .backend import Backend, classifier_info
@@ -35,7 +36,7 @@ def add_v1_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
             raws, images = await read_images(request, await request.body(), config,
                                              predictor.image_size)
         probs = await plane.classify(images, raws)
-        return JSONResponse({"predictions": [_prediction(i, p, predictor.classes, top_k)
+        return JSONResponse({"predictions": [ranked(i, p, predictor.classes, top_k)
                                              for i, p in enumerate(probs)],
                              "classifier": classifier})
 
@@ -70,14 +71,6 @@ def _top_k(request: Request, default: int, n_classes: int) -> int:
         raise ApiError(422, "invalid_parameter", f"top_k must be an integer from 1 to "
                                                  f"{n_classes}, got {raw[:20]!r}")
     return int(raw)
-
-
-def _prediction(index: int, probs: np.ndarray, classes: list[str], top_k: int) -> dict[str, Any]:
-    order = np.argsort(-probs, kind="stable")[:top_k]
-    top = [{"label": classes[c], "class_index": int(c), "probability": float(probs[c])}
-           for c in order]
-    return {"index": index, "label": top[0]["label"], "class_index": top[0]["class_index"],
-            "confidence": top[0]["probability"], "top_k": top}
 
 
 async def read_images(request: Request, body: bytes, config: ServerConfig,

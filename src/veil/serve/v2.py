@@ -34,7 +34,7 @@ from .backend import Backend
 from .config import ServerConfig
 from .dataplane import DataPlane
 from .errors import ApiError
-from .schemas import ERRORS
+from .schemas import V2_ERRORS
 
 INPUT, OUTPUT, MODEL_VERSION = V2_INPUT, V2_OUTPUT, V2_MODEL_VERSION
 EXTENSIONS = ["binary_tensor_data", "classification"]
@@ -403,32 +403,32 @@ def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
         if name != model or version != MODEL_VERSION:
             raise _not_served(f"/v2/models/{name}/versions/{version}")
 
-    @app.get("/v2/models/{name}", response_model=ModelMetadata, responses={404: ERRORS[400]},
+    @app.get("/v2/models/{name}", response_model=ModelMetadata, responses={404: V2_ERRORS[404]},
              summary="Open Inference Protocol: model metadata")
     async def model_metadata_route(name: str) -> dict[str, Any]:
         check_model(name)
         return metadata
 
     @app.get("/v2/models/{name}/versions/{version}", response_model=ModelMetadata,
-             responses={404: ERRORS[400]}, summary="Open Inference Protocol: model metadata")
+             responses={404: V2_ERRORS[404]}, summary="Open Inference Protocol: model metadata")
     async def versioned_metadata(name: str, version: str) -> dict[str, Any]:
         check_model(name, version)
         return metadata
 
-    @app.get("/v2/models/{name}/ready", responses={404: ERRORS[400], 503: {}},
+    @app.get("/v2/models/{name}/ready", responses={404: V2_ERRORS[404], 503: {}},
              summary="Open Inference Protocol: model readiness")
     async def model_ready(name: str) -> JSONResponse:
         check_model(name)
         return status(ready(), "ready")
 
-    @app.get("/v2/models/{name}/versions/{version}/ready", responses={404: ERRORS[400], 503: {}},
+    @app.get("/v2/models/{name}/versions/{version}/ready",
+             responses={404: V2_ERRORS[404], 503: {}},
              summary="Open Inference Protocol: model readiness")
     async def versioned_model_ready(name: str, version: str) -> JSONResponse:
         check_model(name, version)
         return status(ready(), "ready")
 
     extra = _infer_spec(config.max_images)
-    responses = {**ERRORS, 404: ERRORS[400]}
     auth = require_token(config.token)
 
     async def infer_route(name: str, request: Request) -> Response:
@@ -440,7 +440,7 @@ def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
     for path, endpoint in (("/v2/models/{name}/infer", infer_route),
                            ("/v2/models/{name}/versions/{version}/infer", versioned_infer_route)):
         app.add_api_route(path, endpoint, methods=["POST"], response_model=InferResponse,
-                          responses=responses, dependencies=auth, openapi_extra=extra,
+                          responses=V2_ERRORS, dependencies=auth, openapi_extra=extra,
                           summary="Open Inference Protocol: classify 8-bit obfuscated images")
 
 
