@@ -58,7 +58,7 @@ def create_app(predictor: Backend, config: ServerConfig | None = None,
                               "Put TLS in front of this server.")
     app.state.predictor, app.state.config, app.state.metrics = predictor, config, metrics
     app.state.batcher = batcher
-    plane = DataPlane(predictor, batcher, on_receive)
+    plane = DataPlane(batcher, on_receive)
     add_error_handlers(app, metrics)
     model = served_model(predictor)
     v2 = model_paths(model)

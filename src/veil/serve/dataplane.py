@@ -11,16 +11,15 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .backend import Backend, OnReceive
+from .backend import OnReceive
 from .batching import MicroBatcher
 
 
 class DataPlane:
     """Images in, class probabilities out, through the micro-batcher."""
 
-    def __init__(self, backend: Backend, batcher: MicroBatcher,
-                 on_receive: OnReceive | None = None) -> None:
-        self.backend, self.batcher, self.on_receive = backend, batcher, on_receive
+    def __init__(self, batcher: MicroBatcher, on_receive: OnReceive | None = None) -> None:
+        self.batcher, self.on_receive = batcher, on_receive
 
     @contextmanager
     def arriving(self) -> Iterator[None]:
