@@ -55,3 +55,57 @@ def cifar_zip() -> Path:
 @pytest.fixture(scope="session")
 def lossless_npz() -> Path:
     return require_shared(LOSSLESS_NPZ)
+
+
+# --- a served test classifier (the tests of serve/, v2 and the edge client) -------------------
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """The test classifier, its obfuscator and the obfuscator's ONNX export (made once per
+    test process: offload_helpers.build_artifacts)."""
+    from offload_helpers import build_artifacts
+
+    return build_artifacts(tmp_path_factory.getbasetemp() / "offload")
+
+
+@pytest.fixture(scope="module")
+def predictor(artifacts):
+    from veil.serve.inference import Predictor
+
+    return Predictor.from_checkpoint(artifacts.classifier)
+
+
+@pytest.fixture(scope="module")
+def obfuscated(artifacts):
+    """The bundled sample as the edge sends it: 8-bit obfuscated images."""
+    from offload_helpers import sample_images
+    from veil.edge.obfuscators import OnnxObfuscator
+
+    return OnnxObfuscator(artifacts.onnx)(sample_images())
+
+
+@pytest.fixture(scope="module")
+def capture():
+    from serve_helpers import Capture
+
+    return Capture()
+
+
+@pytest.fixture(scope="module")
+def server(predictor, capture):
+    """`veil serve`'s app on a loopback port, with the test limits (serve_helpers)."""
+    from serve_helpers import MAX_BODY, MAX_IMAGES
+    from veil.serve.app import ServerConfig, create_app
+    from veil.serve.server import BackgroundServer
+
+    config = ServerConfig(max_batch=16, max_wait_ms=20, max_images=MAX_IMAGES,
+                          max_body_bytes=MAX_BODY, body_timeout_s=1.0)
+    with BackgroundServer(create_app(predictor, config, on_receive=capture)) as url:
+        yield url
+
+
+@pytest.fixture()
+def http(server):
+    import httpx
+
+    with httpx.Client(base_url=server, timeout=30) as client:
+        yield client

@@ -22,16 +22,11 @@ from veil.serve.inference import Predictor
 from veil.serve.server import BackgroundServer
 
 try:  # whether or not tests/ is a package
-    from tests.offload_helpers import build_artifacts, png_bytes, sample_images
+    from tests.offload_helpers import png_bytes, sample_images
 except ModuleNotFoundError:
-    from offload_helpers import build_artifacts, png_bytes, sample_images
+    from offload_helpers import png_bytes, sample_images
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return build_artifacts(tmp_path_factory.getbasetemp() / "offload")
 
 
 @pytest.fixture(scope="module")

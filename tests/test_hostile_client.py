@@ -92,7 +92,7 @@ def test_skip_drops_and_counts_the_invalid_answers_only():
 
 
 @pytest.mark.parametrize("health, message", [
-    ({"classes": ["cat", "dog", "cat"], "max_images": 16}, "lists class 'cat' more than once"),
+    ({"classes": ["cat", "dog", "cat"], "max_images": 16}, "class name 'cat' is given twice"),
     ({"classes": "cat,dog", "max_images": 16}, "not a list of names"),
     ({"classes": CLASSES, "max_images": 0}, "max_images 0, not a whole number of at least 1"),
 ])
@@ -194,13 +194,13 @@ def test_veil_classify_refuses_a_top_k_below_one_before_sending(artifacts_onnx, 
                          ids=["body", "headers"])
 def test_a_trickling_server_is_given_up_on_after_the_request_timeout(answer):
     with HostileServer(answer) as server, \
-            _client(server, timeout=5.0, request_timeout=1.0) as client:
+            _client(server, timeout=30.0, request_timeout=1.0) as client:
         started = time.monotonic()
         with pytest.raises(ServerError, match="no complete answer within 1 s"):
             client.classify(list(sample_images(2)))
         elapsed = time.monotonic() - started
-    # every read came within the 5 s read timeout: only the whole-request limit ended it
-    assert 0.9 < elapsed < 4.0
+    # every read came within the 30 s read timeout: only the whole-request limit ended it
+    assert 0.9 < elapsed < 20
 
 
 def test_429_is_honoured_with_its_retry_after_and_counted():

@@ -13,36 +13,19 @@ from tritonclient.utils import InferenceServerException
 
 from veil.cli import main
 from veil.edge.client import ServerError, VeilClient
-from veil.edge.obfuscators import OnnxObfuscator
 from veil.serve.app import ServerConfig, create_app
-from veil.serve.inference import Predictor
 from veil.serve.server import BackgroundServer
 
 try:  # whether or not tests/ is a package
     from tests.hostile_server import HostileServer, send_json
-    from tests.offload_helpers import build_artifacts, png_bytes, sample_images
+    from tests.offload_helpers import png_bytes, sample_images
 except ModuleNotFoundError:
     from hostile_server import HostileServer, send_json
-    from offload_helpers import build_artifacts, png_bytes, sample_images
+    from offload_helpers import png_bytes, sample_images
 
 MODEL = "fastnet_tiny"  # the model name recorded in the test classifier
 MAX_IMAGES = 8
 TOKEN = "s3cret-token-for-tests"
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return build_artifacts(tmp_path_factory.getbasetemp() / "offload")
-
-
-@pytest.fixture(scope="module")
-def predictor(artifacts):
-    return Predictor.from_checkpoint(artifacts.classifier)
-
-
-@pytest.fixture(scope="module")
-def obfuscated(artifacts) -> np.ndarray:
-    return OnnxObfuscator(artifacts.onnx)(sample_images())
 
 
 @pytest.fixture(scope="module")

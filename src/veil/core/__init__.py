@@ -1,7 +1,8 @@
 """The bottom layer: the rules every other part of veil shares, each in one place.
 
-Nothing here imports any other part of veil, and `eightbit`, `files`, `text` and `wire` import
-neither torch nor anything beyond numpy, so the torch-free edge client can use them.
+Nothing here imports any other part of veil, and `answers`, `eightbit`, `files`, `text` and
+`wire` import neither torch nor anything beyond numpy, so the torch-free edge client can use
+them.
 
 - `eightbit`: what leaves the device is round(clip(x, 0, 1) * 255) as uint8
 - `files`: atomic writes and sha256s
@@ -13,4 +14,5 @@ neither torch nor anything beyond numpy, so the torch-free edge client can use t
 - `env`: every environment variable veil reads
 - `text`: outside text made safe to print (escaped, one line, bounded)
 - `wire`: the edge-to-server format (PNG signature, where an export's manifest lives)
+- `answers`: what the server answers (predictions, errors), built by serve/, checked by edge/
 """

@@ -39,18 +39,24 @@ _SHORT = _short_repr()
 MAX_CLASS_NAME = 200
 
 
-def check_class_names(classes: object, where: str) -> list[str]:
+def check_class_names(classes: object, where: str, lines: bool = True) -> list[str]:
     """The class names a file records, if they are what every part of veil can carry (one per
     line in Triton's labels.txt, one JSON string per class in an answer): a list of distinct,
-    non-empty strings of at most MAX_CLASS_NAME printable characters; else a ValueError."""
+    non-empty strings of at most MAX_CLASS_NAME printable characters; else a ValueError.
+    `lines=False` leaves out the rule on each name's characters (the edge takes a server's
+    names as they come, and escapes them where it shows them)."""
     if not isinstance(classes, (list, tuple)) or not classes:
         raise ValueError(f"{where}: records classes {shown(classes)}, not a list of names")
+    rule = (f"a non-empty line of at most {MAX_CLASS_NAME} printable characters" if lines
+            else "a non-empty string")
     for name in classes:
-        if not (isinstance(name, str) and name and len(name) <= MAX_CLASS_NAME
-                and name.isprintable() and name.strip() == name):
-            raise ValueError(f"{where}: class name {shown(name)} is not a non-empty line of at "
-                             f"most {MAX_CLASS_NAME} printable characters")
+        if not (isinstance(name, str) and name and (not lines or _one_line(name))):
+            raise ValueError(f"{where}: class name {shown(name)} is not {rule}")
     duplicate = next((c for c in classes if classes.count(c) > 1), None)
     if duplicate is not None:
         raise ValueError(f"{where}: class name {shown(duplicate)} is given twice")
     return list(classes)
+
+
+def _one_line(name: str) -> bool:
+    return len(name) <= MAX_CLASS_NAME and name.isprintable() and name.strip() == name

@@ -1,16 +1,14 @@
-"""What a server's answer must be, whichever protocol carried it: the errors the edge raises
-(`ServerError`, `NotClassified`), one `Prediction` per image, and the checks every per-image
-answer passes before it becomes one (the server is not trusted)."""
+"""What the edge makes of a server's answer, whichever protocol carried it: the errors it raises
+(`ServerError`, `NotClassified`) and one `Prediction` per image. The answer's shape, and the
+check every per-image answer passes before it becomes a Prediction (the server is not trusted),
+are the wire contract the server builds its answers from: core/answers.py."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.text import printable
-
-PROBABILITY_SLACK = 1e-3  # rounding a server may apply to probabilities and their sum
+from ..core.text import check_class_names, printable
 
 
 class ServerError(RuntimeError):
@@ -56,54 +54,12 @@ class NotClassified(ServerError):
 
 
 def checked_classes(classes: Any, server: str = "the server") -> list[str]:
-    """The class list a server announces: distinct, non-empty strings."""
-    if (not isinstance(classes, list) or not classes
-            or not all(isinstance(c, str) and c for c in classes)):
-        raise ServerError(200, "bad_response", f"/healthz gives classes {str(classes)[:60]}, "
-                          "not a list of names", server)
-    if len(set(classes)) != len(classes):
-        twice = sorted({c for c in classes if classes.count(c) > 1})
-        raise ServerError(200, "bad_response", f"/healthz lists class {twice[0][:40]!r} more "
-                          "than once", server)
-    return list(classes)
-
-
-def _probability(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and -PROBABILITY_SLACK <= value <= 1 + PROBABILITY_SLACK)
-
-
-def prediction_problem(result: Any, position: int, classes: list[str] | None,
-                       top_k: int) -> str | None:
-    """What is wrong with one prediction of a server's answer, or None if it is valid."""
-    if not isinstance(result, dict):
-        return "not an object"
-    label, index, top = result.get("label"), result.get("class_index"), result.get("top_k")
-    if result.get("index", position) != position:
-        return f"answers position {str(result.get('index'))[:20]}"
-    if not isinstance(label, str) or isinstance(index, bool) or not isinstance(index, int):
-        return "no label and class_index"
-    if not _probability(result.get("confidence")):
-        return f"confidence {str(result.get('confidence'))[:20]} is not a probability"
-    if not isinstance(top, list) or len(top) > max(top_k, 1) or not all(
-            isinstance(t, dict) and isinstance(t.get("label"), str) for t in top):
-        return "top_k is not a list of at most the labels asked for"
-    for t in top:
-        if not _probability(t.get("probability")):
-            return (f"probability {str(t.get('probability'))[:20]} of "
-                    f"{t['label'][:40]!r} is not a number in [0, 1]")
-    labels = [t["label"] for t in top]
-    if len(set(labels)) != len(labels):
-        return "a label appears twice in top_k"
-    if sum(t["probability"] for t in top) > 1 + PROBABILITY_SLACK:
-        return "top_k probabilities add up to more than 1"
-    if classes is not None:
-        unknown = [x for x in [label, *labels] if x not in classes]
-        if unknown:
-            return f"label {unknown[0][:40]!r} is not one of the server's classes"
-        if not 0 <= index < len(classes) or classes[index] != label:
-            return f"class_index {index} does not name {label[:40]!r}"
-    return None
+    """The class list a server announces, held to the rule every part of veil keeps
+    (core.text.check_class_names); a ServerError naming the server otherwise."""
+    try:
+        return check_class_names(classes, "/healthz", lines=False)
+    except ValueError as e:
+        raise ServerError(200, "bad_response", str(e), server) from None
 
 
 def to_prediction(source: str, result: dict[str, Any], sent: int) -> Prediction:

@@ -17,7 +17,7 @@ obfuscator.
 The client is the device's side of the work (load, obfuscate, batch, check, save); what it
 sends goes through a `Transport` (transport.py: caps, deadlines, retries) and one adapter per
 protocol (v1.py: PNGs to /v1/classify; v2.py: tensors to the Open Inference Protocol); every
-per-image answer is checked in answers.py.
+per-image answer is checked against the wire contract (core/answers.py).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..core.answers import prediction_problem
 from ..core.wire import HEALTH
-from .answers import NotClassified, Prediction, ServerError, prediction_problem, to_prediction
+from .answers import NotClassified, Prediction, ServerError, to_prediction
 from .images import IMAGE_SIZE, ImageInput, encode_png, load_image
 from .obfuscators import load_obfuscator
 from .transport import MAX_RESPONSE_BYTES, REQUEST_TIMEOUT, Transport

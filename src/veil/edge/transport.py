@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.answers import read_error
 from ..core.wire import HEADER_LENGTH
 from .answers import ServerError
 
@@ -93,12 +94,8 @@ class Transport:
         except (ValueError, RecursionError):
             body = None
         if answer.status >= 400:
-            body = body if isinstance(body, dict) else {}
-            text = answer.body[:200].decode("utf-8", "replace")
-            if "detail" in body or self.errors == "v1":
-                code, detail = body.get("error", "http_error"), body.get("detail", text)
-            else:
-                code, detail = body.get("code", "http_error"), body.get("error", text)
+            code, detail = read_error(body, self.errors == "v2",
+                                      answer.body[:200].decode("utf-8", "replace"))
             raise ServerError(answer.status, str(code)[:80], str(detail)[:300], self.server)
         if not isinstance(body, dict):
             raise self.bad("the answer is not a JSON object (is the URL a veil server?)",

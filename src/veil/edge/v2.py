@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from ..core.answers import prediction, ranked
 from ..core.text import MAX_CLASS_NAME
 from ..core.wire import HEADER_LENGTH, V2_OUTPUT, v2_model_path
 from .answers import ServerError
@@ -230,14 +231,7 @@ def tensor_predictions(output: dict[str, Any], spec: ModelInput, n: int, top_k: 
                        "not distributions (negative, or not summing to 1)")
     probabilities = scores if is_distribution else _softmax(scores)
     names = class_names or [str(i) for i in range(classes)]
-    out = []
-    for i, row in enumerate(probabilities):
-        order = np.argsort(-row, kind="stable")[:min(top_k, classes)]
-        top = [{"label": names[j], "class_index": int(j), "probability": float(row[j])}
-               for j in order]
-        out.append({"index": i, "label": top[0]["label"], "class_index": top[0]["class_index"],
-                    "confidence": top[0]["probability"], "top_k": top})
-    return out
+    return [ranked(i, row, names, top_k) for i, row in enumerate(probabilities)]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -252,8 +246,7 @@ def _prediction(index: int, entries: list[Any], classes: int | None,
     if any(a < b for a, b in zip(scores, scores[1:], strict=False)):  # NaN compares False
         raise BadModel(f"the classification of image {index} is not sorted by score: "
                        f"{', '.join(repr(e)[:40] for e in entries[:4])}")
-    return {"index": index, "label": top[0]["label"], "class_index": top[0]["class_index"],
-            "confidence": top[0]["probability"], "top_k": top}
+    return prediction(index, top)
 
 
 def _entry(entry: Any, classes: int | None, labels: dict[int, str]) -> dict[str, Any]:

@@ -3,8 +3,10 @@ obfuscated images.
 
 Routes: veil's own `POST /v1/classify` (v1.py), the Open Inference Protocol under `/v2` (v2.py),
 `GET /healthz` and `GET /metrics` (status.py), and the OpenAPI document at `/openapi.json`
-(`/docs`). In front of them all, `GuardMiddleware` reads each body whole (bounded in size and
-time) and counts every request; errors are answered by the handlers in errors.py.
+(`/docs`). Both protocols decode their requests and classify through one `DataPlane`
+(dataplane.py: the micro-batcher behind it). In front of them all, `GuardMiddleware` reads each
+body whole (bounded in size and time) and counts every request; errors are answered by the
+handlers in errors.py.
 
 The server speaks plain HTTP: put TLS in front of it (a reverse proxy such as Caddy or nginx)
 whenever it leaves the machine, and set a bearer token. Received images are decoded in memory
@@ -23,6 +25,7 @@ from ..core.wire import CLASSIFY
 from .backend import Backend, OnReceive
 from .batching import MicroBatcher
 from .config import ROUTES, ServerConfig
+from .dataplane import DataPlane
 from .errors import add_error_handlers
 from .middleware import GuardMiddleware
 from .prometheus import Metrics
@@ -55,13 +58,14 @@ def create_app(predictor: Backend, config: ServerConfig | None = None,
                               "Put TLS in front of this server.")
     app.state.predictor, app.state.config, app.state.metrics = predictor, config, metrics
     app.state.batcher = batcher
+    plane = DataPlane(batcher, on_receive)
     add_error_handlers(app, metrics)
     model = served_model(predictor)
     v2 = model_paths(model)
-    app.add_middleware(GuardMiddleware, config=config, metrics=metrics, batcher=batcher,
+    app.add_middleware(GuardMiddleware, config=config, metrics=metrics, plane=plane,
                        classifying={CLASSIFY, v2["infer"], v2["infer_versioned"]},
                        routes=ROUTES | served_paths(model))
-    add_v1_routes(app, predictor, config, batcher, on_receive)
-    add_v2_routes(app, predictor, config, batcher, on_receive)
+    add_v1_routes(app, predictor, config, plane)
+    add_v2_routes(app, predictor, config, plane)
     add_status_routes(app, predictor, config, metrics)
     return app

@@ -11,12 +11,15 @@ when binding to anything but loopback, unless --no-auth is given.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core import env
 from ..core.specs import spec_kind
-from .limits import ConnectionLimits, check_port
+from .config import InferenceMode, LogLevel, ServerConfig
+from .limits import INFERENCE_TIMEOUT_S, ConnectionLimits, check_port
 from .worker import InferenceProcess
 
 if TYPE_CHECKING:
@@ -35,20 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "%(default)s); put TLS in front for anything but loopback")
     parser.add_argument("--port", type=_port, default=8000,
                         help="port, 1 to 65535 (default: %(default)s)")
-    parser.add_argument("--max-batch", type=int, default=32,
-                        help="most images per forward pass (default: %(default)s)")
-    parser.add_argument("--max-wait-ms", type=float, default=2.0,
-                        help="longest a request waits for others to join its batch "
-                             "(default: %(default)s)")
-    parser.add_argument("--max-images", type=int, default=64,
-                        help="most images per request (default: %(default)s)")
-    parser.add_argument("--max-body-bytes", type=int, default=1 << 20,
-                        help="largest request body (default: %(default)s)")
+    add_flags(parser, ServerConfig)
     parser.add_argument("--token-file", type=Path, default=None,
                         help=f"file holding the bearer token clients must send (or set "
                              f"${TOKEN_ENV}); TLS in front is then a must")
-    parser.add_argument("--public-metrics", action="store_true",
-                        help="with a token set, still serve /metrics and the API docs without it")
     parser.add_argument("--no-verify", action="store_true",
                         help="serve a checkpoint that has neither a .sha256 sidecar nor a "
                              "content hash (older files); corrupt ones are refused regardless")
@@ -56,34 +49,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allow binding a non-loopback address without a token")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for inference (default: torch's choice)")
-    parser.add_argument("--inference", choices=["process", "thread"], default="process",
+    parser.add_argument("--inference", choices=typing.get_args(InferenceMode),
+                        default="process",
                         help="run the classifier in a child process, where its forward pass "
                              "never waits for the event loop's GIL (default), or in a thread "
                              "of the server's process")
-    parser.add_argument("--inference-timeout", type=float, default=10.0, metavar="S",
+    parser.add_argument("--inference-timeout", type=float, default=INFERENCE_TIMEOUT_S,
+                        metavar="S",
                         help="seconds a batch may take in the inference process before it is "
                              "treated as stuck: replaced, and the batch answered 503 "
                              "(default %(default)s)")
-    defaults = ConnectionLimits()
-    parser.add_argument("--max-header-bytes", type=int, default=defaults.max_header_bytes,
-                        help="largest request head, request line and headers (answered 431; "
-                             "default %(default)s)")
-    parser.add_argument("--max-headers", type=int, default=defaults.max_headers,
-                        help="most header fields per request (answered 431; default %(default)s)")
-    parser.add_argument("--head-timeout", type=float, default=defaults.head_timeout_s,
-                        metavar="S", help="seconds a client may take to send a request head "
-                                          "(answered 408 and closed; default %(default)s)")
-    parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
-                        help="open connections in all (beyond: 503; default %(default)s)")
-    parser.add_argument("--max-connections-per-host", type=int,
-                        default=defaults.max_connections_per_host,
-                        help="open connections from one client address (beyond: 503 and "
-                             "closed; default %(default)s)")
+    add_flags(parser, ConnectionLimits)
     parser.add_argument("--no-connection-guards", action="store_true",
                         help="drop the five limits above (only behind a reverse proxy that "
                              "enforces its own)")
-    parser.add_argument("--log-level", default="info",
-                        choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--log-level", default="info", choices=typing.get_args(LogLevel))
+
+
+def add_flags(parser: argparse.ArgumentParser, settings: type) -> None:
+    """One option per field of the `settings` dataclass marked `limits.flag`: its name, type,
+    default and help all from the field."""
+    hints = typing.get_type_hints(settings)
+    for field in _flag_fields(settings):
+        name, help_text = field.name, field.metadata["help"]
+        option = "--" + name.removesuffix("_s").replace("_", "-")
+        if hints[name] is bool:
+            parser.add_argument(option, dest=name, action="store_true", help=help_text)
+            continue
+        parser.add_argument(option, dest=name, type=hints[name], default=field.default,
+                            metavar="S" if name.endswith("_s") else None,
+                            help=f"{help_text} (default: %(default)s)")
+
+
+def flag_values(args: argparse.Namespace, settings: type) -> dict[str, Any]:
+    """The values of `settings`' command-line options, by field name."""
+    return {field.name: getattr(args, field.name) for field in _flag_fields(settings)}
+
+
+def _flag_fields(settings: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(settings) if "help" in f.metadata]
 
 
 def _port(text: str) -> int:
@@ -101,15 +105,12 @@ def run(args: argparse.Namespace) -> int:
     if token is None and not is_loopback(args.host) and not args.no_auth:
         raise ValueError(f"binding {args.host} without a token: set ${TOKEN_ENV} or "
                          f"--token-file (and put TLS in front), or pass --no-auth")
-    from .app import ServerConfig, create_app
+    from .app import create_app
     from .server import serve_forever
 
-    limits = None if args.no_connection_guards else ConnectionLimits(
-        args.max_header_bytes, args.max_headers, args.head_timeout, args.max_connections,
-        args.max_connections_per_host)
-    config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                          max_images=args.max_images, max_body_bytes=args.max_body_bytes,
-                          token=token, public_metrics=args.public_metrics)
+    limits = (None if args.no_connection_guards
+              else ConnectionLimits(**flag_values(args, ConnectionLimits)))
+    config = ServerConfig(token=token, **flag_values(args, ServerConfig))
     predictor = load_predictor(args.classifier, args.threads, args.inference,
                                args.inference_timeout, verify=not args.no_verify)
     try:
@@ -124,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_predictor(checkpoint: str | Path, threads: int | None, mode: str,
-                   timeout_s: float = 10.0, verify: bool = True) -> Predictor | InferenceProcess:
+def load_predictor(checkpoint: str | Path, threads: int | None, mode: InferenceMode,
+                   timeout_s: float = INFERENCE_TIMEOUT_S,
+                   verify: bool = True) -> Predictor | InferenceProcess:
     """The classifier (any spec but a factory: core.specs), warmed up, in a child process
     (`mode="process"`) or in this one."""
     kind = spec_kind(checkpoint)

@@ -1,13 +1,20 @@
-"""What a running server is configured with, and its routes."""
+"""What a running server is configured with, and its routes. Each setting is declared once, here
+(or in limits.py); `veil serve` derives its options from the fields marked `flag`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.formparsers import MultiPartParser
 
 from ..core.wire import CLASSIFY, HEALTH
-from .limits import MAX_WAIT_MS, check_seconds
+from .limits import MAX_WAIT_MS, check_seconds, flag
+
+# where the classifier runs: a child process (its forward pass never waits for the event loop's
+# GIL) or a thread of the server's process
+InferenceMode = Literal["process", "thread"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 ROUTES = {CLASSIFY, HEALTH, "/metrics", "/openapi.json", "/docs", "/redoc"}
 # with a token set these need it too (they show limits, error counts and the API); /healthz stays
@@ -17,14 +24,15 @@ TOKEN_GUARDED = {"/metrics", "/openapi.json", "/docs", "/redoc", "/docs/oauth2-r
 
 @dataclass(frozen=True)
 class ServerConfig:
-    max_batch: int = 32
-    max_wait_ms: float = 2.0
-    max_images: int = 64
-    max_body_bytes: int = 1 << 20
+    max_batch: int = flag(32, "most images per forward pass")
+    max_wait_ms: float = flag(2.0, "longest a request waits for others to join its batch")
+    max_images: int = flag(64, "most images per request")
+    max_body_bytes: int = flag(1 << 20, "largest request body")
     body_timeout_s: float = 10.0
     default_top_k: int = 3
     token: str | None = None
-    public_metrics: bool = False  # with a token: let /metrics and the API docs be read without
+    public_metrics: bool = flag(False, "with a token set, still serve /metrics and the API docs "
+                                       "without it")
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:

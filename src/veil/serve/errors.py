@@ -1,7 +1,8 @@
 """Every exception the server answers, with its status, in one place: `ApiError` (what is wrong
 with a request), `ModelFault` and `InferenceTimeout` (the served model's), and the handlers that
 turn each into one JSON shape, `{"error": code, "detail": text}`, counted in /metrics; under
-/v2 the Open Inference Protocol's, `{"error": text}` (with veil's `code` beside it)."""
+/v2 the Open Inference Protocol's, `{"error": text}` (with veil's `code` beside it). Both shapes
+are declared in core/answers.py, where the edge reads them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..core.answers import error_body
 from .prometheus import Metrics
 
 
@@ -47,8 +49,8 @@ def error_response(metrics: Metrics, status: int, code: str, detail: str,
     metrics.record_error(code)
     headers = ({"WWW-Authenticate": "Bearer"} if status == 401 else
                {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
-    body = ({"error": detail, "code": code} if is_v2(path) else {"error": code, "detail": detail})
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(code, detail, is_v2(path)), status_code=status,
+                        headers=headers)
 
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",

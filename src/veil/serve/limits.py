@@ -1,11 +1,15 @@
-"""Limits on what one connection may hold: plain data, importable without uvicorn."""
+"""Limits on what one connection may hold: plain data, importable without uvicorn. Also `flag`,
+how a setting of the server's dataclasses (here and in config.py) says that `veil serve` takes
+it as a command-line option, with its help: serve/cli.py derives the option from the field."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 MAX_SECONDS = 86_400.0  # a timeout of more than a day guards nothing
 MAX_WAIT_MS = 1_000.0  # a request waiting over a second for others to join its batch: a typo
+INFERENCE_TIMEOUT_S = 10.0  # a batch slower than this in the inference process: stuck
 
 
 def check_seconds(name: str, value: float, most: float = MAX_SECONDS) -> None:
@@ -23,13 +27,23 @@ def check_port(port: int) -> int:
     return port
 
 
+def flag(default: Any, help: str) -> Any:
+    """A dataclass field that `veil serve` takes as the option --NAME (its name, dashed, less
+    a trailing _s), with this help and the field's default."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class ConnectionLimits:
-    max_header_bytes: int = 32 * 1024  # request line + headers, as received
-    max_headers: int = 100
-    head_timeout_s: float = 10.0  # connecting (or a request's first byte) to its last header
-    max_connections: int = 1024  # all clients together (uvicorn's limit_concurrency)
-    max_connections_per_host: int = 128
+    max_header_bytes: int = flag(32 * 1024, "largest request head, request line and headers "
+                                            "(answered 431)")
+    max_headers: int = flag(100, "most header fields per request (answered 431)")
+    # connecting (or a request's first byte) to its last header
+    head_timeout_s: float = flag(10.0, "seconds a client may take to send a request head "
+                                       "(answered 408 and closed)")
+    max_connections: int = flag(1024, "open connections in all (beyond: 503)")  # uvicorn's
+    max_connections_per_host: int = flag(128, "open connections from one client address "
+                                              "(beyond: 503 and closed)")
 
     def __post_init__(self) -> None:
         for name in ("max_header_bytes", "max_headers", "max_connections",

@@ -1,6 +1,7 @@
 """In front of the routes: the body read whole (bounded in size and time) and every request counted
 and timed. The classifying POSTs (/v1/classify, /v2/.../infer) count as arriving for the batcher
-from their first byte, so a batch waits for an image that is still being uploaded."""
+while their body is read, so a batch waits for an image that is still being uploaded (the route
+counts it on while it decodes the images: dataplane.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from fastapi import Request
 
 from .auth import bearer_check
-from .batching import MicroBatcher
 from .config import ROUTES, TOKEN_GUARDED, ServerConfig
+from .dataplane import DataPlane
 from .errors import ApiError, error_for, error_response
 from .prometheus import Metrics
 
@@ -23,12 +25,13 @@ log = logging.getLogger("veil.serve")
 
 class GuardMiddleware:
     """Reads the whole body first (bounded in size and time) and counts and times every
-    request; the routes (FastAPI's, the only dispatch) find the body in `scope["veil.body"]`.
-    `routes` are the paths /metrics labels by name (the rest as "other")."""
+    request; the routes (FastAPI's, the only dispatch) are handed the body as it came (they
+    read it with `await request.body()`). `routes` are the paths /metrics labels by name (the
+    rest as "other")."""
 
-    def __init__(self, app: Any, config: ServerConfig, metrics: Metrics, batcher: MicroBatcher,
+    def __init__(self, app: Any, config: ServerConfig, metrics: Metrics, plane: DataPlane,
                  classifying: set[str] = frozenset(), routes: set[str] = ROUTES) -> None:
-        self.app, self.config, self.metrics, self.batcher = app, config, metrics, batcher
+        self.app, self.config, self.metrics, self.plane = app, config, metrics, plane
         self.classifying, self.routes = classifying, routes
         self.check_token = bearer_check(config.token)
 
@@ -43,8 +46,6 @@ class GuardMiddleware:
                 status[0] = message["status"]
             await send(message)
 
-        if scope["method"] == "POST" and scope["path"] in self.classifying:
-            scope["veil.arrival"] = _Arrival(self.batcher)
         try:
             await self._handle(scope, receive, send_tracked)
         except Exception as e:
@@ -55,20 +56,21 @@ class GuardMiddleware:
             await error_response(self.metrics, *error_for(e), scope["path"])(
                 scope, receive, send_tracked)
         finally:
-            if "veil.arrival" in scope:
-                scope["veil.arrival"].done()
             route = scope["path"] if scope["path"] in self.routes else "other"
             self.metrics.record_request(scope["method"], route, status[0] or 499,
                                         time.perf_counter() - start)
 
     async def _handle(self, scope: dict, receive: Callable, send: Callable) -> None:
+        classifying = scope["path"] in self.classifying
+        uploading = classifying and scope["method"] == "POST"
         try:
-            guarded = scope["path"] in TOKEN_GUARDED and not self.config.public_metrics
-            # a classifying POST is refused from its headers, before its body is waited for
-            # (its route's dependency checks the token again, and documents it)
-            if guarded or scope["path"] in self.classifying:
-                self.check_token(Request(scope))
-            body = await self._read_body(scope, receive)
+            with self.plane.arriving() if uploading else nullcontext():
+                guarded = scope["path"] in TOKEN_GUARDED and not self.config.public_metrics
+                # a classifying POST is refused from its headers, before its body is waited for
+                # (its route's dependency checks the token again, and documents it)
+                if guarded or classifying:
+                    self.check_token(Request(scope))
+                body = await self._read_body(scope, receive)
         except ApiError as e:
             response = error_response(self.metrics, e.status, e.code, e.detail, scope["path"])
             response.headers["connection"] = "close"
@@ -77,7 +79,6 @@ class GuardMiddleware:
         if body is None:  # the client went away mid-upload
             self.metrics.record_error("client_disconnected")
             return
-        scope["veil.body"] = body
         await self.app(scope, _replay(body, receive), send)
 
     async def _read_body(self, scope: dict, receive: Callable) -> bytes | None:
@@ -112,25 +113,6 @@ class GuardMiddleware:
         except asyncio.TimeoutError:
             raise ApiError(408, "body_timeout", "the request body did not arrive in full in time "
                                                 "(truncated upload?)") from None
-
-
-class _Arrival:
-    """Counts a classify request as 'on its way' for the batcher until it is submitted."""
-
-    def __init__(self, batcher: MicroBatcher) -> None:
-        self.batcher, self.pending = batcher, True
-        batcher.arriving += 1
-
-    def done(self) -> None:
-        if self.pending:
-            self.pending = False
-            self.batcher.arriving -= 1
-
-
-def mark_arrived(request: Request) -> None:
-    arrival = request.scope.get("veil.arrival")
-    if arrival is not None:
-        arrival.done()
 
 
 def _replay(body: bytes, receive: Callable) -> Callable:

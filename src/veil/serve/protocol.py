@@ -17,6 +17,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ..core.answers import error_body
 from .errors import is_v2
 from .limits import ConnectionLimits
 
@@ -40,8 +41,7 @@ def refusal(status: int, message: str, path: bytes = b"") -> bytes:
     the path's API (serve/errors.py), as far as the request line was read."""
     code = _CODES[status]
     v2 = is_v2(path.decode("latin-1"))
-    body = json.dumps({"error": message, "code": code} if v2
-                      else {"error": code, "detail": message}).encode()
+    body = json.dumps(error_body(code, message, v2)).encode()
     return (f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
 

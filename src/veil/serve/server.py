@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from .config import LogLevel
 from .limits import ConnectionLimits
 from .protocol import uvicorn_options
 
@@ -33,7 +34,7 @@ def is_loopback(host: str) -> bool:
     return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
-def serve_forever(app: Any, host: str, port: int, log_level: str = "info",
+def serve_forever(app: Any, host: str, port: int, log_level: LogLevel = "info",
                   limits: ConnectionLimits | None = DEFAULT_LIMITS) -> None:
     """Serve until stopped; `limits=None` leaves uvicorn's own protocol unguarded."""
     guards = uvicorn_options(limits) if limits is not None else {}
@@ -45,7 +46,7 @@ class BackgroundServer:
     """`with BackgroundServer(app) as url:` serves app on a free loopback port in a thread."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0,
-                 log_level: str = "warning", limits: ConnectionLimits = DEFAULT_LIMITS
+                 log_level: LogLevel = "warning", limits: ConnectionLimits = DEFAULT_LIMITS
                  ) -> None:
         self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

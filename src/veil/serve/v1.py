@@ -11,35 +11,32 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..core.answers import ranked
 from ..core.wire import CLASSIFY, FIELD
 from .auth import require_token
-from .backend import Backend, OnReceive, classifier_info
-from .batching import MicroBatcher
+from .backend import Backend, classifier_info
 from .config import ServerConfig
+from .dataplane import DataPlane
 from .errors import ApiError
-from .middleware import mark_arrived
 from .multipart import Part, split_simple
 from .schemas import ERRORS, ClassifyResponse
 from .validation import decode_png
 
 
-def add_v1_routes(app: FastAPI, predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
-                  on_receive: OnReceive | None) -> None:
+def add_v1_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
+                  plane: DataPlane) -> None:
     """POST /v1/classify: the token, top_k, the images, one batched forward pass."""
     classifier = classifier_info(predictor)
     n_classes = len(predictor.classes)
     default_top_k = min(config.default_top_k, n_classes)
 
     async def classify(request: Request) -> JSONResponse:
-        try:
+        with plane.arriving():
             top_k = _top_k(request, default_top_k, n_classes)
-            raws, images = await read_images(request, config, predictor.image_size)
-        finally:
-            mark_arrived(request)
-        if on_receive is not None:
-            on_receive(raws, images)
-        probs = await batcher.submit(images)
-        return JSONResponse({"predictions": [_prediction(i, p, predictor.classes, top_k)
+            raws, images = await read_images(request, await request.body(), config,
+                                             predictor.image_size)
+        probs = await plane.classify(images, raws)
+        return JSONResponse({"predictions": [ranked(i, p, predictor.classes, top_k)
                                              for i, p in enumerate(probs)],
                              "classifier": classifier})
 
@@ -76,22 +73,15 @@ def _top_k(request: Request, default: int, n_classes: int) -> int:
     return int(raw)
 
 
-def _prediction(index: int, probs: np.ndarray, classes: list[str], top_k: int) -> dict[str, Any]:
-    order = np.argsort(-probs, kind="stable")[:top_k]
-    top = [{"label": classes[c], "class_index": int(c), "probability": float(probs[c])}
-           for c in order]
-    return {"index": index, "label": top[0]["label"], "class_index": top[0]["class_index"],
-            "confidence": top[0]["probability"], "top_k": top}
-
-
-async def read_images(request: Request, config: ServerConfig, size: tuple[int, int]
-                      ) -> tuple[list[bytes], np.ndarray]:
-    """The uploaded PNGs, raw and decoded to uint8 (N, H, W, 3); ApiError when invalid."""
+async def read_images(request: Request, body: bytes, config: ServerConfig,
+                      size: tuple[int, int]) -> tuple[list[bytes], np.ndarray]:
+    """The PNGs uploaded in `body`, raw and decoded to uint8 (N, H, W, 3); ApiError when
+    invalid."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(415, "not_multipart", f"send the images as multipart/form-data file "
                                              f"fields named '{FIELD}'")
-    parts = split_simple(request.scope.get("veil.body", b""), content_type)
+    parts = split_simple(body, content_type)
     if parts is None:
         parts = await _parse_form(request, config)
     raws = [_file_bytes(name, is_file, data) for name, is_file, data in parts]

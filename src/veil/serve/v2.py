@@ -30,12 +30,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ..core.wire import HEADER_LENGTH, V2_INPUT, V2_MODEL_VERSION, V2_OUTPUT
 from .auth import require_token
-from .backend import Backend, OnReceive
-from .batching import MicroBatcher
+from .backend import Backend
 from .config import ServerConfig
+from .dataplane import DataPlane
 from .errors import ApiError
-from .middleware import mark_arrived
-from .schemas import ERRORS
+from .schemas import V2_ERRORS
 
 INPUT, OUTPUT, MODEL_VERSION = V2_INPUT, V2_OUTPUT, V2_MODEL_VERSION
 EXTENSIONS = ["binary_tensor_data", "classification"]
@@ -316,8 +315,8 @@ class InferResponse(BaseModel):
     outputs: list[OutputTensor]
 
 
-def make_infer(predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
-               on_receive: OnReceive | None) -> Callable[[Request], Awaitable[Response]]:
+def make_infer(predictor: Backend, config: ServerConfig,
+               plane: DataPlane) -> Callable[[Request], Awaitable[Response]]:
     """POST /v2/models/{model}/infer: the tensor, one batched forward pass (the token is checked
     by the route's dependency)."""
     model = served_model(predictor)
@@ -326,30 +325,30 @@ def make_infer(predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
     n_classes = len(predictor.classes)
 
     async def infer(request: Request) -> Response:
-        try:
+        with plane.arriving():
             if request.url.path not in served:
                 raise _not_served(request.url.path)
-            # every Content-Encoding header counts (one saying identity cannot hide a second)
-            codings = [c.strip().lower() for v in request.headers.getlist("content-encoding")
-                       for c in v.split(",")]
-            encoding = next((c for c in codings if c not in ("identity", "")), None)
-            if encoding is not None:
-                raise ApiError(415, "compressed_body", f"Content-Encoding {encoding[:20]!r}: "
-                                                       "send the request uncompressed")
-            body = request.scope.get("veil.body", b"")
+            _check_uncompressed(request)
+            body = await request.body()
             parsed = await _off_loop(len(body), parse_infer, body,
                                      request.headers.get(HEADER_LENGTH), predictor.image_size,
                                      config.max_images, n_classes)
-        finally:
-            mark_arrived(request)
-        if on_receive is not None:
-            on_receive([parsed.images.tobytes()], parsed.images)
-        probs = await batcher.submit(parsed.images)
+        probs = await plane.classify(parsed.images)
         answer, headers = await _off_loop(_answer_bytes(parsed, probs), infer_answer, parsed,
                                           probs, predictor.classes, model)
         return Response(answer, headers=headers)
 
     return infer
+
+
+def _check_uncompressed(request: Request) -> None:
+    # every Content-Encoding header counts (one saying identity cannot hide a second)
+    codings = [c.strip().lower() for v in request.headers.getlist("content-encoding")
+               for c in v.split(",")]
+    encoding = next((c for c in codings if c not in ("identity", "")), None)
+    if encoding is not None:
+        raise ApiError(415, "compressed_body", f"Content-Encoding {encoding[:20]!r}: "
+                                               "send the request uncompressed")
 
 
 async def _off_loop(size: int, work: Any, *args: Any) -> Any:
@@ -373,9 +372,9 @@ def served_paths(model: str) -> set[str]:
     return {"/v2", "/v2/health/live", "/v2/health/ready", *model_paths(model).values()}
 
 
-def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig, batcher: MicroBatcher,
-                  on_receive: OnReceive | None) -> None:
-    infer = make_infer(predictor, config, batcher, on_receive)
+def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig,
+                  plane: DataPlane) -> None:
+    infer = make_infer(predictor, config, plane)
     model = served_model(predictor)
     metadata = model_metadata(model, predictor.image_size, len(predictor.classes))
 
@@ -404,32 +403,32 @@ def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig, batche
         if name != model or version != MODEL_VERSION:
             raise _not_served(f"/v2/models/{name}/versions/{version}")
 
-    @app.get("/v2/models/{name}", response_model=ModelMetadata, responses={404: ERRORS[400]},
+    @app.get("/v2/models/{name}", response_model=ModelMetadata, responses={404: V2_ERRORS[404]},
              summary="Open Inference Protocol: model metadata")
     async def model_metadata_route(name: str) -> dict[str, Any]:
         check_model(name)
         return metadata
 
     @app.get("/v2/models/{name}/versions/{version}", response_model=ModelMetadata,
-             responses={404: ERRORS[400]}, summary="Open Inference Protocol: model metadata")
+             responses={404: V2_ERRORS[404]}, summary="Open Inference Protocol: model metadata")
     async def versioned_metadata(name: str, version: str) -> dict[str, Any]:
         check_model(name, version)
         return metadata
 
-    @app.get("/v2/models/{name}/ready", responses={404: ERRORS[400], 503: {}},
+    @app.get("/v2/models/{name}/ready", responses={404: V2_ERRORS[404], 503: {}},
              summary="Open Inference Protocol: model readiness")
     async def model_ready(name: str) -> JSONResponse:
         check_model(name)
         return status(ready(), "ready")
 
-    @app.get("/v2/models/{name}/versions/{version}/ready", responses={404: ERRORS[400], 503: {}},
+    @app.get("/v2/models/{name}/versions/{version}/ready",
+             responses={404: V2_ERRORS[404], 503: {}},
              summary="Open Inference Protocol: model readiness")
     async def versioned_model_ready(name: str, version: str) -> JSONResponse:
         check_model(name, version)
         return status(ready(), "ready")
 
     extra = _infer_spec(config.max_images)
-    responses = {**ERRORS, 404: ERRORS[400]}
     auth = require_token(config.token)
 
     async def infer_route(name: str, request: Request) -> Response:
@@ -441,7 +440,7 @@ def add_v2_routes(app: FastAPI, predictor: Backend, config: ServerConfig, batche
     for path, endpoint in (("/v2/models/{name}/infer", infer_route),
                            ("/v2/models/{name}/versions/{version}/infer", versioned_infer_route)):
         app.add_api_route(path, endpoint, methods=["POST"], response_model=InferResponse,
-                          responses=responses, dependencies=auth, openapi_extra=extra,
+                          responses=V2_ERRORS, dependencies=auth, openapi_extra=extra,
                           summary="Open Inference Protocol: classify 8-bit obfuscated images")
 
 

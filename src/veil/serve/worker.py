@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InferenceTimeout, ModelFault
-from .limits import check_seconds
+from .limits import INFERENCE_TIMEOUT_S, check_seconds
 
 log = logging.getLogger("veil.serve")
 _OK, _ERROR, _MODEL_FAULT = b"\x00", b"\x01", b"\x02"
@@ -38,7 +38,7 @@ class InferenceProcess:
     """`Predictor.from_checkpoint(path)` running in a child process."""
 
     def __init__(self, checkpoint: str | os.PathLike, threads: int | None = None,
-                 start_timeout_s: float = 300.0, batch_timeout_s: float = 10.0,
+                 start_timeout_s: float = 300.0, batch_timeout_s: float = INFERENCE_TIMEOUT_S,
                  verify: bool = True) -> None:
         check_seconds("the inference timeout", batch_timeout_s)
         self.checkpoint, self.threads, self.verify = str(checkpoint), threads, verify
