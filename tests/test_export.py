@@ -10,20 +10,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from offload_helpers import sample_images
 from veil.cli import main
 from veil.export import fold_batchnorm, verify_parity
 from veil.export.onnx_export import ExportError, check_parity, onnx_op_types
 from veil.models.loading import load_obfuscator_pair
-
-try:  # whether or not tests/ is a package
-    from tests.offload_helpers import build_artifacts, sample_images
-except ModuleNotFoundError:
-    from offload_helpers import build_artifacts, sample_images
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return build_artifacts(tmp_path_factory.getbasetemp() / "offload")
 
 
 def test_fold_batchnorm_matches_and_leaves_no_batchnorm(artifacts):

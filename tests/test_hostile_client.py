@@ -28,7 +28,7 @@ from hostile_server import (
     trickle,
     trickle_headers,
 )
-from offload_helpers import build_artifacts, png_bytes, sample_images
+from offload_helpers import png_bytes, sample_images
 from veil.cli import main
 from veil.edge.client import ServerError, VeilClient
 from veil.pipeline.blackbox import JOURNAL, QueryLog, answer_target, parse_answers, query
@@ -37,8 +37,8 @@ pytestmark = pytest.mark.hostile
 
 
 @pytest.fixture(scope="module")
-def artifacts_onnx(tmp_path_factory):
-    return build_artifacts(tmp_path_factory.getbasetemp() / "offload").onnx
+def artifacts_onnx(artifacts):
+    return artifacts.onnx
 
 
 def _as_sent(images):
