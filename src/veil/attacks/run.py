@@ -45,9 +45,9 @@ class AttackSettings(EvaluationSettings):
                "with fresh Gaussian noise of this std added to what it sends (before the 8-bit "
                "rule), once per value; 0 = as is (default: 0)", metavar="STD")
     attacker_weights: str | None = option(
-        None, "link_reobfuscate runs this obfuscator checkpoint (what the attacker holds: a "
-              "sibling's, a derived obfuscator's parent) instead of each defense's own weights",
-        metavar="PT")
+        None, "the obfuscator checkpoint the attacker holds (a sibling's, a derived "
+              "obfuscator's parent): link_reobfuscate and link_fit run it and link_matcher "
+              "trains on its pairs, instead of each defense's own weights", metavar="PT")
     classifier: str | None = option(
         None, "the frozen classifier that scores accuracy (default: the one the obfuscators "
               "were trained for)", metavar="PT")

@@ -27,7 +27,7 @@ from ..report.kinds.attacks import SCHEMA
 from ..run_inputs import LoadedClassifier
 from .budget import AttackBudget
 from .decoders import make_decoder
-from .defenses import Defense
+from .defenses import Defense, obfuscator_defense
 from .fresh_decoder import reconstruct, train_fresh_decoder, train_until_flat
 from .inversion import invert
 from .linkage import (
@@ -238,10 +238,13 @@ def _run_linkage(name: str, defense: Defense, sent: torch.Tensor, setup: AttackS
             budget = FitBudget(setup.budget.fit_shortlist, setup.budget.fit_steps)
             scored = fitting_linkage(weights, queries, photos, labels, budget)
         scored["weights"] = "the defense's own" if held is None else "the attacker's"
-    else:
+    else:  # a matcher trained on pairs the attacker can make: its own weights' where it has any
+        held = setup.attacker_obfuscator
+        pairs = defense if held is None else obfuscator_defense("attacker's", held)
         train = setup.ds.train.subset(setup.train_images, setup.seed)
-        scored = matcher_linkage(defense, train, setup.matcher_budget(), queries, photos, labels,
+        scored = matcher_linkage(pairs, train, setup.matcher_budget(), queries, photos, labels,
                                  setup.device, setup.seed, setup.quiet)
+        scored["weights"] = "the defense's own" if held is None else "the attacker's"
     scored["wall_s"] = round(time.perf_counter() - t0, 2)
     log(f"  {defense.name} / {name}: top-1 {100 * scored['top1']:.1f} % of {scored['gallery']} "
         f"(chance {100 * scored['chance']['top1']:.1f} %), within the class "

@@ -133,6 +133,12 @@ class ObfuscatorConfig(RunConfig):
     # fine-tuning: start the obfuscator and deobfuscator from this obfuscator checkpoint (of the
     # same width) instead of random weights; then no warm-start stage runs
     init: str | None = None
+    # a derived obfuscator: λ_a, the weight of a term that keeps whoever holds the `away_from`
+    # obfuscator checkpoint (default: init, the parent) from linking what this one sends by
+    # re-obfuscating candidate photos: among each batch, the parent's output nearest to a sent
+    # image must be its own photo's no more often than by chance (0: off)
+    lam_away: float = 0.0
+    away_from: str | None = None
 
     RENAMED: ClassVar[dict[str, str]] = {
         "warmup_epochs": "lam_ramp_epochs", "identity_epochs": "warm_start.identity",
@@ -145,7 +151,10 @@ class ObfuscatorConfig(RunConfig):
         at_least(self, lam=0, lam_ramp_epochs=0, distill=0, feature_weight=0, step_epochs=0,
                  bottleneck_noise=0,
                  warm_start_batch_size=1, curve_every=0, curve_images=1, lam_link=0,
-                 link_width=1)
+                 link_width=1, lam_away=0)
+        if self.lam_away > 0 and not (self.away_from or self.init):
+            raise ValueError(f"setting lam_away = {self.lam_away:g}: needs the parent to move "
+                             "away from (setting away_from, or init)")
         positive(self, "lr_deobfuscator", "temperature", "warm_start_lr", "deobfuscator_fraction",
                  "width")
         scaled_channels(self.width)
@@ -202,6 +211,18 @@ def make_config(recipe: str = DEFAULT_RECIPE, **overrides: Any) -> ObfuscatorCon
 
 
 # --- one adversarial step, its schedules and the pair's evaluation --------------------------
+def away_loss(sent: torch.Tensor, parent_sent: torch.Tensor) -> torch.Tensor:
+    """How much better than chance the parent's holder links the batch by re-obfuscation: with
+    p_ii the softmax share of sent image i's own photo among the batch's re-obfuscated photos
+    (by squared distance, at the temperature of the batch's median distance / 10), the mean of
+    max(0, log p_ii + log N); zero once no photo is more likely its own than by chance."""
+    n = len(sent)
+    d = torch.cdist(sent.flatten(1).float(), parent_sent.flatten(1).float()).pow(2)
+    tau = d.detach().median().clamp_min(1e-6) / 10
+    log_p = F.log_softmax(-d / tau, dim=1).diagonal()
+    return F.relu(log_p + math.log(n)).mean()
+
+
 class AdversarialStep:
     """One training step of obfuscator and deobfuscator against a frozen classifier, or against
     an ensemble of them (a list): `ensemble_mode` "mean" averages the members' classification
@@ -209,8 +230,10 @@ class AdversarialStep:
 
     def __init__(self, obfuscator: nn.Module, deobfuscator: nn.Module,
                  classifier: nn.Module | Sequence[nn.Module], config: ObfuscatorConfig,
-                 device: torch.device, fold: bool = True, ddp: Distributed | None = None) -> None:
+                 device: torch.device, fold: bool = True, ddp: Distributed | None = None,
+                 parent: nn.Module | None = None) -> None:
         self.obfuscator, self.deobfuscator, self.ddp = obfuscator, deobfuscator, ddp
+        self.parent = parent  # frozen: the obfuscator a derived one moves away from
         members = list(classifier) if isinstance(classifier, Sequence) else [classifier]
         self.members = [FrozenClassifier(m, fold=fold) for m in members]
         self.classifier = self.members[0]  # the one the warm starts and the metrics use
@@ -241,6 +264,8 @@ class AdversarialStep:
                 # λ_l ramps in with λ; the matcher descends L_link, the obfuscator ascends it
                 scale = cfg.lam_link * (lam / cfg.lam if cfg.lam > 0 else 1.0)
                 loss_link = self.matcher.loss(GradientReversal.apply(sent, scale), x).float()
+            if self.parent is not None:  # the linkage terms share one logged loss
+                loss_link = loss_link + cfg.lam_away * away_loss(sent, self._parent_sends(x))
         self.opt_obfuscator.zero_grad(set_to_none=True)
         for net in adversaries:
             net.zero_grad(set_to_none=True)
@@ -255,6 +280,10 @@ class AdversarialStep:
         correct = (logits.argmax(1) == y).sum()
         return {"loss_c": loss_c, "loss_r": loss_r.detach(), "loss_link": loss_link.detach(),
                 "correct": correct}
+
+    @torch.no_grad()
+    def _parent_sends(self, x: torch.Tensor) -> torch.Tensor:
+        return quantize_8bit(self.parent(x).float())
 
     def _deobfuscator_share(self, batch: int) -> int:
         """How many of the batch's images the deobfuscator sees (the loader shuffles, so the
@@ -392,7 +421,8 @@ class ObfuscatorTrainer:
             for m in (self.obfuscator, self.deobfuscator, *members):
                 m.to(memory_format=torch.channels_last)
         self.step = AdversarialStep(self.obfuscator, self.deobfuscator, members, config,
-                                    device, ddp=self.ddp if self.ddp.enabled else None)
+                                    device, ddp=self.ddp if self.ddp.enabled else None,
+                                    parent=_parent(config, device))
         if config.feature_weight > 0 and any(m.head is None for m in self.step.members):
             raise ValueError(f"the feature target (feature_weight {config.feature_weight:g}, "
                              f"on in the {config.recipe!r} recipe) needs a classifier ending in "
@@ -461,6 +491,7 @@ class ObfuscatorTrainer:
                "images_per_s": seen / elapsed, "seconds": elapsed}
         if self.step.matcher is not None:
             ddp.broadcast(self.step.matcher)
+        if self.step.matcher is not None or self.step.parent is not None:
             row["loss_link"] = loss_link / seen
         return row
 
@@ -519,6 +550,14 @@ def _start_from(config: ObfuscatorConfig, obfuscator: nn.Module, deobfuscator: n
                          f"but this run's width is {config.width:g}")
     obfuscator.load_state_dict(start.state_dict())
     deobfuscator.load_state_dict(start_deobfuscator.state_dict())
+
+
+def _parent(config: ObfuscatorConfig, device: torch.device) -> nn.Module | None:
+    """The frozen obfuscator a derived one moves away from (None when lam_away is 0)."""
+    if config.lam_away == 0:
+        return None
+    parent, _, _ = load_obfuscator_pair(config.away_from or config.init, device)
+    return parent.eval().requires_grad_(False)
 
 
 def format_row(row: dict[str, Any]) -> str:
