@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test test-fast lint venv clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ endif
 test: lint
 	@echo "make test: test order seed $(SEED) (replay: make test SEED=$(SEED))"
 	$(BIN)/python -m pytest -q -p randomly --randomly-seed=$(SEED)
+
+# the lane to run while developing: every test but the slow tier (pytest -m slow: real training,
+# wheels and virtual environments, killed processes), in a random order as above
+test-fast: lint
+	@echo "make test-fast: test order seed $(SEED) (replay: make test-fast SEED=$(SEED))"
+	$(BIN)/python -m pytest -q -m "not slow" -p randomly --randomly-seed=$(SEED)
 
 # ruff, then the import contract in pyproject.toml (layers; the edge never imports torch)
 lint: $(STAMP)

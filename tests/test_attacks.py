@@ -103,6 +103,7 @@ def test_unet_decoder_is_larger_than_the_papers_and_outputs_images(images):
         make_decoder("transformer")
 
 
+@pytest.mark.slow
 def test_fresh_decoder_improves_reconstruction_of_a_tiny_obfuscator():
     ds = load_dataset("sample")
     crops = ds.train.images[:, 8:24, 8:24].copy()  # 16x16 keeps the CPU run short
@@ -171,6 +172,7 @@ TINY = ["--data", "sample", "--test-subset", "20", "--epochs", "1", "--train-siz
         "--inversion-steps", "3", "--restarts", "2", "--quiet"]
 
 
+@pytest.mark.slow
 def test_attack_cli_writes_results_with_the_budget(attack_checkpoints, tmp_path, capsys):
     code, out, err = veil(["attack", "--obfuscators", attack_checkpoints["obf"], "--baselines",
                            "pixelate", "noise:0.1", "--out", tmp_path, *TINY], capsys)
@@ -199,6 +201,7 @@ def test_attack_cli_writes_results_with_the_budget(attack_checkpoints, tmp_path,
     assert "| pixelate4 | baseline |" in md and "![trade-off](tradeoff.png)" in md
 
 
+@pytest.mark.slow
 def test_attack_cli_until_flat_reports_each_loss_and_writes_the_curves(attack_checkpoints,
                                                                         tmp_path, capsys):
     code, _, err = veil(["attack", "--obfuscators", attack_checkpoints["obf"], "--baselines",
@@ -224,6 +227,7 @@ def test_attack_cli_until_flat_reports_each_loss_and_writes_the_curves(attack_ch
     assert "| mse + 1 (1 - ssim) | budget | 120 |" in (tmp_path / "attacks.md").read_text()
 
 
+@pytest.mark.slow
 def test_killed_attack_run_keeps_finished_defenses_and_resumes_after_them(
         attack_checkpoints, tmp_path, capsys, monkeypatch):
     import veil.attacks.suite as suite
@@ -277,6 +281,7 @@ def finished_attack(attack_checkpoints, tmp_path, capsys):
     return out, run
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 def test_a_resumed_row_edited_by_hand_is_refused(finished_attack, capsys):
     out, run = finished_attack
@@ -294,6 +299,7 @@ def test_a_resumed_row_edited_by_hand_is_refused(finished_attack, capsys):
     assert code == 2 and "another budget" in err
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 @pytest.mark.parametrize("key, problem", [
     ("attacks", "has no 'attacks'"), ("strongest", "has no 'strongest'"),
@@ -315,6 +321,7 @@ def test_a_resumed_row_missing_a_part_is_refused_even_with_a_recomputed_check(
     assert f"cannot resume from {out / 'attacks.json'}: the row of 'pixelate4' {problem}" in err
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 @pytest.mark.parametrize("content, problem", [
     ("[1, 2]", "no header of settings"),
@@ -435,6 +442,7 @@ def until_flat_on_identity(train=None, val=None, **options) -> tuple[torch.nn.Mo
                             torch.device("cpu"), **settings)
 
 
+@pytest.mark.slow
 def test_attacker_trained_until_flat_records_its_curve_and_why_it_stopped():
     decoder, curve = until_flat_on_identity(flat_gain=0.5)
     # with a 0.5 SSIM bar the curve counts as flat as soon as it has four points
@@ -483,6 +491,7 @@ def check_curve_file(doc: dict) -> None:
                        for p in a["points"])
 
 
+@pytest.mark.slow
 def test_attacker_curve_files_have_the_schema_written_and_committed(tmp_path):
     from veil.attacks.fresh_decoder import attacker_curves
 
@@ -495,6 +504,7 @@ def test_attacker_curve_files_have_the_schema_written_and_committed(tmp_path):
         check_curve_file(json.loads(path.read_text()))
 
 
+@pytest.mark.slow
 def test_attackers_train_on_training_pairs_only(monkeypatch):
     """Every image the fresh attacker learns from is a training image (or its mirror image),
     never one of the validation images it is scored on."""

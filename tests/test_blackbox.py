@@ -25,6 +25,7 @@ def server_classifier(tmp_path_factory):
     return out / "model.pt"
 
 
+@pytest.mark.slow
 def test_blackbox_end_to_end_counts_every_image_it_sends(server_classifier, tmp_path):
     received: list[np.ndarray] = []
     app = create_app(Predictor.from_checkpoint(server_classifier), ServerConfig(max_images=16),
@@ -80,6 +81,7 @@ def test_blackbox_refuses_bad_budgets_and_a_server_of_other_classes(tmp_path, ca
             capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_blackbox_python_api_matches_the_command(server_classifier, tmp_path):
     import veil
 
@@ -100,6 +102,7 @@ def test_blackbox_python_api_matches_the_command(server_classifier, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_blackbox_run_killed_in_the_obfuscators_warm_start_resumes(server_classifier, tmp_path,
                                                                       monkeypatch):
     from veil.core.checkpoint import save_checkpoint
@@ -193,6 +196,7 @@ def test_the_python_api_builds_no_parser_and_settings_are_checked_when_made():
         BlackboxSettings("http://127.0.0.1:1", "sample", "out", answers="top3")
 
 
+@pytest.mark.slow
 def test_refine_rounds_query_the_obfuscators_own_images_and_resume_without_sending(
         server_classifier, tmp_path):
     import veil

@@ -36,6 +36,7 @@ def api_run(tmp_path_factory):
     return model, result, out
 
 
+@pytest.mark.slow
 def test_api_trains_against_a_plain_module_and_records_it_as_a_program(api_run):
     model, result, out = api_run
     assert not result.obfuscator.training and result.checkpoint == out / "model.pt"
@@ -59,6 +60,7 @@ def test_the_classifier_stays_frozen(api_run):
         assert torch.equal(v, w), f"training changed the user's classifier: {k}"
 
 
+@pytest.mark.slow
 def test_evaluate_export_and_serve_take_the_recorded_program(api_run, tmp_path):
     _, _, out = api_run
     assert main(["evaluate", "--classifiers", str(out / "classifier.pt2"), "--obfuscators",
@@ -76,6 +78,7 @@ def test_evaluate_export_and_serve_take_the_recorded_program(api_run, tmp_path):
     assert predictor.info["sha256"] == sha256_of(out / "classifier.pt2")
 
 
+@pytest.mark.slow
 def test_cli_factory_with_weights_efficientnet(tmp_path):
     """efficientnet_pytorch's EfficientNet-B0 (a classifier from another library), weights from
     a state-dict file, through `veil train obfuscator --classifier package.module:function`."""
@@ -104,6 +107,7 @@ def cli_error(argv: list[str], capsys) -> str:
     return capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_takes_a_pt2_program_and_needs_feature_weight_0(tmp_path, capsys):
     program = export_classifier(small_convnet(), tmp_path / "mine.pt2",
                                 load_dataset("sample").classes, (32, 32), "mine")
@@ -199,6 +203,7 @@ def test_api_names_an_unknown_setting(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_api_trains_for_an_ensemble_whose_first_member_is_a_module(api_run, tmp_path):
     _, _, first = api_run
     torch.manual_seed(1)  # another member than the recorded one (the same one is refused)
@@ -309,6 +314,7 @@ def test_a_pinned_program_loads_and_a_changed_one_is_refused_again(tmp_path, cap
         load_classifier(program)
 
 
+@pytest.mark.slow
 def test_programs_veil_exported_load_without_asking_and_env_pins_work(tmp_path, monkeypatch):
     monkeypatch.setenv("VEIL_CACHE", str(tmp_path / "cache"))  # a trust list of its own
     good = export_classifier(small_convnet(), tmp_path / "mine.pt2",

@@ -44,6 +44,7 @@ def test_subcommand_help(name, capsys):
     assert f"usage: veil {name}" in out
 
 
+@pytest.mark.slow
 def test_models_writes_json_and_markdown(tmp_path, capsys):
     code, out, _ = veil(["models", "--out", str(tmp_path / "m")], capsys)
     assert code == 0

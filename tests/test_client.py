@@ -71,6 +71,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_edge_client_runs_without_torch(artifacts):
     result = subprocess.run([sys.executable, "-c", TORCH_FREE, str(artifacts.onnx)],
                             capture_output=True, text=True, timeout=120)

@@ -27,6 +27,7 @@ def test_the_six_view_model_costs_six_forward_passes_and_shares_the_weights():
     views.load_state_dict(plain.state_dict())  # the same keys: one checkpoint serves both
 
 
+@pytest.mark.slow
 def test_the_six_views_are_the_image_its_mirror_and_one_pixel_shifts():
     torch.manual_seed(0)
     model = create_model("cloudnet_s_tta").eval()
@@ -65,6 +66,7 @@ def test_the_cloudnet_recipe_whitens_and_tests_six_views_by_default():
     assert not make_config("fastnet").whiten
 
 
+@pytest.mark.slow
 def test_a_whitened_run_trains_the_stem_bias_only_and_reports_six_views(tmp_path):
     from veil.train.classifier import train_classifier
 

@@ -139,6 +139,7 @@ def serve(monkeypatch) -> Iterator[Callable[..., tuple[str, list[dict[str, str]]
 # --- the shared CIFAR-10 copy and the cache ------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.needs_cifar10
 def test_shared_zip_loads_and_second_load_hits_the_cache(cifar_zip, isolated_cache, monkeypatch):
     ds = load_dataset(cifar_zip)
@@ -162,6 +163,7 @@ def test_shared_zip_loads_and_second_load_hits_the_cache(cifar_zip, isolated_cac
     assert np.array_equal(again.train.labels, ds.train.labels)
 
 
+@pytest.mark.slow
 @pytest.mark.needs_cifar10
 def test_shared_zip_keeps_the_original_order_within_each_class(cifar_zip, lossless_npz):
     """File NNNN is the image's rank in its class, so the lossless slice lines up with it."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 
 from veil import zoo
 from veil.cli import main
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

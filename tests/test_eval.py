@@ -184,6 +184,7 @@ def test_trade_off_labels_of_clustered_points_do_not_overlap():
     plt.close(fig)
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_tables_json_with_provenance(tables_run, checkpoints):
     result = json.loads((tables_run / "tables.json").read_text())
     assert set(result) == TABLES_KEYS
@@ -343,6 +344,7 @@ def test_the_device_baseline_is_the_nearest_within_ten_percent():
     assert device_baseline_at(1_250, devices) is None  # b is 13.6 % off, c 60 %
 
 
+@pytest.mark.slow
 def test_evaluate_reports_the_offloading_gain_against_a_device_alone_classifier(
         checkpoints, tmp_path, capsys):
     device = save_classifier(tmp_path / "device.pt", 3, model_name="fastnet_device_a100")
@@ -378,6 +380,7 @@ def test_image_scores_carry_ms_ssim_from_32_pixels_up():
     assert "ms_ssim" not in image_scores(small, small)
 
 
+@pytest.mark.slow
 def test_the_python_api_writes_what_the_command_writes(checkpoints, tables_run, tmp_path):
     import veil
 
@@ -385,9 +388,11 @@ def test_the_python_api_writes_what_the_command_writes(checkpoints, tables_run, 
                                obfuscators=[str(checkpoints["obf0"]), str(checkpoints["obf1"])],
                                data="sample", test_subset=40, out=str(tmp_path), quiet=True)
     command = json.loads((tables_run / "tables.json").read_text())
+    written = json.loads((tmp_path / "tables.json").read_text())
     assert evaluation.files[0] == tmp_path / "tables.json"
+    assert evaluation.result["table1"] == command["table1"]  # in memory as on file
     for key in ("table1", "table3", "classifiers", "obfuscators"):
-        assert evaluation.result[key] == command[key], key
+        assert written[key] == command[key], key
     assert (tmp_path / "tables.md").read_text() == (tables_run / "tables.md").read_text()
 
 

@@ -143,6 +143,7 @@ def kserve_server(repository, tmp_path):
         process.wait(30)
 
 
+@pytest.mark.slow
 def test_kserves_own_model_server_serves_the_export_and_veil_classify_uses_it(
         repository, kserve_server, tmp_path, capsys):
     """issue 44 §1: the cloud side on KServe. The edge asks for the classification extension,
@@ -223,6 +224,7 @@ def test_an_export_beside_a_stale_version_or_into_a_file_is_refused_before_the_w
     assert "not a folder (the model repository)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["default", "cloudnet_s"])
 def test_a_shipped_entry_exports_with_its_manifest(tmp_path, entry):
     assert main(["export", "--classifier", f"zoo:{entry}", "--out", str(tmp_path / "m"),

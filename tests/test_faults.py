@@ -84,6 +84,7 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, 
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_writing_results_is_one_line_and_keeps_the_old_ones(tmp_path, disk,
                                                                                capsys):
     out = tmp_path / "models"
@@ -115,6 +116,7 @@ def test_a_full_disk_while_caching_decoded_data_only_skips_the_cache(tmp_path, d
     np.testing.assert_array_equal(again.train.images, ds.train.images)
 
 
+@pytest.mark.slow
 def test_training_stopped_by_a_full_disk_resumes_once_there_is_room(tmp_path, disk, capsys,
                                                                     monkeypatch):
     out = tmp_path / "run"
@@ -221,6 +223,7 @@ def uninterrupted(tiny_classifier, tmp_path_factory):
 
 # the saves of a run, in order: encoder pass 1 and end, utility pass 1 and end, last.pt after the
 # warm start (epoch 0), after epoch 1 (λ ramp) and epoch 2 (adversarial), model.pt
+@pytest.mark.slow
 @pytest.mark.parametrize("killed_after", [1, 2, 3, 5, 6], ids=[
     "encoder-pass-1", "encoder-end", "utility-pass-1", "warm-start-done", "lambda-ramp-done"])
 def test_a_run_killed_anywhere_in_the_staged_recipe_resumes_bit_for_bit(

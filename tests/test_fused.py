@@ -40,6 +40,7 @@ def test_fusing_keeps_every_parameter_and_buffer_name():
     fused.load_state_dict(plain.state_dict())  # a checkpoint of either loads into the other
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_equals_unfused_forward_and_backward_in_training(channels_last):
     plain, fused = _pair(channels_last=channels_last)

@@ -123,6 +123,7 @@ def test_an_endless_body_stops_at_the_size_cap_with_bounded_memory():
 BOMB = compressed(layers=2, size=64 * 2**20)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["healthz", "v1", "v2 metadata", "blackbox"])
 def test_a_compressed_answer_is_refused_before_it_is_inflated(where, tmp_path):
     health = BOMB if where in ("healthz", "v2 metadata") else {"classes": CLASSES,
@@ -146,6 +147,7 @@ def test_a_compressed_answer_is_refused_before_it_is_inflated(where, tmp_path):
     assert peak < 16 * 2**20, f"peak Python memory {peak:,} bytes for a 64 MiB bomb"
 
 
+@pytest.mark.slow
 def test_a_label_or_error_with_control_characters_is_printed_escaped(artifacts_onnx, capsys,
                                                                      tmp_path):
     forged = "cat\nim9.png: dog 99.0%\x1b]0;owned\x07\x1b[2J"
@@ -190,6 +192,7 @@ def test_veil_classify_refuses_a_top_k_below_one_before_sending(artifacts_onnx, 
         VeilClient(server.url, _as_sent, top_k=int(top_k))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("answer", [trickle(0.1), trickle_headers(0.1)],
                          ids=["body", "headers"])
 def test_a_trickling_server_is_given_up_on_after_the_request_timeout(answer):
@@ -230,6 +233,7 @@ def test_a_429_that_asks_for_a_wait_past_request_timeout_ends_at_once(retry_afte
     assert time.monotonic() - started < 30  # not the 60 s the server asked for
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 def test_429_waits_all_count_against_one_request_timeout():
     with HostileServer(rate_limited(10**6, retry_after="0.4")) as server, \
@@ -319,6 +323,7 @@ def test_a_label_only_query_run_keeps_one_hot_targets_of_the_answered_labels(tmp
     assert log.sent == 20 and log.requests == 2
 
 
+@pytest.mark.slow
 def test_rate_limit_waits_are_journalled_and_survive_a_resume(tmp_path):
     images = sample_images(20)
     with HostileServer(rate_limited(2, retry_after="0")) as server, _client(server) as client:
@@ -346,6 +351,7 @@ query(client, sample_images(64), CLASSES, "probs", QueryLog.open(Path(sys.argv[2
 """
 
 
+@pytest.mark.slow
 def test_a_killed_query_run_resumes_and_counts_every_image_sent_exactly(tmp_path):
     def slow(n, handler):
         time.sleep(0.05)

@@ -43,6 +43,7 @@ def trained_64(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_runs_record_the_size_and_the_export_takes_it(trained_64):
     assert load_checkpoint(trained_64 / "clf" / "model.pt")["image_size"] == [64, 64]
     assert load_checkpoint(trained_64 / "obf" / "model.pt")["image_size"] == [64, 64]
@@ -53,6 +54,7 @@ def test_runs_record_the_size_and_the_export_takes_it(trained_64):
     assert OnnxObfuscator(trained_64 / "o.onnx").image_size == 64
 
 
+@pytest.mark.slow
 def test_serve_and_classify_at_64(trained_64, tmp_path):
     predictor = Predictor.from_checkpoint(trained_64 / "clf" / "model.pt")
     assert predictor.image_size == (64, 64)

@@ -29,6 +29,7 @@ from veil.attacks.linkage import (
     train_matcher,
 )
 from veil.core.eightbit import quantize_8bit
+from veil.core.files import sha256_of
 from veil.data import Split, load_dataset, to_tensor_images
 from veil.models.loading import load_obfuscator_pair
 
@@ -196,6 +197,7 @@ def test_the_suite_reports_linkage_beside_reconstruction():
     assert result["attacker_budget"]["gallery_size"] == 30
 
 
+@pytest.mark.slow
 def test_attack_cli_names_linkage_and_writes_its_columns(tmp_path, capsys):
     out = tmp_path / "a"
     code, _, err = veil(["attack", "--data", "sample", "--baselines", "blur:1.5",
@@ -286,6 +288,7 @@ def shipped():
     return zoo.load("default").obfuscator.eval(), zoo.load("ensemble").obfuscator.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("noise", [0.0, 0.3])
 def test_reobfuscation_links_every_photo_the_shipped_default_sends(sample, shipped, noise):
     _, x, y = sample
@@ -298,6 +301,7 @@ def test_reobfuscation_links_every_photo_the_shipped_default_sends(sample, shipp
     assert linked["top1"] == 1.0 and linked["median_rank"] == 1.0
 
 
+@pytest.mark.slow
 def test_a_siblings_weights_link_far_less_than_the_obfuscators_own(sample, shipped):
     _, x, y = sample
     default, sibling = shipped
@@ -330,6 +334,7 @@ def _shipped_checkpoints(tmp_path):
             extract_obfuscator("ensemble", tmp_path / "ensemble.pt"))
 
 
+@pytest.mark.slow
 def test_attack_cli_reobfuscates_with_the_defenses_or_the_attackers_weights(tmp_path, capsys):
     classifier, default, ensemble = _shipped_checkpoints(tmp_path)
     common = ["attack", "--data", "sample", "--obfuscators", str(default), "--classifier",
@@ -346,7 +351,8 @@ def test_attack_cli_reobfuscates_with_the_defenses_or_the_attackers_weights(tmp_
                          "--out", str(tmp_path / "held")], capsys)
     assert code == 0, err
     held = json.loads((tmp_path / "held" / "attacks.json").read_text())
-    assert held["attacker_weights"]["path"] == str(ensemble)
+    assert held["attacker_weights"]["path"] == ensemble.name  # recorded without the folder
+    assert held["attacker_weights"]["sha256"] == sha256_of(ensemble)
     assert held["defenses"][0]["linkage"]["link_reobfuscate"]["top1"] < 0.5
 
 
@@ -398,6 +404,7 @@ def test_fitting_a_deterministic_obfuscator_is_re_obfuscation(sample, shipped):
     assert linked["fitted"] is False and linked["top1"] == 1.0
 
 
+@pytest.mark.slow
 def test_the_fit_finds_noise_that_explains_the_sent_image_better_than_none(shipped):
     torch.manual_seed(0)
     noisy = _noisy_default(shipped, 2.0)
@@ -411,6 +418,7 @@ def test_the_fit_finds_noise_that_explains_the_sent_image_better_than_none(shipp
     assert (fitted < 0.5 * at_zero).all()
 
 
+@pytest.mark.slow
 def test_fitting_links_a_randomised_obfuscator_at_least_as_well_as_its_expectation(sample,
                                                                                    shipped):
     _, x, y = sample

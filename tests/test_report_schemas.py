@@ -41,6 +41,7 @@ def example(schema: str) -> dict:
     return {"veil.models/1": models_report, "veil.demo/1": lambda: DEMO}[schema]()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schema", sorted(kinds()))
 def test_each_registered_schema_renders_a_stored_example(schema, tmp_path):
     result = example(schema)
@@ -57,6 +58,7 @@ def test_every_result_under_results_has_a_registered_schema():
     assert len(schemas) > 60 and set(schemas.values()) <= set(kinds()), schemas
 
 
+@pytest.mark.slow
 def test_report_on_a_copy_of_results_changes_nothing(tmp_path):
     copy = tmp_path / "results"
     shutil.copytree(RESULTS, copy, ignore=shutil.ignore_patterns("*.pt", "*.npz"))
@@ -79,6 +81,7 @@ def test_an_unknown_or_absent_schema_is_one_line_naming_the_file(tmp_path, capsy
     assert code == 2 and "other.json: unknown result schema None" in err
 
 
+@pytest.mark.slow
 def test_zoo_cards_are_not_results_and_are_left_alone(tmp_path):
     shutil.copy(DATA / "attacks.json", tmp_path / "attacks.json")
     card = '{"name": "default", "metrics": {}}\n'
@@ -137,6 +140,7 @@ def _report(target, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 @pytest.mark.timeout(30)
 def test_a_result_that_is_a_device_or_a_fifo_is_refused_without_reading_it(tmp_path, capsys):
@@ -167,6 +171,7 @@ def test_a_known_schema_with_a_missing_or_mistyped_field_is_one_line(tmp_path, c
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 def test_names_from_a_result_cannot_break_its_markdown_table(tmp_path):
     result = json.loads((DATA / "attacks.json").read_text())

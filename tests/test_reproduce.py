@@ -84,6 +84,7 @@ def run(tmp_path_factory, session_cache) -> SimpleNamespace:
                            after_resume=after_resume)
 
 
+@pytest.mark.slow
 def test_interrupted_run_keeps_its_finished_phases(run):
     assert run.first_code == 130
     phases = run.after_kill["phases"]
@@ -94,6 +95,7 @@ def test_interrupted_run_keeps_its_finished_phases(run):
     assert run.kill_state == {"last": True, "model": False}
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_phases_and_continues_the_unfinished_run(run):
     assert run.code == 0
     for slot in SLOTS[:2]:
@@ -107,6 +109,7 @@ def test_resume_skips_finished_phases_and_continues_the_unfinished_run(run):
     assert len(run.after_resume["invocations"]) == 2
 
 
+@pytest.mark.slow
 def test_every_phase_writes_its_run_folder(run):
     phases = run.after_resume["phases"]
     assert set(phases) == {p.name for p in build_phases(TINY_SLOTS)}
@@ -120,6 +123,7 @@ def test_every_phase_writes_its_run_folder(run):
     assert plan["images_per_s"] > 0 and plan["budget_s"] > 0  # the budget path was taken
 
 
+@pytest.mark.slow
 def test_every_obfuscator_follows_the_scales_staged_recipe(run):
     tiny = SCALES["tiny"]
     for slot in SLOTS:
@@ -146,6 +150,7 @@ def test_the_paper_scale_plans_a_staged_obfuscator_with_its_warm_start():
     assert weight - without == pytest.approx(2.0 * 0.25 * 50_000 / speed)  # encoder: 1/4 step
 
 
+@pytest.mark.slow
 def test_tables_are_complete(run):
     tables = json.loads((run.out / "tables.json").read_text())
     assert tables["schema"] == "veil.eval.tables/1"
@@ -166,6 +171,7 @@ def test_tables_are_complete(run):
         assert heading in md
 
 
+@pytest.mark.slow
 def test_attacks_and_figures(run):
     attacks = json.loads((run.out / "attacks.json").read_text())
     assert attacks["schema"] == "veil.attacks/1"
@@ -186,6 +192,7 @@ def test_attacks_and_figures(run):
     assert "tables.md" in summary and "attack:googlenet" in summary
 
 
+@pytest.mark.slow
 def test_deleted_last_outputs_are_rebuilt_alone(run):
     tables_mtime = mtimes([run.out / "tables.json"])
     (run.out / "attacks.json").unlink()
@@ -197,6 +204,7 @@ def test_deleted_last_outputs_are_rebuilt_alone(run):
     assert main(["report", str(run.out)]) == 0  # results re-render from their JSON
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_or_mix_runs(run, capsys):
     assert main(tiny_args(run.out)) == 2
     assert "--resume" in capsys.readouterr().err
@@ -257,6 +265,7 @@ def test_paper_defaults_fit_ten_minutes_at_the_guessed_speeds():
     assert 5 * 60 < total < 11 * 60  # plus ~40 s to decode the JPEGs once
 
 
+@pytest.mark.slow
 def test_a_small_budget_caps_the_epochs():
     ctx = fake_context(SCALES["tiny"], 512, 64)
     config = clf.make_config("fastnet_tiny", epochs=10_000, batch_size=64, device="cpu",

@@ -36,6 +36,7 @@ def test_healthz_and_openapi(http):
     assert "multipart/form-data" in body["content"]
 
 
+@pytest.mark.slow
 def test_sample_over_http_matches_in_process(http, obfuscated, predictor, capture):
     capture.clear()
     labels = []
@@ -125,6 +126,7 @@ def test_both_protocols_are_dispatched_by_their_routes_so_route_dependencies_run
 
 
 # --- fuzzing the OpenAPI document --------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.hostile
 def test_openapi_fuzzing_never_gives_a_5xx(server, mode):

@@ -18,6 +18,7 @@ except ModuleNotFoundError:
 
 
 # --- auth --------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.hostile
 def test_bearer_token(predictor, obfuscated):
     app = create_app(predictor, ServerConfig(token="s3cret-token"))

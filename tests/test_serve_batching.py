@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from veil.edge.images import encode_png
 
@@ -17,6 +18,7 @@ except ModuleNotFoundError:
 
 
 # --- concurrency and metrics -------------------------------------------------------------------
+@pytest.mark.slow
 def test_32_concurrent_clients_are_batched(server, http, obfuscated, predictor):
     expected = predictor(obfuscated).argmax(1)
     barrier = threading.Barrier(32)

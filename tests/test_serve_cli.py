@@ -48,6 +48,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_veil_serve_and_veil_classify_commands(artifacts, tmp_path, capsys):
     port = _free_port()
     env = {**os.environ, "VEIL_TOKEN": "cli-token"}
@@ -109,6 +110,7 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=20)
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 def test_a_server_killed_under_load_loses_no_image(artifacts, tmp_path):
     """Four clients classify 64 files each; the server is SIGKILLed once every client has had
@@ -169,6 +171,7 @@ def test_a_server_killed_under_load_loses_no_image(artifacts, tmp_path):
         assert [p.source for p in e.predictions + rest] == [str(p) for p in paths]
 
 
+@pytest.mark.slow
 def test_load_predictor_modes(artifacts, tmp_path):
     from veil.serve.cli import load_predictor
 

@@ -89,6 +89,7 @@ def inference_process(artifacts):
         yield worker
 
 
+@pytest.mark.slow
 def test_inference_process_answers_like_the_in_process_predictor(inference_process, predictor,
                                                                  obfuscated):
     assert inference_process.classes == predictor.classes
@@ -110,6 +111,7 @@ def test_inference_process_reports_a_failed_batch_and_keeps_serving(inference_pr
     assert inference_process.pid == pid and inference_process.restarts == 0
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 def test_a_killed_inference_process_is_replaced_and_the_server_keeps_serving(artifacts,
                                                                              obfuscated, caplog):
@@ -140,6 +142,7 @@ def test_a_killed_inference_process_is_replaced_and_the_server_keeps_serving(art
         worker(obfuscated[:1])
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 def test_a_batch_on_which_the_inference_process_keeps_dying_fails(artifacts, obfuscated,
                                                                   monkeypatch):
@@ -157,6 +160,7 @@ def test_a_batch_on_which_the_inference_process_keeps_dying_fails(artifacts, obf
         assert worker.restarts == 2
 
 
+@pytest.mark.slow
 def test_inference_process_names_a_checkpoint_it_cannot_load(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -177,6 +181,7 @@ def _wait_for_exit(pid: int, timeout: float = 10) -> None:
     raise AssertionError(f"process {pid} is still running")
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 def test_a_stuck_inference_process_is_replaced_and_the_batch_answered_503(artifacts, obfuscated):
     with InferenceProcess(artifacts.classifier, threads=1, batch_timeout_s=1.0) as worker, \
@@ -222,6 +227,7 @@ def test_healthz_says_degraded_while_the_inference_process_is_replaced(artifacts
     assert health.json()["inference"] == "restarting"
 
 
+@pytest.mark.slow
 def test_the_inference_timeout_must_be_positive(artifacts):
     with pytest.raises(ValueError, match="inference timeout must be positive"):
         InferenceProcess(artifacts.classifier, batch_timeout_s=0)

@@ -29,6 +29,7 @@ def _raw_request(url: str, declared: int, sent: bytes, close: bool) -> bytes:
         return b"".join(chunks)
 
 
+@pytest.mark.slow
 @pytest.mark.hostile
 def test_truncated_upload_times_out_with_408(server, http, obfuscated):
     reply = _raw_request(server, 5000, b"--x\r\n" + bytes(100), close=False)

@@ -57,6 +57,7 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 # --- classifier -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_classifier_training_loss_falls_and_run_folder_is_complete(trained_classifier):
     run = trained_classifier.parent
     rows = read_metrics(run)
@@ -78,6 +79,7 @@ def interrupt_after(epochs: int):
     return callback
 
 
+@pytest.mark.slow
 def test_classifier_resume_equals_uninterrupted_run(tmp_path):
     straight = tiny_classifier_config(tmp_path / "a", epochs=2)
     clf.train_classifier(straight, quiet=True)
@@ -93,6 +95,7 @@ def test_classifier_resume_equals_uninterrupted_run(tmp_path):
     assert [r["epoch"] for r in read_metrics(tmp_path / "b")] == [1, 2]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "veil", "train", "classifier", "--model", "fastnet_tiny",
@@ -120,6 +123,7 @@ def test_classifier_defaults_are_overridable():
         clf.train_classifier(clf.make_config("obfuscator", out="/tmp/never"))
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -156,6 +160,7 @@ def _average_two_ranks(rank: int, store_path: str, result_path: str) -> None:
     ddp.close()
 
 
+@pytest.mark.slow
 def test_gradients_are_averaged_and_weights_broadcast_over_two_ranks(tmp_path):
     """The obfuscator pair's data parallelism: mean gradients, rank 0's weights everywhere."""
     result = tmp_path / "rank1.pt"
@@ -166,6 +171,7 @@ def test_gradients_are_averaged_and_weights_broadcast_over_two_ranks(tmp_path):
     assert torch.equal(got["weight"], torch.zeros(2, 3))
 
 
+@pytest.mark.slow
 def test_obfuscator_ddp_two_processes_gloo(trained_classifier, tmp_path):
     out = tmp_path / "ddp-obf"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -220,6 +226,7 @@ def one_step(classifier, fraction: float, x: torch.Tensor, y: torch.Tensor):
     return o, d, out, seen
 
 
+@pytest.mark.slow
 def test_a_deobfuscator_fraction_trains_it_on_that_share_of_the_batch(trained_classifier):
     classifier, _ = load_classifier(trained_classifier)
     torch.manual_seed(1)
@@ -239,6 +246,7 @@ def test_a_deobfuscator_fraction_trains_it_on_that_share_of_the_batch(trained_cl
                    for a, b in zip(o_all.parameters(), o_part.parameters(), strict=True))
 
 
+@pytest.mark.slow
 def test_the_deobfuscators_share_is_rounded_up_and_at_least_two(trained_classifier):
     classifier, _ = load_classifier(trained_classifier)
     torch.manual_seed(1)
@@ -269,6 +277,7 @@ def second_classifier(tmp_path_factory) -> Path:
     return out / "model.pt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["mean", "cycle"])
 def test_ensemble_step_uses_its_members_as_asked(trained_classifier, second_classifier, mode):
     """mean: every step's loss is the members' mean; cycle: one member per step, in turn."""
@@ -288,6 +297,7 @@ def test_ensemble_step_uses_its_members_as_asked(trained_classifier, second_clas
     assert got == pytest.approx(want, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_ensemble_obfuscator_records_and_measures_every_member(trained_classifier,
                                                                second_classifier, tmp_path,
                                                                capsys):
@@ -341,6 +351,7 @@ def test_gradient_reversal_gives_each_network_its_own_objective():
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_obfuscator_training_improves_and_resumes(trained_classifier, tmp_path):
     straight = tiny_obfuscator_config(trained_classifier, tmp_path / "a", epochs=2)
     obf.train_obfuscator(straight, quiet=True)
@@ -362,6 +373,7 @@ def test_obfuscator_training_improves_and_resumes(trained_classifier, tmp_path):
     assert not o.training and payload["metrics"] == rows[-1]
 
 
+@pytest.mark.slow
 def test_identity_warm_start_passes_the_image_through(trained_classifier, tmp_path):
     ds = load_dataset("sample")
     loader = TensorLoader(ds.train, 50, shuffle=True, seed=0)
@@ -409,6 +421,7 @@ def test_quantisation_is_8_bit_and_straight_through():
     assert torch.equal(to_uint8(quantize_8bit(x.detach())).float() / 255, quantize_8bit(x.detach()))
 
 
+@pytest.mark.slow
 def test_reported_obfuscated_accuracy_is_on_the_transmitted_uint8_image(trained_classifier,
                                                                         tmp_path):
     obf.train_obfuscator(tiny_obfuscator_config(trained_classifier, tmp_path, epochs=1),
@@ -549,6 +562,7 @@ def test_existing_run_needs_resume(trained_classifier):
 
 
 # --- rerunning a run folder's config --------------------------------------------------------
+@pytest.mark.slow
 def test_a_run_folder_reruns_itself_from_its_config(trained_classifier, tmp_path):
     first = tmp_path / "first"
     assert main(["train", "obfuscator", "--classifier", str(trained_classifier), "--data",
@@ -613,6 +627,7 @@ def test_an_empty_sha256_sidecar_is_a_clear_error(trained_classifier, tmp_path):
 
 
 # --- the co-trained linkage adversary (issue 42 §2) --------------------------------------------
+@pytest.mark.slow
 def test_a_co_trained_matcher_learns_and_pushes_the_obfuscator_the_other_way(trained_classifier):
     """λ_l > 0: the matcher descends its InfoNCE loss on (sent, photo) pairs, and the obfuscator
     receives that loss's gradient reversed and scaled by λ_l (nothing else changes)."""
@@ -643,6 +658,7 @@ def test_a_co_trained_matcher_learns_and_pushes_the_obfuscator_the_other_way(tra
                           plain_step.deobfuscator.stem[0].weight.grad)
 
 
+@pytest.mark.slow
 def test_a_run_with_the_linkage_adversary_logs_its_loss_and_resumes_exactly(
         trained_classifier, tmp_path):
     def run(out: Path, interrupt: bool) -> list[dict]:
@@ -665,6 +681,7 @@ def test_a_run_with_the_linkage_adversary_logs_its_loss_and_resumes_exactly(
     assert resumed[-1]["obfuscated_acc"] == pytest.approx(straight[-1]["obfuscated_acc"])
 
 
+@pytest.mark.slow
 def test_a_run_can_start_from_a_trained_pair_and_skips_the_warm_start(trained_classifier,
                                                                      tmp_path):
     from veil.models.loading import load_obfuscator_pair

@@ -109,6 +109,7 @@ def _sample_loader(batch: int = 50) -> tuple[TensorLoader, tuple[str, ...]]:
     return TensorLoader(ds.train, batch, shuffle=True, flip=True, seed=0), ds.classes
 
 
+@pytest.mark.slow
 def test_encoder_warm_start_changes_the_encoder_and_only_the_encoder(trained_classifier):
     classifier, _ = load_classifier(trained_classifier)
     loader, classes = _sample_loader()
@@ -126,6 +127,7 @@ def test_encoder_warm_start_changes_the_encoder_and_only_the_encoder(trained_cla
     assert stats["steps"] == 8 and stats["loss"] > 0
 
 
+@pytest.mark.slow
 def test_encoder_warm_start_learns(trained_classifier):
     """Real short run: the encoder's own head fits its training images far above chance."""
     classifier, _ = load_classifier(trained_classifier)
@@ -141,6 +143,7 @@ def test_encoder_warm_start_learns(trained_classifier):
     assert runs[60]["train_acc"] > 0.4
 
 
+@pytest.mark.slow
 def test_utility_warm_start_trains_the_obfuscator_without_a_deobfuscator(trained_classifier):
     classifier, _ = load_classifier(trained_classifier)
     loader, _ = _sample_loader()
@@ -155,6 +158,7 @@ def test_utility_warm_start_trains_the_obfuscator_without_a_deobfuscator(trained
     assert stats["steps"] == 4
 
 
+@pytest.mark.slow
 def test_staged_recipe_runs_every_stage_and_logs_its_curve(trained_classifier, tmp_path):
     config = tiny_obfuscator_config(trained_classifier, tmp_path / "run", epochs=1,
                                     batch_size=25, warm_start={"encoder": 0.5, "utility": 0.5},

@@ -28,6 +28,7 @@ def built(tmp_path_factory):
     return root / "weights", info
 
 
+@pytest.mark.slow
 def test_card_records_what_a_user_needs(built):
     where, info = built
     assert zoo.list_pretrained(where) == ["tiny"]
@@ -41,6 +42,7 @@ def test_card_records_what_a_user_needs(built):
     assert card["seed"] == {"classifier": 0, "obfuscator": 0}
 
 
+@pytest.mark.slow
 def test_loaded_fp16_weights_reproduce_the_card(built):
     where, info = built
     p = zoo.load("tiny", where=where)
@@ -174,6 +176,7 @@ def cloud_entry(tmp_path_factory):
     return root / "weights", info
 
 
+@pytest.mark.slow
 def test_a_cloud_classifier_entry_says_what_it_costs_and_answers_over_six_views(cloud_entry):
     where, info = cloud_entry
     card = zoo.card("cloud", where)
@@ -186,6 +189,7 @@ def test_a_cloud_classifier_entry_says_what_it_costs_and_answers_over_six_views(
     assert [row["epoch"] for row in c["curve"]] == [1]
 
 
+@pytest.mark.slow
 def test_a_cloud_classifier_entry_loads_as_a_classifier_and_not_as_a_pair(cloud_entry):
     from veil.models.classifiers import ViewAveraged
     from veil.models.pretrained import pretrained_classifier
@@ -201,6 +205,7 @@ def test_a_cloud_classifier_entry_loads_as_a_classifier_and_not_as_a_pair(cloud_
         zoo.load("cloud", where=where)
 
 
+@pytest.mark.slow
 def test_the_shipped_cloud_classifier_is_what_its_card_says():
     from veil.models.classifiers import ViewAveraged
     from veil.models.complexity import count_macs

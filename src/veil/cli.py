@@ -39,7 +39,8 @@ EXTRAS: dict[str, str] = {"torch": "train", "tqdm": "train", "yaml": "train",
                           "pytorch_msssim": "train", "torchmetrics": "train",
                           "matplotlib": "eval", "onnx": "export",
                           "onnxruntime": "edge", "httpx": "edge", "fastapi": "serve",
-                          "uvicorn": "serve", "multipart": "serve", "httptools": "serve"}
+                          "uvicorn": "serve", "starlette": "serve", "multipart": "serve",
+                          "httptools": "serve"}
 
 
 class MissingExtra(RuntimeError):

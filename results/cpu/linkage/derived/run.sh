@@ -31,6 +31,7 @@ RUN=runs/away$LAM_AWAY
   --set lam_away="$LAM_AWAY" --set curve_every=10000 --resume
 mkdir -p "$HERE/away$LAM_AWAY"
 cp "$RUN"/{config.yaml,metrics.jsonl,curve.jsonl} "$HERE/away$LAM_AWAY/" 2>/dev/null || true
+sed -i "s|$(realpath "$REPO/../shared")/|../shared/|g; s|$WT/|../derived/|g" "$HERE/away$LAM_AWAY/config.yaml"
 "$PY" -m veil attack --obfuscators "$RUN/model.pt" --classifier runs/default-classifier.pt \
   --attacker-weights runs/default-obfuscator.pt \
   --attacks link_operator link_reobfuscate link_matcher cotrained --budget hour \
