@@ -485,3 +485,32 @@ def test_moving_away_needs_a_parent():
 
     with pytest.raises(ValueError, match="setting lam_away = 1: needs the parent to move away"):
         make_config("staged", lam_away=1.0, data="sample", out="o", classifier="c.pt")
+
+
+@pytest.mark.slow
+def test_veil_derive_fine_tunes_away_from_the_shipped_default_with_a_fresh_seed(tmp_path, capsys):
+    import yaml
+
+    seeds = []
+    for name in ("a", "b"):
+        code, out, err = veil(["derive", "--data", "sample", "--out", str(tmp_path / name),
+                               "--train-subset", "64", "--quiet"], capsys)
+        assert code == 0, err
+        assert "keep it and its run folder private" in out
+        config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
+        assert config["lam_away"] == 1.0 and config["init"].endswith("parent/obfuscator.pt")
+        assert (tmp_path / name / "model.pt").is_file()
+        seeds.append(config["seed"])
+    assert seeds[0] != seeds[1]  # drawn from the operating system, one per user
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--epochs", "0"], "setting epochs = 0: must be at least 1"),
+    (["--lam-away", "0"], "setting lam_away = 0.0: must be above 0"),
+    ([], "the following arguments are required: --out"),
+])
+def test_veil_derive_refuses_bad_settings(argv, message, tmp_path, capsys):
+    out = [] if not argv else ["--out", str(tmp_path / "d")]
+    code, _, err = veil(["derive", "--data", "sample", *out, *argv], capsys)
+    assert code == 2 and message in err, err

@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "veil server"),
     "blackbox": ("veil.pipeline.blackbox", "an obfuscator for a classifier that can only be "
                  "queried over HTTP (distil a surrogate, then train against it)"),
+    "derive": ("veil.pipeline.derive", "derive your own obfuscator from a shipped one, so that "
+               "holding the shipped weights does not link what yours sends"),
     "reproduce": ("veil.pipeline.reproduce", "train and evaluate the paper's Tables 1-3 in one "
                   "command"),
     "demo": ("veil.demo", "the whole story on the built-in defaults"),
