@@ -396,6 +396,21 @@ def test_a_checkpoint_rebuilds_its_obfuscators_noise(tmp_path):
     assert load_obfuscator_pair(tmp_path / "o.pt")[0].noise == 0.7
 
 
+@pytest.mark.hostile
+def test_a_randomised_obfuscator_is_not_exported_deterministic(tmp_path, capsys):
+    from veil.core.checkpoint import save_checkpoint
+    from veil.models import create_model
+
+    pair = create_model("obfuscator", noise=0.7), create_model("deobfuscator")
+    save_checkpoint({"kind": "obfuscator", "obfuscator": pair[0].state_dict(),
+                     "deobfuscator": pair[1].state_dict(),
+                     "config": {"bottleneck_noise": 0.7}}, tmp_path / "o.pt")
+    code, _, err = veil(["export", str(tmp_path / "o.pt"), "--out", str(tmp_path / "o.onnx")],
+                        capsys)
+    assert code != 0 and "randomised obfuscator (bottleneck noise std 0.7)" in err, err
+    assert not (tmp_path / "o.onnx").exists()
+
+
 def test_fitting_a_deterministic_obfuscator_is_re_obfuscation(sample, shipped):
     _, x, y = sample
     default, _ = shipped

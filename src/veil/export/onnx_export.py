@@ -140,6 +140,12 @@ def export_obfuscator(checkpoint: str | os.PathLike, out: str | os.PathLike = "o
     from ..models.loading import load_obfuscator_pair
 
     obfuscator, _, payload = load_obfuscator_pair(checkpoint)
+    if obfuscator.noise > 0:  # exported, it would be deterministic: one re-obfuscation links all
+        raise ExportError(f"{checkpoint}: a randomised obfuscator (bottleneck noise std "
+                          f"{obfuscator.noise:g}) cannot be exported yet: its graph would need a "
+                          "random-normal op (RandomNormalLike) drawn on the device per call, "
+                          "and an export without it would send deterministically; run it with "
+                          "`veil classify --obfuscator` on the checkpoint instead")
     size = trained_image_size(payload)
     images = load_dataset(data, image_size=size[0]).test.subset(max_images).images
     data_bytes = onnx_bytes(obfuscator, size, opset=opset)
