@@ -353,6 +353,8 @@ def test_attack_cli_reobfuscates_with_the_defenses_or_the_attackers_weights(tmp_
     held = json.loads((tmp_path / "held" / "attacks.json").read_text())
     assert held["attacker_weights"]["path"] == ensemble.name  # recorded without the folder
     assert held["attacker_weights"]["sha256"] == sha256_of(ensemble)
+    assert ("The attacker holds another obfuscator's weights, `ensemble.pt`"
+            in (tmp_path / "held" / "attacks.md").read_text())
     assert held["defenses"][0]["linkage"]["link_reobfuscate"]["top1"] < 0.5
 
 

@@ -54,6 +54,14 @@ def _setup(result: dict[str, Any]) -> list[str]:
               f"{b['inversion_steps']} Adam steps (lr {b['inversion_lr']:g}), "
               f"{b['inversion_restarts']} starts, TV weight {b['tv_weight']:g}.", ""]
     lines += [f"- **{a['name']}**: {a['description']}" for a in result["attacks"]]
+    held, ran = result.get("attacker_weights"), {a["name"] for a in result["attacks"]}
+    uses = [use for name, use in (("link_reobfuscate", "link_reobfuscate runs it"),
+                                  ("link_fit", "link_fit runs it"),
+                                  ("link_matcher", "link_matcher trains on its pairs"))
+            if name in ran]
+    if held and uses:
+        lines += ["", f"The attacker holds another obfuscator's weights, `{held['path']}` (sha256 "
+                      f"`{held['sha256'][:12]}`), not the defenses' own: {', '.join(uses)}."]
     sweep = result.get("sweep")
     if sweep:
         lines += ["", f"λ sweep: obfuscators trained against the classifier with λ in "
