@@ -9,18 +9,8 @@
 # Resumable: rerun it. From its own worktree of PIN.
 set -euo pipefail
 PIN=7d0658a
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(git -C "$HERE" rev-parse --show-toplevel)
-WT=${WT:-$REPO/../levers}
-[ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" $PIN
-cd "$WT"
-export PYTHONPATH=$WT/src VEIL_QUIET=1
-PY="$REPO/.venv/bin/python"
-DATA=$(realpath "$REPO/../shared/data/cifar10-jpeg75.zip")
-mkdir -p runs
-[ -f runs/default-classifier.pt ] || "$PY" -m veil.zoo.build --extract-classifier runs/default-classifier.pt
-[ -f runs/default-obfuscator.pt ] || "$PY" -m veil.zoo.build \
-  --extract-obfuscator runs/default-obfuscator.pt --classifier runs/default-classifier.pt
+LANE=levers
+source "$(dirname "$0")/../lane-setup.sh"
 finetune() {  # name, then --set settings
   local name=$1; shift
   [ -f "runs/$name/model.pt" ] || "$PY" -m veil train obfuscator \

@@ -9,18 +9,8 @@
 set -euo pipefail
 PIN=${PIN:?set PIN to the commit to run}
 SIGMA=${SIGMA:-1}
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(git -C "$HERE" rev-parse --show-toplevel)
-WT=${WT:-$REPO/../randomised}
-[ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" "$PIN"
-cd "$WT"
-export PYTHONPATH=$WT/src VEIL_QUIET=1
-PY="$REPO/.venv/bin/python"
-DATA=$(realpath "$REPO/../shared/data/cifar10-jpeg75.zip")
-mkdir -p runs
-[ -f runs/default-classifier.pt ] || "$PY" -m veil.zoo.build --extract-classifier runs/default-classifier.pt
-[ -f runs/default-obfuscator.pt ] || "$PY" -m veil.zoo.build \
-  --extract-obfuscator runs/default-obfuscator.pt --classifier runs/default-classifier.pt
+LANE=randomised
+source "$(dirname "$0")/../lane-setup.sh"
 RUN=runs/noise$SIGMA
 [ -f "$RUN/model.pt" ] || "$PY" -m veil train obfuscator --classifier runs/default-classifier.pt \
   --data "$DATA" --out "$RUN" --recipe staged --epochs 1 --lr 5e-4 --threads 1 \
