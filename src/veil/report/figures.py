@@ -59,6 +59,14 @@ def agg_figure(**kwargs: Any):
     return fig
 
 
+def save_figure(fig: Any, path: Path, dpi: float | None = None) -> Path:
+    """Write a figure as PNG without matplotlib's version in its metadata, so that `veil report`
+    rewrites an unchanged figure byte for byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None}, **({} if dpi is None else {"dpi": dpi}))
+    return path
+
+
 def save_grid(path: Path, rows: Sequence[tuple[str, np.ndarray]], column_labels: Sequence[str],
               scale: int, title: str) -> Path:
     """A labelled grid PNG: one row per (label, images), columns labelled (e.g. classes)."""
@@ -78,9 +86,7 @@ def save_grid(path: Path, rows: Sequence[tuple[str, np.ndarray]], column_labels:
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.text(left / fig_w, 1 - 0.1 / fig_h, title, va="top", fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, metadata={"Software": None})
-    return path
+    return save_figure(fig, path, dpi)
 
 
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
@@ -174,9 +180,7 @@ def save_tradeoff(path: Path, points: Sequence[dict], plain_acc: float | None, t
     ax.legend(fontsize=8, loc="best")  # never over a point
     fig.tight_layout()
     label_points(fig, ax, [(p["name"], p["x"], 100 * p["accuracy"]) for p in points])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    return path
+    return save_figure(fig, path)
 
 
 def slug(name: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.markdown import table
-from ..figures import agg_figure
+from ..figures import agg_figure, save_figure
 from ..registry import Kind, register
 
 
@@ -64,8 +64,7 @@ def answers_figures(result: dict[str, Any], out: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    return [path]
+    return [save_figure(fig, path, dpi=120)]
 
 
 def obfuscated_markdown(result: dict[str, Any]) -> str:
@@ -124,8 +123,7 @@ def obfuscated_figures(result: dict[str, Any], out: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    return [path]
+    return [save_figure(fig, path, dpi=120)]
 
 
 def refine_markdown(result: dict[str, Any]) -> str:
@@ -206,8 +204,7 @@ def budget_figure(result: dict[str, Any], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    return path
+    return save_figure(fig, path)
 
 
 def budget_figures(result: dict[str, Any], out: Path) -> list[Path]:
@@ -287,8 +284,7 @@ def levers_figure(result: dict[str, Any], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left")
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    return path
+    return save_figure(fig, path)
 
 
 def levers_figures(result: dict[str, Any], out: Path) -> list[Path]:

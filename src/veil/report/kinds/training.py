@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.markdown import table
-from ..figures import agg_figure, save_tradeoff
+from ..figures import agg_figure, save_figure, save_tradeoff
 from ..registry import Kind, register
 
 
@@ -111,8 +111,7 @@ def learning_speed_figures(result: dict[str, Any], out: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    return [path]
+    return [save_figure(fig, path, dpi=120)]
 
 
 def lambda_sweep_markdown(result: dict[str, Any]) -> str:
