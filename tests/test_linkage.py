@@ -519,6 +519,9 @@ def test_veil_derive_fine_tunes_away_from_the_shipped_default_with_a_fresh_seed(
         assert (tmp_path / name / "model.pt").is_file()
         seeds.append(config["seed"])
     assert seeds[0] != seeds[1]  # drawn from the operating system, one per user
+    from veil.pipeline.derive import _draw_seed
+
+    assert _draw_seed(tmp_path / "a", resume=True) == seeds[0]  # --resume keeps the user's seed
 
 
 @pytest.mark.hostile

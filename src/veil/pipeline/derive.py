@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.options import data_option, quiet_option, threads_option
-from ..core.settings import add_options, at_least, from_args, option, positive
+from ..core.settings import add_options, at_least, from_args, option, positive, read_settings_file
 from ..core.specs import ZOO_PREFIX
 from ..data.sources import default_source
-from ..train.obfuscator import make_config, train_obfuscator
+from ..train.obfuscator import ObfuscatorConfig, make_config, train_obfuscator
 from ..zoo.build import extract_classifier, extract_obfuscator
 
 
@@ -88,9 +88,7 @@ def _parent_files(s: DeriveSettings, folder: Path) -> tuple[Path, Path]:
 def _draw_seed(out: Path, resume: bool) -> int:
     """A fresh seed from the operating system; on --resume, the one the run recorded."""
     if resume and (out / "config.yaml").is_file():
-        import yaml
-
-        return int(yaml.safe_load((out / "config.yaml").read_text())["seed"])
+        return read_settings_file(out / "config.yaml", ObfuscatorConfig)["seed"]
     return secrets.randbits(32)  # numpy's seeds stop at 2**32; each guess costs a training run
 
 
