@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from veil.attacks import AttackBudget, AttackSetup, Defense, make_baseline, run_attack_suite
+from veil.attacks.defenses import Population, held_defense
 from veil.attacks.linkage import (
     FitBudget,
     HardBatches,
@@ -197,6 +198,23 @@ def test_the_suite_reports_linkage_beside_reconstruction():
     assert result["attacker_budget"]["gallery_size"] == 30
 
 
+def test_an_attacker_holding_a_population_matches_on_pairs_from_all_of_it():
+    ds = load_dataset("sample")
+    budget = AttackBudget(epochs=1, gallery_size=30, matcher_width=8, batch_size=32)
+    held = [Scale(0.5), Scale(1.0)]
+    setup = AttackSetup(ds, {"source": "sample"}, None, ["link_reobfuscate", "link_matcher"],
+                        budget, torch.device("cpu"), attacker_obfuscators=held)
+    sender = Defense("half", "baseline", Scale(0.5))
+    row = run_attack_suite([sender], setup, log=lambda _: None)["defenses"][0]
+    reobfuscated = row["linkage"]["link_reobfuscate"]
+    assert reobfuscated["top1"] == 1.0 and reobfuscated["variant"] in ("held1-exact",
+                                                                        "nearest-exact")
+    assert row["linkage"]["link_matcher"]["weights"] == "the attacker's 2 (a population)"
+    pairs = held_defense(held)
+    assert pairs.name == "attacker's 2" and isinstance(pairs.transform, Population)
+    assert held_defense(held[:1]).transform is held[0]
+
+
 @pytest.mark.slow
 def test_attack_cli_names_linkage_and_writes_its_columns(tmp_path, capsys):
     out = tmp_path / "a"
@@ -310,6 +328,39 @@ def test_a_siblings_weights_link_far_less_than_the_obfuscators_own(sample, shipp
     assert linked["top1"] < 0.3  # 0.125 measured among these 200 photos; chance 0.005
 
 
+class Scale(nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+def test_a_population_sends_each_image_through_one_member_drawn_under_its_seed(sample):
+    _, x, _ = sample
+    members = [Scale(0.25), Scale(0.5), Scale(1.0)]
+    y = Population(members, seed=3)(x)
+    factors = (y.flatten(1).sum(1) / x.flatten(1).sum(1)).numpy()
+    assert np.allclose(np.sort(np.unique(factors.round(4))), [0.25, 0.5, 1.0])  # all used
+    assert torch.equal(Population(members, seed=3)(x), y)  # seeded
+    assert not torch.equal(Population(members, seed=4)(x), y)
+    with pytest.raises(ValueError, match="at least one obfuscator"):
+        Population([])
+
+
+@pytest.mark.slow
+def test_re_obfuscating_with_several_held_links_through_the_one_that_sent(sample, shipped):
+    _, x, y = sample
+    default, sibling = shipped
+    sent = Defense("default", "obfuscator", default).transmit_all(x)
+    linked = reobfuscation_linkage([sibling, default], sent, x, y)
+    assert linked["top1"] == 1.0
+    assert linked["variants"]["held2-exact"]["top1"] == 1.0
+    assert linked["variants"]["held1-exact"]["top1"] < 0.3
+    assert linked["variants"]["nearest-exact"]["top1"] == 1.0  # the sender's distance is 0
+
+
 def test_reobfuscating_a_constant_defense_scores_exactly_chance(sample):
     _, x, y = sample
     constant = Defense("constant", "baseline", Constant())
@@ -356,6 +407,14 @@ def test_attack_cli_reobfuscates_with_the_defenses_or_the_attackers_weights(tmp_
     assert ("The attacker holds another obfuscator's weights, `ensemble.pt`"
             in (tmp_path / "held" / "attacks.md").read_text())
     assert held["defenses"][0]["linkage"]["link_reobfuscate"]["top1"] < 0.5
+    code, _, err = veil([*common, "--attacker-weights", str(ensemble), str(default),
+                         "--out", str(tmp_path / "population")], capsys)
+    assert code == 0, err
+    both = json.loads((tmp_path / "population" / "attacks.json").read_text())
+    assert [w["path"] for w in both["attacker_weights"]] == [ensemble.name, default.name]
+    assert both["defenses"][0]["linkage"]["link_reobfuscate"]["top1"] == 1.0
+    assert ("The attacker holds 2 other obfuscators' weights, a population"
+            in (tmp_path / "population" / "attacks.md").read_text())
 
 
 # --- randomness inside the obfuscator, and the attack that fits it -----------------------------

@@ -70,6 +70,34 @@ def obfuscator_defense(name: str, obfuscator: nn.Module, deobfuscator: nn.Module
                    info=dict(info or {}), deobfuscator=deobfuscator)
 
 
+class Population(nn.Module):
+    """Several obfuscators as one transform: each image goes through one member, drawn at random
+    (seeded), as an attacker holding a population of siblings makes its training pairs."""
+
+    def __init__(self, members: list[nn.Module], seed: int = 0) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("a population needs at least one obfuscator")
+        self.members = nn.ModuleList(members)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pick = torch.randint(len(self.members), (len(x),), generator=self.generator)
+        parts = [(rows, member(x[rows.to(x.device)])) for i, member in enumerate(self.members)
+                 if len(rows := (pick == i).nonzero().flatten())]
+        out = parts[0][1].new_empty((len(x), *parts[0][1].shape[1:]))
+        for rows, y in parts:
+            out[rows.to(x.device)] = y
+        return out
+
+
+def held_defense(held: list[nn.Module], seed: int = 0) -> Defense:
+    """The pairs an attacker holding these obfuscators can make: one's, or a population's."""
+    if len(held) == 1:
+        return obfuscator_defense("attacker's", held[0])
+    return obfuscator_defense(f"attacker's {len(held)}", Population(held, seed))
+
+
 RECORDED_INFO = ("path", "sha256", "lam", "recipe", "epochs", "train_subset")
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,18 +201,28 @@ def _best_of(variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def reobfuscation_linkage(obfuscator: nn.Module, sent: torch.Tensor, originals: torch.Tensor,
-                          labels: torch.Tensor, draws: int = 16) -> dict[str, Any]:
-    """Rank the gallery by the Euclidean distance between the received image and what
-    `obfuscator` (the attacker's copy) is expected to send for each photo; with the exact photos
+def reobfuscation_linkage(obfuscators: nn.Module | Sequence[nn.Module], sent: torch.Tensor,
+                          originals: torch.Tensor, labels: torch.Tensor, draws: int = 16
+                          ) -> dict[str, Any]:
+    """Rank the gallery by the Euclidean distance between the received image and what an
+    obfuscator the attacker holds is expected to send for each photo; with the exact photos
     and with their JPEG-75 copies, and for a randomised obfuscator with its noise at zero and
-    averaged over `draws` draws: the variant with the highest top-1 is the attack."""
-    ways = {"": 0} if not randomised(obfuscator) else {"-noise-free": 0, f"-mean{draws}": draws}
+    averaged over `draws` draws. Holding several (siblings), each alone and the nearest over
+    all of them per photo. The variant with the highest top-1 is the attack."""
+    held = [obfuscators] if isinstance(obfuscators, nn.Module) else list(obfuscators)
     variants = {}
     for name, gallery in (("exact", originals), ("jpeg75", jpeg_copies(originals))):
-        for way, n in ways.items():
-            expected = expected_sends(obfuscator, gallery, n)
-            variants[name + way] = ranking_metrics(-_distances(sent, expected), labels)
+        nearest = None
+        for i, obfuscator in enumerate(held):
+            member = f"held{i + 1}-" if len(held) > 1 else ""
+            ways = ({"": 0} if not randomised(obfuscator)
+                    else {"-noise-free": 0, f"-mean{draws}": draws})
+            for way, n in ways.items():
+                distance = _distances(sent, expected_sends(obfuscator, gallery, n))
+                variants[member + name + way] = ranking_metrics(-distance, labels)
+                nearest = distance if nearest is None else torch.minimum(nearest, distance)
+        if len(held) > 1:
+            variants[f"nearest-{name}"] = ranking_metrics(-nearest, labels)
     return _best_of(variants)
 
 

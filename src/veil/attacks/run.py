@@ -44,10 +44,11 @@ class AttackSettings(EvaluationSettings):
         [0.0], "randomness per request, the linkage lever: each obfuscator is also attacked "
                "with fresh Gaussian noise of this std added to what it sends (before the 8-bit "
                "rule), once per value; 0 = as is (default: 0)", metavar="STD")
-    attacker_weights: str | None = option(
-        None, "the obfuscator checkpoint the attacker holds (a sibling's, a derived "
-              "obfuscator's parent): link_reobfuscate and link_fit run it and link_matcher "
-              "trains on its pairs, instead of each defense's own weights", metavar="PT")
+    attacker_weights: list[str] = option(
+        [], "the obfuscator checkpoints the attacker holds (a sibling's, a derived "
+            "obfuscator's parent, or several: a population of siblings): link_reobfuscate and "
+            "link_fit run each (and the nearest over all), link_matcher trains on their pairs, "
+            "instead of each defense's own weights", metavar="PT")
     classifier: str | None = option(
         None, "the frozen classifier that scores accuracy (default: the one the obfuscators "
               "were trained for)", metavar="PT")
@@ -118,20 +119,26 @@ def attack(settings: AttackSettings | None = None, **options: Any) -> AttackRun:
         swept, sweep, classifier = _sweep(s, classifier, ds, device, quiet)
         defenses += swept
     defenses += baselines
-    held = load_obfuscators([s.attacker_weights], ds.classes, device)[0] \
-        if s.attacker_weights else None
+    held = load_obfuscators(s.attacker_weights, ds.classes, device)
     setup = AttackSetup(ds, data_info, classifier, check_attacks(s.attacks), s.budget, device,
-                        s.seed, quiet, held.obfuscator if held else None)
+                        s.seed, quiet, [h.obfuscator for h in held])
     partial = PartialResult.open(s.out, {
         "budget": setup.recorded_budget(), "attacks": setup.attacks, "data": data_info,
         "seed": s.seed, "classifier": classifier.sha256 if classifier else None,
-        "attacker_weights": held.sha256 if held else None}, s.resume)
+        "attacker_weights": _recorded_sha256(held)}, s.resume)
     result = run_attack_suite(defenses, setup, sweep, partial=partial)
-    if held is not None:
-        result["attacker_weights"] = {"path": held.path, "sha256": held.sha256}
+    if held:
+        weights = [{"path": h.path, "sha256": h.sha256} for h in held]
+        result["attacker_weights"] = weights[0] if len(weights) == 1 else weights
     files = write_result(result, s.out) + _write_curves(result, s.out)
     partial.close()
     return AttackRun(result, files)
+
+
+def _recorded_sha256(held: list) -> str | list[str] | None:
+    """What a resumed run must match: one file's hash as before several were possible."""
+    hashes = [h.sha256 for h in held]
+    return None if not hashes else hashes[0] if len(hashes) == 1 else hashes
 
 
 def with_send_noise(defenses: list[Defense], stds: list[float]) -> list[Defense]:

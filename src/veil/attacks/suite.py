@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from ..report.kinds.attacks import SCHEMA
 from ..run_inputs import LoadedClassifier
 from .budget import AttackBudget
 from .decoders import make_decoder
-from .defenses import Defense, obfuscator_defense
+from .defenses import Defense, held_defense
 from .fresh_decoder import reconstruct, train_fresh_decoder, train_until_flat
 from .inversion import invert
 from .linkage import (
@@ -86,9 +86,10 @@ class AttackSetup:
     device: torch.device
     seed: int = 0
     quiet: bool = True
-    # the obfuscator re-obfuscation runs (the attacker holds these weights); None: each
-    # defense's own
-    attacker_obfuscator: nn.Module | None = None
+    # the obfuscators the attacker holds (a sibling's, a derived one's parent, a population):
+    # re-obfuscation and fitting run them, the matcher trains on their pairs; empty: each
+    # defense's own weights
+    attacker_obfuscators: list[nn.Module] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.attacks = check_attacks(self.attacks)
@@ -229,27 +230,43 @@ def _run_linkage(name: str, defense: Defense, sent: torch.Tensor, setup: AttackS
     if name == "link_operator":
         model = setup.classifier.model if setup.classifier else None
         scored = operator_linkage(model, queries, photos, labels)
-    elif name in ("link_reobfuscate", "link_fit"):  # the attacker runs an obfuscator it holds
-        held = setup.attacker_obfuscator
-        weights = defense.transform if held is None else held
+    elif name in ("link_reobfuscate", "link_fit"):  # the attacker runs obfuscators it holds
+        held = setup.attacker_obfuscators or [defense.transform]
         if name == "link_reobfuscate":
-            scored = reobfuscation_linkage(weights, queries, photos, labels)
+            scored = reobfuscation_linkage(held, queries, photos, labels)
         else:
             budget = FitBudget(setup.budget.fit_shortlist, setup.budget.fit_steps)
-            scored = fitting_linkage(weights, queries, photos, labels, budget)
-        scored["weights"] = "the defense's own" if held is None else "the attacker's"
+            scored = _best_member([fitting_linkage(h, queries, photos, labels, budget)
+                                   for h in held])
+        scored["weights"] = _whose(setup)
     else:  # a matcher trained on pairs the attacker can make: its own weights' where it has any
-        held = setup.attacker_obfuscator
-        pairs = defense if held is None else obfuscator_defense("attacker's", held)
+        held = setup.attacker_obfuscators
+        pairs = held_defense(held, setup.seed) if held else defense
         train = setup.ds.train.subset(setup.train_images, setup.seed)
         scored = matcher_linkage(pairs, train, setup.matcher_budget(), queries, photos, labels,
                                  setup.device, setup.seed, setup.quiet)
-        scored["weights"] = "the defense's own" if held is None else "the attacker's"
+        scored["weights"] = _whose(setup)
     scored["wall_s"] = round(time.perf_counter() - t0, 2)
     log(f"  {defense.name} / {name}: top-1 {100 * scored['top1']:.1f} % of {scored['gallery']} "
         f"(chance {100 * scored['chance']['top1']:.1f} %), within the class "
         f"{100 * scored['class_top1']:.1f} % ({scored['wall_s']:.0f}s)")
     return scored
+
+
+def _whose(setup: AttackSetup) -> str:
+    n = len(setup.attacker_obfuscators)
+    return ("the defense's own" if n == 0 else "the attacker's" if n == 1
+            else f"the attacker's {n} (a population)")
+
+
+def _best_member(scores: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of one attack run with each held obfuscator, the highest top-1 (which one, recorded)."""
+    if len(scores) == 1:
+        return scores[0]
+    best = max(range(len(scores)), key=lambda i: scores[i]["top1"])
+    return {**scores[best], "member": f"held{best + 1}",
+            "members": [{m: s[m] for m in ("top1", "top5", "median_rank", "class_top1")}
+                        for s in scores]}
 
 
 def _strongest_linkage(linkage: dict[str, Any]) -> dict[str, Any] | None:

@@ -59,9 +59,15 @@ def _setup(result: dict[str, Any]) -> list[str]:
                                   ("link_fit", "link_fit runs it"),
                                   ("link_matcher", "link_matcher trains on its pairs"))
             if name in ran]
-    if held and uses:
+    if isinstance(held, dict) and uses:
         lines += ["", f"The attacker holds another obfuscator's weights, `{held['path']}` (sha256 "
                       f"`{held['sha256'][:12]}`), not the defenses' own: {', '.join(uses)}."]
+    elif held and uses:
+        files = ", ".join(f"`{h['path']}` (sha256 `{h['sha256'][:12]}`)" for h in held)
+        lines += ["", f"The attacker holds {len(held)} other obfuscators' weights, a population "
+                      f"({files}), not the defenses' own: each one and the nearest over all "
+                      f"re-obfuscate, the matcher trains on pairs drawn from all of them; "
+                      f"{', '.join(uses)}."]
     sweep = result.get("sweep")
     if sweep:
         lines += ["", f"λ sweep: obfuscators trained against the classifier with λ in "
