@@ -8,16 +8,40 @@ import torch
 from torch import nn
 
 from veil.models import create_model
-from veil.models.classifiers import CLOUDNETS, ViewAveraged, fastnet_macs
+from veil.models.classifiers import (
+    CLOUDNETS,
+    ResidualFastBlock,
+    ViewAveraged,
+    fastnet_backbone,
+    fastnet_macs,
+)
 from veil.models.complexity import count_macs
 from veil.train.classifier import make_config, whiten_stem
 
 
 @pytest.mark.parametrize("name, macs", [("cloudnet_s", 118_147_360),
-                                        ("cloudnet_m", 332_527_904)])
+                                        ("cloudnet_m", 332_527_904),
+                                        ("cloudnet_l", 451_967_264)])
 def test_cloudnets_cost_what_the_fastnet_formula_says(name, macs):
-    stem, widths = CLOUDNETS[name]
-    assert count_macs(create_model(name)) == fastnet_macs(stem, *widths) == macs
+    stem, widths, convs = CLOUDNETS[name]
+    assert count_macs(create_model(name)) == fastnet_macs(stem, *widths, convs_per_block=convs) \
+        == macs
+
+
+def test_the_big_cloud_costs_at_least_15_times_the_obfuscator_as_the_papers_do():
+    assert count_macs(create_model("cloudnet_l")) >= 15 * count_macs(create_model("obfuscator"))
+
+
+def test_a_residual_block_adds_its_two_convolutions_to_what_they_start_from():
+    torch.manual_seed(0)
+    block = ResidualFastBlock(4, 8).eval()
+    x = torch.rand(2, 4, 8, 8)
+    with torch.no_grad():
+        entry = block.entry(x)
+        assert torch.allclose(block(x), entry + block.body(entry))
+    assert block(x).shape == (2, 8, 4, 4)
+    with pytest.raises(ValueError, match="a fastnet block has 2 or 3 convolutions, got 4"):
+        fastnet_backbone(10, (8, 8, 8), convs_per_block=4)
 
 
 def test_the_six_view_model_costs_six_forward_passes_and_shares_the_weights():
@@ -64,6 +88,7 @@ def test_the_cloudnet_recipe_whitens_and_tests_six_views_by_default():
     config = make_config("cloudnet_m")
     assert config.whiten and config.view_averaged_eval and config.crop_padding == 2
     assert not make_config("fastnet").whiten
+    assert make_config("cloudnet_l").cutout == 8 and make_config("cloudnet_m").cutout == 0
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from veil.data import (
     sources,
 )
 from veil.data.download import CIFAR10_FOLDER, download
+from veil.data.loader import CUTOUT_FILL, random_cutout
 from veil.data.lossless import jpeg_twins, load_lossless_slice, twin_indices
 from veil.data.sample import load_sample
 
@@ -536,6 +537,34 @@ def test_random_flip_mirrors_some_images():
     kept = [torch.equal(o, xi) for o, xi in zip(out, x, strict=True)]
     assert all(f or k for f, k in zip(flipped, kept, strict=True))
     assert any(flipped) and any(kept)
+
+
+def test_cutout_hides_one_grey_square_per_image_clipped_at_the_border():
+    x = torch.zeros(64, 3, 8, 8, dtype=torch.uint8)
+    out = random_cutout(x, 3, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    hidden = out[:, 0] == CUTOUT_FILL
+    assert torch.equal(hidden, (out == CUTOUT_FILL).all(1))  # every channel alike
+    sizes = hidden.flatten(1).sum(1)
+    assert sizes.max() == 9 and sizes.min() >= 4 and (sizes < 9).any()  # squares, some clipped
+    for square in hidden:
+        rows, cols = square.any(1).nonzero().flatten(), square.any(0).nonzero().flatten()
+        assert square.sum() == len(rows) * len(cols)  # one rectangle
+        assert rows.diff().eq(1).all() and cols.diff().eq(1).all()
+    assert torch.equal(random_cutout(x, 3, torch.Generator().manual_seed(0)), out)
+
+
+def test_a_loader_without_cutout_draws_what_it_drew_before_cutout_existed():
+    split = toy_split(10)
+    plain = [x for x, _ in TensorLoader(split, 4, shuffle=True, crop_padding=2, flip=True)]
+    cut = [x for x, _ in TensorLoader(split, 4, shuffle=True, crop_padding=2, flip=True,
+                                      cutout=3)]
+    for before, after in zip(plain, cut, strict=True):
+        changed = before != after
+        assert torch.all(after[changed] == CUTOUT_FILL / 255)  # only the squares differ
+    assert any((b != a).any() for b, a in zip(plain, cut, strict=True))
+    with pytest.raises(ValueError, match="cutout must be 0 \\(none\\) or a square's side"):
+        TensorLoader(split, 4, cutout=-1)
 
 
 @pytest.mark.parametrize(("drop_last", "sizes"), [(False, [4, 4, 2]), (True, [4, 4])])

@@ -197,13 +197,34 @@ class FastBlock(nn.Sequential):
         )
 
 
-def fastnet_backbone(num_classes: int, widths: tuple[int, int, int], stem: int = 24
-                     ) -> nn.Module:
-    """2x2 stem conv, three conv-pool-conv blocks, global max pool (after airbench's layout)."""
+class ResidualFastBlock(nn.Module):
+    """A FastBlock with a third convolution: conv-pool, then two convolutions added back to
+    what they start from (a deeper block whose extra depth still trains in few epochs)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.entry = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                                   nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.GELU())
+        self.body = nn.Sequential(
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU(),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.entry(x)
+        return x + self.body(x)
+
+
+def fastnet_backbone(num_classes: int, widths: tuple[int, int, int], stem: int = 24,
+                     convs_per_block: int = 2) -> nn.Module:
+    """2x2 stem conv, three conv-pool-conv blocks (with `convs_per_block` = 3, each a
+    ResidualFastBlock), global max pool (after airbench's layout)."""
+    if convs_per_block not in (2, 3):
+        raise ValueError(f"a fastnet block has 2 or 3 convolutions, got {convs_per_block}")
+    block = FastBlock if convs_per_block == 2 else ResidualFastBlock
     w1, w2, w3 = widths
     return nn.Sequential(
         nn.Conv2d(3, stem, 2, padding=0), nn.GELU(),
-        FastBlock(stem, w1), FastBlock(w1, w2), FastBlock(w2, w3),
+        block(stem, w1), block(w1, w2), block(w2, w3),
         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(w3, num_classes, bias=False),
         _Scale(1 / 9),
     )
@@ -261,9 +282,11 @@ def fastnet_tiny(num_classes: int = 10) -> Classifier:
 # fastnet's layout made wider: the paper's regime needs a cloud model far stronger (and costlier)
 # than anything the device runs. Trained with a whitened stem (`veil train classifier`'s
 # `whiten`); the `_tta` entries are the same weights answering over six views.
-CLOUDNETS: dict[str, tuple[int, tuple[int, int, int]]] = {
-    "cloudnet_s": (24, (64, 256, 256)),
-    "cloudnet_m": (24, (128, 384, 512)),
+# (stem, block widths, convolutions per block)
+CLOUDNETS: dict[str, tuple[int, tuple[int, int, int], int]] = {
+    "cloudnet_s": (24, (64, 256, 256), 2),
+    "cloudnet_m": (24, (128, 384, 512), 2),
+    "cloudnet_l": (24, (128, 384, 512), 3),  # >= 15x the obfuscator's MACs, as the paper's
 }
 
 
@@ -283,9 +306,9 @@ class ViewAveraged(Classifier):
 
 
 def cloudnet(name: str, num_classes: int = 10, views: bool = False) -> Classifier:
-    stem, widths = CLOUDNETS[name]
+    stem, widths, convs = CLOUDNETS[name]
     return (ViewAveraged if views else Classifier)(
-        fastnet_backbone(num_classes, widths, stem), num_classes)
+        fastnet_backbone(num_classes, widths, stem, convs), num_classes)
 
 
 # --- The device alone: fastnets sized to an obfuscator's budget ------------------------------
@@ -301,7 +324,8 @@ DEVICE_FASTNETS: dict[str, tuple[float, tuple[int, int, int, int]]] = {
 }
 
 
-def fastnet_macs(stem: int, w1: int, w2: int, w3: int, size: int = 32) -> int:
+def fastnet_macs(stem: int, w1: int, w2: int, w3: int, size: int = 32,
+                 convs_per_block: int = 2) -> int:
     """Multiply-accumulates of a fastnet of these widths on one size x size image (the same
     convolutions and matrix products `complexity.count_macs` counts)."""
     side = size - 1  # the 2x2 stem conv without padding
@@ -309,7 +333,7 @@ def fastnet_macs(stem: int, w1: int, w2: int, w3: int, size: int = 32) -> int:
     for cin, cout in ((stem, w1), (w1, w2), (w2, w3)):
         macs += side * side * cin * cout * 9
         side //= 2
-        macs += side * side * cout * cout * 9
+        macs += (convs_per_block - 1) * side * side * cout * cout * 9
     return macs + w3 * 10
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..batches import accuracy
 from ..core.runtime import autocast, progress, quiet_default, seed_everything
+from ..core.settings import at_least
 from ..data import Dataset, TensorLoader, load_dataset, to_tensor_images
 from ..models import create_model, model_kind
 from ..models.classifiers import ViewAveraged
@@ -43,6 +44,8 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
                    "view_averaged_eval": True},
     "cloudnet_m": {"epochs": 16, "crop_padding": 2, "whiten": True,
                    "view_averaged_eval": True},
+    "cloudnet_l": {"epochs": 24, "crop_padding": 2, "cutout": 8, "whiten": True,
+                   "view_averaged_eval": True},
     "resnet50": {"lr": 0.1},
 }
 
@@ -61,6 +64,11 @@ class ClassifierConfig(RunConfig):
     compile: bool = False
     whiten: bool = False
     view_averaged_eval: bool = False
+    cutout: int = 0  # the side of a square hidden in each training image (0: none)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at_least(self, cutout=0)
 
 
 def make_config(model: str, **overrides: Any) -> ClassifierConfig:
@@ -162,6 +170,7 @@ class ClassifierTrainer:
         self.model = model.to(memory_format=torch.channels_last) if config.channels_last else model
         self.train_loader = TensorLoader(ds.train, config.batch_size, shuffle=True,
                                          crop_padding=config.crop_padding, flip=config.flip,
+                                         cutout=config.cutout,
                                          drop_last=len(ds.train) >= 2 * config.batch_size,
                                          seed=config.seed, device=self.device,
                                          channels_last=config.channels_last)
