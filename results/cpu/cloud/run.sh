@@ -4,19 +4,26 @@
 #   bash run.sh m         cloudnet_m (333M MACs; 2.0G over six views): the >= 92 % target
 #   bash run.sh s         cloudnet_s (118M MACs; 709M over six views): the ~90 % one of the
 #                         first hour; then veil against it, fine-tuned from the shipped default
+#   bash run.sh l         cloudnet_l (452M MACs, 17.3x the obfuscator; 2.7G over six views):
+#                         the paper's regime's big cloud, 24 epochs over several sessions
 #   bash run.sh snapshot  logs beside this script, newest resumable state into resume/RUN/ (for
 #                         a commit: a later session's run.sh seeds its worktree from resume/)
-# Runs from its own git worktree of PIN, so later changes to the code change nothing it runs.
+# Each lane runs from its own git worktree of the commit that started it (m and s: ce5b502;
+# l: 596bb8b), so later changes to the code change nothing it runs.
 # CIFAR-10 (JPEG-75) from ../shared, seed 0, torch 2.13.0+cpu.
 set -euo pipefail
-PIN=ce5b502
-LANE=${1:?usage: run.sh m|s|snapshot}
+LANE=${1:?usage: run.sh m|s|l|snapshot}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(git -C "$HERE" rev-parse --show-toplevel)
-WT=${WT:-$REPO/../cloud-lanes}
-[ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" $PIN
-RUNS=$WT/runs
-mkdir -p "$RUNS"
+PY="$REPO/.venv/bin/python"
+DATA=$(realpath "$REPO/../shared/data/cifar10-jpeg75.zip")
+export VEIL_QUIET=1
+enter() {  # worktree folder name, commit: make it if missing, cd into it
+  WT=$REPO/../$1
+  [ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" "$2"
+  RUNS=$WT/runs
+  cd "$WT" && mkdir -p "$RUNS" && export PYTHONPATH=$WT/src
+}
 seed_from_resume() {  # a fresh machine: continue from the committed state
   local name=$1
   mkdir -p "$RUNS/$name"
@@ -28,19 +35,31 @@ seed_from_resume() {  # a fresh machine: continue from the committed state
     cp "$HERE/$name"/{config.yaml,metrics.jsonl,curve.jsonl} "$RUNS/$name/" 2>/dev/null || true
   fi
 }
-cd "$WT"
-export PYTHONPATH=$WT/src VEIL_QUIET=1
-PY="$REPO/.venv/bin/python"
-DATA=$(realpath "$REPO/../shared/data/cifar10-jpeg75.zip")
 classifier() {  # model name
   seed_from_resume "$1"
   [ -f "$RUNS/$1/model.pt" ] || "$PY" -m veil train classifier --model "$1" --data "$DATA" \
     --out "$RUNS/$1" --threads 1 --seed 0 --resume
 }
+snapshot() {  # every run of the current worktree
+  for run in "$RUNS"/*/; do
+    name=$(basename "$run"); logs="$HERE/$name"; state="$HERE/resume/$name"
+    mkdir -p "$logs"
+    for f in config.yaml metrics.jsonl curve.jsonl; do
+      [ ! -f "$run/$f" ] || cp "$run/$f" "$logs/"
+    done
+    relative="s|$(realpath "$REPO/../shared")/|../shared/|g; s|$WT/|../$(basename "$WT")/|g"
+    [ ! -f "$logs/config.yaml" ] || sed -i "$relative" "$logs/config.yaml"
+    rm -rf "$state"
+    if [ -f "$run/model.pt" ]; then cp "$run/model.pt" "$run/model.pt.sha256" "$logs/"
+    elif [ -f "$run/last.pt" ]; then mkdir -p "$state" && cp "$run"/last.pt* "$state/"; fi
+    echo "$name: $(ls "$logs" "$state" 2>/dev/null | tr '\n' ' ')"
+  done
+}
 case $LANE in
-  m) classifier cloudnet_m ;;
+  m) enter cloud-lanes ce5b502 && classifier cloudnet_m ;;
+  l) enter cloud-l 596bb8b && classifier cloudnet_l ;;
   s)
-    classifier cloudnet_s
+    enter cloud-lanes ce5b502 && classifier cloudnet_s
     [ -f "$RUNS/default-obfuscator.pt" ] || "$PY" -m veil.zoo.build \
       --extract-obfuscator "$RUNS/default-obfuscator.pt"
     seed_from_resume veil-cloudnet_s
@@ -50,16 +69,7 @@ case $LANE in
       --set init="$RUNS/default-obfuscator.pt" --set lr_deobfuscator=1e-3 \
       --set lam_ramp_epochs=0 --set curve_every=20000 --resume ;;
   snapshot)
-    for run in "$RUNS"/*/; do
-      name=$(basename "$run"); logs="$HERE/$name"; state="$HERE/resume/$name"
-      mkdir -p "$logs"
-      for f in config.yaml metrics.jsonl curve.jsonl; do
-        [ ! -f "$run/$f" ] || cp "$run/$f" "$logs/"
-      done
-      rm -rf "$state"
-      if [ -f "$run/model.pt" ]; then cp "$run/model.pt" "$run/model.pt.sha256" "$logs/"
-      elif [ -f "$run/last.pt" ]; then mkdir -p "$state" && cp "$run"/last.pt* "$state/"; fi
-      echo "$name: $(ls "$logs" "$state" 2>/dev/null | tr '\n' ' ')"
-    done ;;
+    (enter cloud-lanes ce5b502 && snapshot)
+    [ ! -d "$REPO/../cloud-l" ] || (enter cloud-l 596bb8b && snapshot) ;;
   *) echo "unknown lane $LANE" >&2; exit 2 ;;
 esac
