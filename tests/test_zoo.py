@@ -221,3 +221,18 @@ def test_the_shipped_cloud_classifier_is_what_its_card_says():
     with torch.no_grad():
         hits = (model(x).argmax(1) == torch.as_tensor(load_dataset("sample").test.labels))
     assert hits.float().mean().item() > 0.8
+
+
+def test_a_cloud_classifier_alone_extracts_as_a_checkpoint_that_serves_the_same(tmp_path):
+    from veil.models.loading import load_classifier
+    from veil.models.pretrained import pretrained_classifier
+    from veil.zoo.build import extract_classifier
+
+    path = extract_classifier("cloudnet_s", tmp_path / "cloud.pt")
+    model, payload = load_classifier(path)
+    shipped, _ = pretrained_classifier("cloudnet_s")
+    assert payload["model_name"] == "cloudnet_s_tta"
+    assert payload["zoo_card"] == zoo.card("cloudnet_s")["classifier"]
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), shipped(x))

@@ -30,6 +30,7 @@ from ..data import TensorLoader, load_dataset
 from ..models import create_model
 from ..models.complexity import count_macs, count_params
 from ..models.loading import load_classifier, load_obfuscator_pair
+from ..models.pretrained import pretrained_classifier
 from ..train.common import MetricsLog
 from ..train.obfuscator import evaluate_pair
 from . import card, load
@@ -129,7 +130,7 @@ def extract_classifier(name: str, out: Path) -> Path:
     """Write a shipped entry's classifier as a `veil train` classifier checkpoint (fp32), so that
     an obfuscator can be trained against it; its card section travels with it (`zoo_card`)."""
     info = card(name)
-    classifier = load(name).classifier
+    classifier = pretrained_classifier(name)[0]  # a cloud classifier alone as well
     payload = {"kind": "classifier", "model_name": info["classifier"]["model"],
                "num_classes": len(info["classes"]), "classes": info["classes"],
                "model": classifier.state_dict(), "config": info["classifier"]["recipe"],
