@@ -198,6 +198,7 @@ def test_the_suite_reports_linkage_beside_reconstruction():
     assert result["attacker_budget"]["gallery_size"] == 30
 
 
+@pytest.mark.slow
 def test_an_attacker_holding_a_population_matches_on_pairs_from_all_of_it():
     ds = load_dataset("sample")
     budget = AttackBudget(epochs=1, gallery_size=30, matcher_width=8, batch_size=32)

@@ -223,6 +223,7 @@ def test_the_shipped_cloud_classifier_is_what_its_card_says():
     assert hits.float().mean().item() > 0.8
 
 
+@pytest.mark.slow
 def test_a_cloud_classifier_alone_extracts_as_a_checkpoint_that_serves_the_same(tmp_path):
     from veil.models.loading import load_classifier
     from veil.models.pretrained import pretrained_classifier
