@@ -16,7 +16,10 @@ RUN=runs/noise$SIGMA
   --data "$DATA" --out "$RUN" --recipe staged --epochs 1 --lr 5e-4 --threads 1 \
   --set init=runs/default-obfuscator.pt --set lr_deobfuscator=5e-4 --set lam_ramp_epochs=0 \
   --set bottleneck_noise="$SIGMA" --set curve_every=10000 --resume
-cp "$RUN"/{config.yaml,metrics.jsonl} "$HERE/" 2>/dev/null || true
+mkdir -p "$HERE/noise$SIGMA-model"
+cp "$RUN"/{config.yaml,metrics.jsonl,curve.jsonl,model.pt,model.pt.sha256} "$HERE/noise$SIGMA-model/"
+sed -i "s|$(realpath "$REPO/../shared")/|../shared/|g; s|$WT/|../randomised/|g" \
+  "$HERE/noise$SIGMA-model/config.yaml"
 "$PY" -m veil attack --obfuscators "$RUN/model.pt" --classifier runs/default-classifier.pt \
   --attacks link_operator link_reobfuscate link_fit link_matcher cotrained --budget hour \
   --matcher-seconds 1800 --matcher-eval-every 10000 --data "$DATA" --threads 1 \
