@@ -575,7 +575,7 @@ def test_veil_derive_fine_tunes_away_from_the_shipped_default_with_a_fresh_seed(
         assert code == 0, err
         assert "keep it and its run folder private" in out
         config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
-        assert config["lam_away"] == 1.0 and config["init"].endswith("parent/obfuscator.pt")
+        assert config["lam_away"] == 2.0 and config["init"].endswith("parent/obfuscator.pt")
         assert (tmp_path / name / "model.pt").is_file()
         seeds.append(config["seed"])
     assert seeds[0] != seeds[1]  # drawn from the operating system, one per user

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # issue 51 §3, the population attack: other users' derived obfuscators (siblings: `veil derive`
-# from the same shipped default with its defaults, λa = 1, one epoch, each with its own seed in
+# from the same shipped default, λa = 1, one epoch, each with its own seed in
 # $SEEDS) are all an attacker may hold besides the parent. Against one derived obfuscator
 # ($TARGET, whose weights the attacker does not hold: $TARGET/model/model.pt), re-obfuscation
 # with each held one and with the nearest over all, and a matcher trained on pairs drawn from all
@@ -16,7 +16,7 @@ held=(runs/default-obfuscator.pt)
 for seed in $SEEDS; do
   [ -f "runs/sibling$seed/model.pt" ] || "$PY" -m veil derive --parent runs/default-obfuscator.pt \
     --classifier runs/default-classifier.pt --data "$DATA" --out "runs/sibling$seed" \
-    --seed "$seed" --threads 1 --resume --quiet
+    --seed "$seed" --lam-away 1 --threads 1 --resume --quiet
   held+=("runs/sibling$seed/model.pt")
 done
 "$PY" -m veil attack --obfuscators "$HERE/$TARGET/model/model.pt" \

@@ -11,5 +11,6 @@ L=results/cpu/linkage
   --point "ft-nofeat-link1=$L/levers/ft-nofeat-link1/attacks.json:$L/levers/ft-nofeat-link1/metrics.jsonl" \
   --point "randomised, noise std 1=$L/randomised/noise1/attacks.json:$L/randomised/noise1-model/metrics.jsonl" \
   --point "derived, parent holder=$L/derived/away1/parent-holder/attacks.json:$L/derived/away1/metrics.jsonl" \
+  --point "derived λa 2, parent holder=$L/derived/away2/parent-holder/attacks.json:$L/derived/away2/metrics.jsonl" \
   --point "derived λa 3, parent holder=$L/derived/away3/parent-holder/attacks.json:$L/derived/away3/metrics.jsonl" \
   --baselines $L/baselines/attacks.json --device-alone 0.8662
