@@ -217,6 +217,14 @@ def test_device_fastnets_cost_what_the_obfuscator_costs_at_their_width():
         assert create_model(name)(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_the_whitened_device_fastnet_costs_the_obfuscator_with_a_stem_of_24():
+    from veil.models.classifiers import WHITENED_DEVICE_FASTNETS, fastnet_widths_for
+    for name, (width, widths) in WHITENED_DEVICE_FASTNETS.items():
+        obfuscator_macs = count_macs(Obfuscator(width))
+        assert widths[0] == 24 and fastnet_widths_for(obfuscator_macs, stem=24) == widths
+        assert abs(model_complexity(name).macs / obfuscator_macs - 1) <= 0.10, name
+
+
 @pytest.mark.parametrize("widths", [(24, 48, 160, 160), (8, 8, 32, 48), (16, 32, 112, 112)])
 def test_fastnet_mac_formula_matches_the_counter(widths):
     from veil.models.classifiers import Classifier, fastnet_backbone, fastnet_macs

@@ -337,16 +337,18 @@ def fastnet_macs(stem: int, w1: int, w2: int, w3: int, size: int = 32,
     return macs + w3 * 10
 
 
-def fastnet_widths_for(macs: int) -> tuple[int, int, int, int]:
+def fastnet_widths_for(macs: int, stem: int | None = None) -> tuple[int, int, int, int]:
     """The fastnet (stem, w1, w2, w3) whose MACs are closest to `macs`: fastnet's widths scaled
-    by one factor and rounded to multiples of 8, the last block up to 16 wider."""
-    if macs < fastnet_macs(8, 8, 8, 8):
+    by one factor and rounded to multiples of 8, the last block up to 16 wider; with `stem`,
+    that stem (24 for a whitened one) and only the blocks scaled."""
+    if macs < fastnet_macs(stem or 8, 8, 8, 8):
         raise ValueError(f"no fastnet costs as little as {macs:,} MACs")
     best: tuple[float, tuple[int, int, int, int]] | None = None
-    for step in range(5, 201):
-        stem, w1, w2 = (max(8, int(w * step / 100 + 4) // 8 * 8) for w in FASTNET_WIDTHS[:3])
+    for step in range(3, 201):
+        scaled, w1, w2 = (max(8, int(w * step / 100 + 4) // 8 * 8) for w in FASTNET_WIDTHS[:3])
+        stem_width = stem or scaled
         for extra in (0, 8, 16):
-            widths = (stem, w1, w2, w2 + extra)
+            widths = (stem_width, w1, w2, w2 + extra)
             gap = abs(fastnet_macs(*widths) / macs - 1)
             if best is None or gap < best[0] - 1e-12:
                 best = (gap, widths)
@@ -354,6 +356,13 @@ def fastnet_widths_for(macs: int) -> tuple[int, int, int, int]:
     return best[1]
 
 
+# The same budget with a stem of 24 (what `veil train classifier --set whiten=true` needs): the
+# cloud recipe's whitened stem tried on the device alone too, at the obfuscator's α = 1 cost.
+WHITENED_DEVICE_FASTNETS: dict[str, tuple[float, tuple[int, int, int, int]]] = {
+    "fastnet_device_a100_whitened": (1.0, (24, 32, 104, 104)),
+}
+
+
 def fastnet_device(name: str, num_classes: int = 10) -> Classifier:
-    stem, *widths = DEVICE_FASTNETS[name][1]
+    stem, *widths = {**DEVICE_FASTNETS, **WHITENED_DEVICE_FASTNETS}[name][1]
     return Classifier(fastnet_backbone(num_classes, tuple(widths), stem), num_classes)

@@ -24,7 +24,7 @@ _REGISTRY: dict[str, tuple[str, Callable[..., nn.Module]]] = {
     "resnet9_narrow": ("classifier", classifiers.resnet9_narrow),
     "resnet9_tiny": ("classifier", classifiers.resnet9_tiny),
     **{name: ("classifier", functools.partial(classifiers.fastnet_device, name))
-       for name in classifiers.DEVICE_FASTNETS},
+       for name in (*classifiers.DEVICE_FASTNETS, *classifiers.WHITENED_DEVICE_FASTNETS)},
     **{name: ("classifier", functools.partial(classifiers.cloudnet, name))
        for name in classifiers.CLOUDNETS},
     **{f"{name}_tta": ("classifier", functools.partial(classifiers.cloudnet, name, views=True))
