@@ -6,13 +6,16 @@
 #                         first hour; then veil against it, fine-tuned from the shipped default
 #   bash run.sh l         cloudnet_l (452M MACs, 17.3x the obfuscator; 2.7G over six views):
 #                         the paper's regime's big cloud, 24 epochs over several sessions
+#   bash run.sh device    the device alone with the cloud recipe's whitened stem, at the obfuscator's
+#                         α = 1 cost (fastnet_device_a100_whitened, 26.1M MACs): the fair baseline
+#                         check (15 epochs as the device family, crops of 2, six views reported)
 #   bash run.sh snapshot  logs beside this script, newest resumable state into resume/RUN/ (for
 #                         a commit: a later session's run.sh seeds its worktree from resume/)
 # Each lane runs from its own git worktree of the commit that started it (m and s: ce5b502;
-# l: 596bb8b), so later changes to the code change nothing it runs.
+# l: 596bb8b; device: 6675330), so later changes to the code change nothing it runs.
 # CIFAR-10 (JPEG-75) from ../shared, seed 0, torch 2.13.0+cpu.
 set -euo pipefail
-LANE=${1:?usage: run.sh m|s|l|snapshot}
+LANE=${1:?usage: run.sh m|s|l|device|snapshot}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(git -C "$HERE" rev-parse --show-toplevel)
 PY="$REPO/.venv/bin/python"
@@ -58,6 +61,12 @@ snapshot() {  # every run of the current worktree
 case $LANE in
   m) enter cloud-lanes ce5b502 && classifier cloudnet_m ;;
   l) enter cloud-l 596bb8b && classifier cloudnet_l ;;
+  device)
+    enter cloud-device 6675330 && seed_from_resume fastnet_device_a100_whitened
+    [ -f "$RUNS/fastnet_device_a100_whitened/model.pt" ] || "$PY" -m veil train classifier \
+      --model fastnet_device_a100_whitened --epochs 15 --set whiten=true --set crop_padding=2 \
+      --set view_averaged_eval=true --data "$DATA" --out "$RUNS/fastnet_device_a100_whitened" \
+      --threads 1 --seed 0 --resume ;;
   s)
     enter cloud-lanes ce5b502 && classifier cloudnet_s
     [ -f "$RUNS/default-obfuscator.pt" ] || "$PY" -m veil.zoo.build \
@@ -70,6 +79,7 @@ case $LANE in
       --set lam_ramp_epochs=0 --set curve_every=20000 --resume ;;
   snapshot)
     (enter cloud-lanes ce5b502 && snapshot)
-    [ ! -d "$REPO/../cloud-l" ] || (enter cloud-l 596bb8b && snapshot) ;;
+    [ ! -d "$REPO/../cloud-l" ] || (enter cloud-l 596bb8b && snapshot)
+    [ ! -d "$REPO/../cloud-device" ] || (enter cloud-device 6675330 && snapshot) ;;
   *) echo "unknown lane $LANE" >&2; exit 2 ;;
 esac
