@@ -50,6 +50,20 @@ def adversarial_step_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def classifier_step_markdown(result: dict[str, Any]) -> str:
+    env, s = result["environment"], result["settings"]
+    rows = [[name, f"{m['median']['fp32']:.1f}", f"{m['median']['bf16']:.1f}",
+             f"**{m['bf16_over_fp32']:.2f}x**"] for name, m in result["models"].items()]
+    return "\n".join([
+        f"# Classifier training step on CPU: fp32 against bf16 autocast ({env['cpu']}, "
+        f"{s['threads']} thread(s), torch {env['torch']})", "",
+        f"Batch {s['batch']}, random images, Nesterov SGD, channels-last; CPU flags: "
+        f"{', '.join(result['cpu_flags']) or 'none read'}. Images per second, the median of "
+        f"{s['rounds']} rounds of {s['steps']} steps that alternate between the precisions "
+        "(compare the ratios; the machine may have run other work).", "",
+        *table(["model", "fp32 images/s", "bf16 images/s", "bf16 / fp32"], rows), ""])
+
+
 def _gaps(values: list[float]) -> str:
     return ", ".join(f"{g:.1e}" for g in values) or "–"
 
@@ -216,6 +230,7 @@ def kills_markdown(result: dict[str, Any]) -> str:
 
 
 for _kind in (Kind("veil.adversarial_step/1", "adversarial_step", adversarial_step_markdown),
+              Kind("veil.classifier_step/1", "classifier_step", classifier_step_markdown),
               Kind("veil.learning_speed/1", "learning_speed", learning_speed_markdown,
                    learning_speed_figures),
               Kind("veil.lambda_sweep/1", "lambda_sweep", lambda_sweep_markdown,
