@@ -5,7 +5,9 @@
 #   bash run.sh s         cloudnet_s (118M MACs; 709M over six views): the ~90 % one of the
 #                         first hour; then veil against it, fine-tuned from the shipped default
 #   bash run.sh l         cloudnet_l (452M MACs, 17.3x the obfuscator; 2.7G over six views):
-#                         the paper's regime's big cloud, 24 epochs over several sessions
+#                         the paper's regime's big cloud, 24 epochs over several sessions, in
+#                         bf16 autocast (2.07x fp32's speed: results/cpu/classifier_step)
+#   bash run.sh s-bf16    cloudnet_s again in bf16 autocast: does bf16 train as well as fp32?
 #   bash run.sh device    the device alone with the cloud recipe's whitened stem, at the obfuscator's
 #                         α = 1 cost (fastnet_device_a100_whitened, 26.1M MACs): the fair baseline
 #                         check (15 epochs as the device family, crops of 2, six views reported)
@@ -15,7 +17,7 @@
 # l: 596bb8b; device: 6675330), so later changes to the code change nothing it runs.
 # CIFAR-10 (JPEG-75) from ../shared, seed 0, torch 2.13.0+cpu.
 set -euo pipefail
-LANE=${1:?usage: run.sh m|s|l|device|snapshot}
+LANE=${1:?usage: run.sh m|s|l|s-bf16|device|snapshot}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(git -C "$HERE" rev-parse --show-toplevel)
 PY="$REPO/.venv/bin/python"
@@ -38,10 +40,12 @@ seed_from_resume() {  # a fresh machine: continue from the committed state
     cp "$HERE/$name"/{config.yaml,metrics.jsonl,curve.jsonl} "$RUNS/$name/" 2>/dev/null || true
   fi
 }
-classifier() {  # model name
-  seed_from_resume "$1"
-  [ -f "$RUNS/$1/model.pt" ] || "$PY" -m veil train classifier --model "$1" --data "$DATA" \
-    --out "$RUNS/$1" --threads 1 --seed 0 --resume
+classifier() {  # model name [run name [more settings]]
+  local model=$1 run=${2:-$1}
+  shift; [ $# -eq 0 ] || shift
+  seed_from_resume "$run"
+  [ -f "$RUNS/$run/model.pt" ] || "$PY" -m veil train classifier --model "$model" \
+    --data "$DATA" --out "$RUNS/$run" --threads 1 --seed 0 --resume "$@"
 }
 snapshot() {  # every run of the current worktree
   for run in "$RUNS"/*/; do
@@ -60,7 +64,8 @@ snapshot() {  # every run of the current worktree
 }
 case $LANE in
   m) enter cloud-lanes ce5b502 && classifier cloudnet_m ;;
-  l) enter cloud-l 596bb8b && classifier cloudnet_l ;;
+  l) enter cloud-l 596bb8b && classifier cloudnet_l cloudnet_l --set precision=bf16 ;;
+  s-bf16) enter cloud-lanes ce5b502 && classifier cloudnet_s cloudnet_s_bf16 --set precision=bf16 ;;
   device)
     enter cloud-device 6675330 && seed_from_resume fastnet_device_a100_whitened
     [ -f "$RUNS/fastnet_device_a100_whitened/model.pt" ] || "$PY" -m veil train classifier \
