@@ -54,8 +54,10 @@ HEADLINES: list[tuple[str, str, str, str, float, str]] = [
     ("README.md", "(`veil derive`, {} %)", DERIVED, "/defenses/0/accuracy", 100, ".2f"),
     ("README.md", "link {} % by re-obfuscation", DERIVED,
      "/defenses/0/linkage/link_reobfuscate/top1", 100, ".1f"),
-    ("README.md", "classifier's features {} % (`results", DERIVED,
+    ("README.md", "classifier's features {} %, but a sibling", DERIVED,
      "/defenses/0/linkage/link_operator/top1", 100, ".1f"),
+    ("README.md", "same parent links **{} %**", f"{LINKAGE}/derived/away3/population-holder/"
+     "attacks.json", "/defenses/0/linkage/link_reobfuscate/top1", 100, ".1f"),
     ("README.md", "and {} % through a matcher", DERIVED, "/defenses/0/linkage/link_matcher/top1",
      100, ".1f"),
     ("docs/results.md", "re-obfuscation **{} %**, a matcher", DERIVED,

@@ -574,6 +574,7 @@ def test_veil_derive_fine_tunes_away_from_the_shipped_default_with_a_fresh_seed(
                                "--train-subset", "64", "--quiet"], capsys)
         assert code == 0, err
         assert "keep it and its run folder private" in out
+        assert "siblings link each other's sends" in err  # what it does not protect against
         config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
         assert config["lam_away"] == 2.0 and config["init"].endswith("parent/obfuscator.pt")
         assert (tmp_path / name / "model.pt").is_file()

@@ -7,12 +7,18 @@ term: among each batch, a sent image's own photo, re-obfuscated by the parent, m
 than by chance), seeded with the user's own seed: drawn from the operating system unless given,
 and recorded only in the run folder, which, like the derived weights, stays the user's secret.
 The run folder is `veil train obfuscator`'s (config, metrics, curve, checkpoints, `--resume`).
+
+What it does not protect against: anyone can derive a sibling from the same public parent, and
+siblings, whatever their seeds, end so close to one another that each links what another sends
+by re-obfuscation (95-100 % among 1,000 photos: results/cpu/linkage/derived/pairwise.md). The
+seed changes the data order, not where the fine-tuning goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,4 +109,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"derived obfuscator: {row['obfuscated_acc']:.2%} obfuscated (plain "
           f"{row['plain_acc']:.2%}); {Path(args.out) / 'model.pt'} (keep it and its run folder "
           "private: whoever holds them links what it sends)")
+    print("warning: this protects against the parent's weights only. Anyone can derive a "
+          "sibling from the same parent, and siblings link each other's sends 95-100 % by "
+          "re-obfuscation (results/cpu/linkage/derived/pairwise.md)", file=sys.stderr)
     return 0
