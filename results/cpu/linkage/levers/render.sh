@@ -10,6 +10,7 @@ L=results/cpu/linkage
   --point "ft-control=$L/levers/ft-control/attacks.json:$L/levers/ft-control/metrics.jsonl" \
   --point "ft-nofeat-link1=$L/levers/ft-nofeat-link1/attacks.json:$L/levers/ft-nofeat-link1/metrics.jsonl" \
   --point "randomised, noise std 1=$L/randomised/noise1/attacks.json:$L/randomised/noise1-model/metrics.jsonl" \
+  --point "randomised, noise std 4=$L/randomised/noise4/attacks.json:$L/randomised/noise4-model/metrics.jsonl" \
   --point "derived, parent holder=$L/derived/away1/parent-holder/attacks.json:$L/derived/away1/metrics.jsonl" \
   --point "derived λa 2, parent holder=$L/derived/away2/parent-holder/attacks.json:$L/derived/away2/metrics.jsonl" \
   --point "derived λa 3, parent holder=$L/derived/away3/parent-holder/attacks.json:$L/derived/away3/metrics.jsonl" \
