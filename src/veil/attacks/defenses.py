@@ -82,12 +82,12 @@ class Population(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pick = torch.randint(len(self.members), (len(x),), generator=self.generator)
-        parts = [(rows, member(x[rows.to(x.device)])) for i, member in enumerate(self.members)
+        pick = torch.randint(len(self.members), (len(x),), generator=self.generator).to(x.device)
+        parts = [(rows, member(x[rows])) for i, member in enumerate(self.members)
                  if len(rows := (pick == i).nonzero().flatten())]
         out = parts[0][1].new_empty((len(x), *parts[0][1].shape[1:]))
         for rows, y in parts:
-            out[rows.to(x.device)] = y
+            out[rows] = y
         return out
 
 

@@ -193,7 +193,8 @@ def _distances(sent: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
                        compute_mode="donot_use_mm_for_euclid_dist")
 
 
-def _best_of(variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def best_variant(variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The variant with the highest top-1, which one, and every variant's figures."""
     best = max(variants, key=lambda k: variants[k]["top1"])
     return {**variants[best], "variant": best,
             "variants": {k: {m: v[m] for m in ("top1", "top5", "median_rank", "class_top1")}
@@ -223,7 +224,7 @@ def reobfuscation_linkage(obfuscators: nn.Module | Sequence[nn.Module], sent: to
                 nearest = distance if nearest is None else torch.minimum(nearest, distance)
         if len(held) > 1:
             variants[f"nearest-{name}"] = ranking_metrics(-nearest, labels)
-    return _best_of(variants)
+    return best_variant(variants)
 
 
 # --- fitting: the randomness that best explains what was sent ----------------------------------

@@ -125,20 +125,20 @@ def attack(settings: AttackSettings | None = None, **options: Any) -> AttackRun:
     partial = PartialResult.open(s.out, {
         "budget": setup.recorded_budget(), "attacks": setup.attacks, "data": data_info,
         "seed": s.seed, "classifier": classifier.sha256 if classifier else None,
-        "attacker_weights": _recorded_sha256(held)}, s.resume)
+        "attacker_weights": _one_or_list([h.sha256 for h in held])}, s.resume)
     result = run_attack_suite(defenses, setup, sweep, partial=partial)
     if held:
-        weights = [{"path": h.path, "sha256": h.sha256} for h in held]
-        result["attacker_weights"] = weights[0] if len(weights) == 1 else weights
+        result["attacker_weights"] = _one_or_list([{"path": h.path, "sha256": h.sha256}
+                                                   for h in held])
     files = write_result(result, s.out) + _write_curves(result, s.out)
     partial.close()
     return AttackRun(result, files)
 
 
-def _recorded_sha256(held: list) -> str | list[str] | None:
-    """What a resumed run must match: one file's hash as before several were possible."""
-    hashes = [h.sha256 for h in held]
-    return None if not hashes else hashes[0] if len(hashes) == 1 else hashes
+def _one_or_list(items: list[Any]) -> Any:
+    """How the attacker's weights are recorded: none, one item as before several were possible
+    (so earlier results and resumed runs still match), or the list."""
+    return None if not items else items[0] if len(items) == 1 else items
 
 
 def with_send_noise(defenses: list[Defense], stds: list[float]) -> list[Defense]:

@@ -33,6 +33,7 @@ from .inversion import invert
 from .linkage import (
     FitBudget,
     MatcherBudget,
+    best_variant,
     fitting_linkage,
     gallery_indices,
     matcher_linkage,
@@ -236,8 +237,9 @@ def _run_linkage(name: str, defense: Defense, sent: torch.Tensor, setup: AttackS
             scored = reobfuscation_linkage(held, queries, photos, labels)
         else:
             budget = FitBudget(setup.budget.fit_shortlist, setup.budget.fit_steps)
-            scored = _best_member([fitting_linkage(h, queries, photos, labels, budget)
-                                   for h in held])
+            fits = {f"held{i + 1}": fitting_linkage(h, queries, photos, labels, budget)
+                    for i, h in enumerate(held)}
+            scored = fits["held1"] if len(fits) == 1 else best_variant(fits)
         scored["weights"] = _whose(setup)
     else:  # a matcher trained on pairs the attacker can make: its own weights' where it has any
         held = setup.attacker_obfuscators
@@ -257,16 +259,6 @@ def _whose(setup: AttackSetup) -> str:
     n = len(setup.attacker_obfuscators)
     return ("the defense's own" if n == 0 else "the attacker's" if n == 1
             else f"the attacker's {n} (a population)")
-
-
-def _best_member(scores: list[dict[str, Any]]) -> dict[str, Any]:
-    """Of one attack run with each held obfuscator, the highest top-1 (which one, recorded)."""
-    if len(scores) == 1:
-        return scores[0]
-    best = max(range(len(scores)), key=lambda i: scores[i]["top1"])
-    return {**scores[best], "member": f"held{best + 1}",
-            "members": [{m: s[m] for m in ("top1", "top5", "median_rank", "class_top1")}
-                        for s in scores]}
 
 
 def _strongest_linkage(linkage: dict[str, Any]) -> dict[str, Any] | None:
